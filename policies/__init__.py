@@ -1,0 +1,22 @@
+"""The governance model: typed policy (keys, teams, servers, permissions, budgets, limits) and
+the pure decisions over it. Imports neither starlette nor mcp."""
+
+from .config import GatewayPolicy, LoadedPolicy, ServerConfig, load_policy, load_policy_text
+from .errors import ConfigError, ConfigIssue, PolicyError
+from .keys import Principal, TeamConfig, VirtualKeyConfig
+from .permissions import ToolGrant
+
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "GatewayPolicy",
+    "LoadedPolicy",
+    "PolicyError",
+    "Principal",
+    "ServerConfig",
+    "TeamConfig",
+    "ToolGrant",
+    "VirtualKeyConfig",
+    "load_policy",
+    "load_policy_text",
+]

@@ -1,0 +1,301 @@
+"""The policy document: one typed model for the whole YAML file, and its loader."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .budgets import BudgetsConfig
+from .errors import ConfigError, ConfigIssue
+from .keys import Principal, TeamConfig, VirtualKeyConfig
+from .naming import NamingRules, PrefixMode
+from .permissions import PermissionSpec, ToolGrant
+from .providers import ModelRoute, PricingConfig, ProviderConfig
+from .servers import HttpServerConfig, StdioServerConfig, UpstreamServerConfig
+from .yaml_source import DocPath, LocatedDocument, format_path, parse_yaml, read_yaml_file
+
+ServerConfig = StdioServerConfig | HttpServerConfig
+
+
+class AuditSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_arguments_bytes: int = Field(default=65_536, ge=256)
+    max_result_bytes: int = Field(default=65_536, ge=256)
+    flush_interval_ms: int = Field(default=50, ge=1, le=60_000)
+    batch_size: int = Field(default=500, ge=1)
+    fallback_file: str = Field(
+        default="data/audit-fallback.jsonl",
+        description="Where records go if the database refuses them, so none is lost.",
+    )
+
+
+class GatewaySettings(BaseModel):
+    """How the gateway process runs (listen address, database, limits)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65_535)
+    database_url: str = "sqlite:///data/gateway.db"
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    key_refresh_seconds: float = Field(default=10.0, gt=0)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+
+
+class ToolNaming(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    separator: Annotated[str, Field(min_length=1, max_length=8, pattern=r"^[A-Za-z0-9_.-]+$")] = "__"
+    prefix: PrefixMode = PrefixMode.ALWAYS
+    client_server_name: str = Field(
+        default="gateway", description="The name clients register the gateway under (for name-length warnings)."
+    )
+
+    def rules(self) -> NamingRules:
+        return NamingRules(self.separator, self.prefix, self.client_server_name)
+
+
+class McpSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    servers: list[UpstreamServerConfig] = Field(default_factory=list)
+    virtual_key_permissions: dict[str, PermissionSpec] = Field(default_factory=dict)
+    team_permissions: dict[str, PermissionSpec] = Field(default_factory=dict)
+    tool_naming: ToolNaming = Field(default_factory=ToolNaming)
+    call_timeout_seconds: float = Field(default=60.0, gt=0)
+    instructions: str | None = Field(default=None, description="Sent to clients as the server instructions.")
+
+
+class GatewayPolicy(BaseModel):
+    """Everything a policy file can say. Unknown fields anywhere are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    teams: list[TeamConfig] = Field(default_factory=list)
+    virtual_keys: list[VirtualKeyConfig] = Field(default_factory=list)
+    mcp: McpSection = Field(default_factory=McpSection)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    routes: list[ModelRoute] = Field(default_factory=list)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def key(self, key_id: str) -> VirtualKeyConfig | None:
+        return next((k for k in self.virtual_keys if k.id == key_id), None)
+
+    def team(self, name: str | None) -> TeamConfig | None:
+        if name is None:
+            return None
+        return next((t for t in self.teams if t.name == name), None)
+
+    def server(self, name: str) -> ServerConfig | None:
+        return next((s for s in self.mcp.servers if s.name == name), None)
+
+    def provider(self, name: str) -> ProviderConfig | None:
+        return next((p for p in self.providers if p.name == name), None)
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def tool_grant(self, principal: Principal) -> ToolGrant:
+        """A key's own permission entry wins; otherwise it inherits its team's; otherwise nothing."""
+        spec = self.mcp.virtual_key_permissions.get(principal.key_id)
+        if spec is not None:
+            return ToolGrant.from_spec(spec, f"key:{principal.key_id}")
+        if principal.team is not None:
+            team_spec = self.mcp.team_permissions.get(principal.team)
+            if team_spec is not None:
+                return ToolGrant.from_spec(team_spec, f"team:{principal.team}")
+        return ToolGrant.from_spec(None, "none")
+
+    def allowed_models(self, principal: Principal) -> list[str] | None:
+        """Model globs for a key (None: any routed model)."""
+        key = self.key(principal.key_id)
+        if key is not None and key.allowed_models is not None:
+            return list(key.allowed_models)
+        team = self.team(principal.team)
+        if team is not None and team.allowed_models is not None:
+            return list(team.allowed_models)
+        return None
+
+    def naming_rules(self) -> NamingRules:
+        return self.mcp.tool_naming.rules()
+
+    def call_timeout(self, server: ServerConfig) -> float:
+        return server.timeout_seconds or self.mcp.call_timeout_seconds
+
+
+def _duplicates(values: list[str]) -> list[str]:
+    return sorted(name for name, count in Counter(values).items() if count > 1)
+
+
+def _cross_check(policy: GatewayPolicy) -> tuple[list[tuple[DocPath, str]], list[str]]:
+    """References between sections; returns (errors, warnings)."""
+    errors: list[tuple[DocPath, str]] = []
+    warnings: list[str] = []
+    team_names = {t.name for t in policy.teams}
+    key_ids = {k.id for k in policy.virtual_keys}
+    server_names = {s.name for s in policy.mcp.servers}
+    provider_names = {p.name for p in policy.providers}
+    separator = policy.mcp.tool_naming.separator
+
+    for dup in _duplicates([t.name for t in policy.teams]):
+        errors.append((("teams",), f"team {dup!r} is defined more than once"))
+    for dup in _duplicates([k.id for k in policy.virtual_keys]):
+        errors.append((("virtual_keys",), f"virtual key {dup!r} is defined more than once"))
+    for dup in _duplicates([s.name for s in policy.mcp.servers]):
+        errors.append((("mcp", "servers"), f"server {dup!r} is defined more than once"))
+    for dup in _duplicates([p.name for p in policy.providers]):
+        errors.append((("providers",), f"provider {dup!r} is defined more than once"))
+    digests = [k.secret_sha256 for k in policy.virtual_keys if k.secret_sha256]
+    if _duplicates(digests):
+        errors.append((("virtual_keys",), "two virtual keys share the same secret_sha256"))
+
+    # Teams may be implied (the common seed shape has budgets per team but no team list);
+    # once a `teams` list exists, every reference must name one of its entries.
+    teams_declared = bool(policy.teams)
+
+    def team_ref(path: DocPath, name: str) -> None:
+        if name in team_names:
+            return
+        if teams_declared:
+            errors.append((path, f"team {name!r} is not defined under teams"))
+        else:
+            warnings.append(f"{format_path(path)}: team {name!r} is implied (no teams list); check its spelling")
+
+    for i, key in enumerate(policy.virtual_keys):
+        if key.team is not None:
+            team_ref(("virtual_keys", i, "team"), key.team)
+        if key.provider_config is not None and key.provider_config not in provider_names and policy.providers:
+            errors.append(
+                (("virtual_keys", i, "provider_config"), f"provider {key.provider_config!r} is not defined")
+            )
+
+    for i, server in enumerate(policy.mcp.servers):
+        if separator in server.name and policy.mcp.tool_naming.prefix is not PrefixMode.NEVER:
+            errors.append(
+                (
+                    ("mcp", "servers", i, "name"),
+                    f"server name {server.name!r} contains the tool name separator {separator!r}",
+                )
+            )
+
+    def check_spec(path: DocPath, spec: PermissionSpec) -> None:
+        if spec == "*":
+            return
+        names = spec if isinstance(spec, list) else list(spec)
+        for name in names:
+            if name != "*" and name not in server_names:
+                errors.append((path, f"server {name!r} is not defined under mcp.servers"))
+
+    for key_id, spec in policy.mcp.virtual_key_permissions.items():
+        check_spec(("mcp", "virtual_key_permissions", key_id), spec)
+        if key_id not in key_ids:
+            warnings.append(
+                f"mcp.virtual_key_permissions.{key_id}: no virtual_keys entry has this id; "
+                "it applies to a key of that id created with `mcp-gateway keys create`"
+            )
+    for team_name, spec in policy.mcp.team_permissions.items():
+        check_spec(("mcp", "team_permissions", team_name), spec)
+        team_ref(("mcp", "team_permissions", team_name), team_name)
+
+    if policy.mcp.tool_naming.prefix is PrefixMode.NEVER:
+        owners: dict[str, list[str]] = {}
+        for server in policy.mcp.servers:
+            for tool in server.allowed_tools or []:
+                if not any(ch in tool for ch in "*?["):
+                    owners.setdefault(tool, []).append(server.name)
+        for tool, servers in sorted(owners.items()):
+            if len(servers) > 1:
+                errors.append(
+                    (
+                        ("mcp", "tool_naming", "prefix"),
+                        f"with prefix 'never', tool {tool!r} is exposed by servers {', '.join(servers)}",
+                    )
+                )
+
+    for i, route in enumerate(policy.routes):
+        for j, target in enumerate(route.targets()):
+            if target.provider not in provider_names:
+                path: DocPath = ("routes", i, "provider") if j == 0 else ("routes", i, "fallbacks", j - 1)
+                errors.append((path, f"provider {target.provider!r} is not defined under providers"))
+
+    for i, team_budget in enumerate(policy.budgets.teams):
+        team_ref(("budgets", "teams", i, "name"), team_budget.name)
+    for i, key_budget in enumerate(policy.budgets.keys):
+        if key_budget.id not in key_ids:
+            warnings.append(
+                f"budgets.keys[{i}]: no virtual_keys entry has id {key_budget.id!r}; "
+                "it applies to a key of that id created with `mcp-gateway keys create`"
+            )
+    for i, provider_budget in enumerate(policy.budgets.providers):
+        if provider_budget.name not in provider_names:
+            errors.append(
+                (("budgets", "providers", i, "name"), f"provider {provider_budget.name!r} is not defined")
+            )
+    return errors, warnings
+
+
+def _loc_to_path(loc: tuple[Any, ...], doc: LocatedDocument) -> DocPath:
+    """Pydantic locations include union tags (``stdio``/``http``); keep the parts that exist in the file."""
+    path: list[str | int] = []
+    for part in loc:
+        candidate = (*path, part)
+        if candidate in doc.lines or isinstance(part, int):
+            path.append(part)
+        elif isinstance(part, str) and part not in {"stdio", "http"} and not part.startswith(("function-", "list[")):
+            path.append(part)
+    return tuple(path)
+
+
+class LoadedPolicy:
+    """A validated policy plus the warnings an admin should see at start-up."""
+
+    def __init__(self, policy: GatewayPolicy, warnings: list[str], source: str | None) -> None:
+        self.policy = policy
+        self.warnings = warnings
+        self.source = source
+
+
+def validate_document(doc: LocatedDocument) -> LoadedPolicy:
+    if not isinstance(doc.data, dict):
+        raise ConfigError([ConfigIssue("", "the policy must be a YAML mapping at the top level", 1)], doc.source)
+    try:
+        policy = GatewayPolicy.model_validate(doc.data)
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors(include_url=False):
+            path = _loc_to_path(tuple(err["loc"]), doc)
+            message = err["msg"]
+            if err["type"] == "extra_forbidden":
+                message = f"unknown field {path[-1]!r}" if path else "unknown field"
+            issues.append(ConfigIssue(format_path(path), message, doc.line_for(path)))
+        raise ConfigError(issues, doc.source) from None
+    errors, warnings = _cross_check(policy)
+    if errors:
+        raise ConfigError(
+            [ConfigIssue(format_path(path), message, doc.line_for(path)) for path, message in errors], doc.source
+        )
+    for key in policy.virtual_keys:
+        if key.secret_env and key.secret_env not in os.environ:
+            warnings.append(
+                f"virtual key {key.id!r}: environment variable {key.secret_env} is not set; "
+                "the key only works with a secret from `mcp-gateway keys create`"
+            )
+    return LoadedPolicy(policy, warnings, doc.source)
+
+
+def load_policy(path: str | Path) -> LoadedPolicy:
+    """Read and validate a policy file; raises `ConfigError` naming the file, location and reason."""
+    return validate_document(read_yaml_file(path))
+
+
+def load_policy_text(text: str, source: str | None = None) -> LoadedPolicy:
+    return validate_document(parse_yaml(text, source))

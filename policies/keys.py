@@ -1,0 +1,82 @@
+"""Teams, virtual keys and the identity a request carries once its key is known."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .limits import RateLimit
+from .secrets import is_sha256_hex
+
+KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+TEAM_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class TeamConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=TEAM_NAME_PATTERN)]
+    description: str | None = None
+    allowed_models: list[str] | None = Field(
+        default=None, description="Model globs for keys of this team that set none themselves."
+    )
+    rate_limit: RateLimit | None = None
+
+
+class VirtualKeyConfig(BaseModel):
+    """A key declared in the policy file.
+
+    The plain secret never appears in the file: either ``secret_env`` names an
+    environment variable holding it, or ``secret_sha256`` holds its digest. A key
+    with neither gets its secret from ``mcp-gateway keys create <id>``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, Field(pattern=KEY_ID_PATTERN)]
+    name: str | None = None
+    team: str | None = None
+    secret_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    secret_sha256: str | None = None
+    provider_config: str | None = Field(
+        default=None, description="Default provider for models that no route matches."
+    )
+    allowed_models: list[str] | None = Field(
+        default=None, description="Model names or globs; absent inherits the team's, else any routed model."
+    )
+    rate_limit: RateLimit | None = None
+    expires_at: datetime | None = None
+    disabled: bool = False
+
+    @field_validator("secret_sha256")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if not is_sha256_hex(value):
+            raise ValueError("secret_sha256 must be 64 hex characters (sha256 of the secret)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> VirtualKeyConfig:
+        if self.secret_env and self.secret_sha256:
+            raise ValueError("give either secret_env or secret_sha256, not both")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the resolved virtual key. Never carries the secret."""
+
+    key_id: str
+    key_name: str
+    team: str | None
+    source: Literal["file", "database"]
