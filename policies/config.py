@@ -45,6 +45,18 @@ class GatewaySettings(BaseModel):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     key_refresh_seconds: float = Field(default=10.0, gt=0)
+    allowed_hosts: list[str] | None = Field(
+        default=None,
+        description=(
+            "Host header values accepted on /mcp (DNS-rebinding protection). Default: localhost names when "
+            "listening on loopback, anything otherwise. '*' accepts any."
+        ),
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins accepted besides localhost ones; requests without Origin are always accepted.",
+    )
+    session_idle_seconds: float = Field(default=3600.0, gt=0)
     audit: AuditSettings = Field(default_factory=AuditSettings)
 
 

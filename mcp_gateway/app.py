@@ -1,0 +1,88 @@
+"""`create_app(settings)`: the one factory. Everything with a lifetime is made in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .audit import AuditWriter
+from .auth import KeyRing
+from .db import create_schema, make_engine
+from .health import healthz, readyz
+from .hub import UpstreamHub
+from .runtime import GatewayRuntime, ShutdownSignal
+from .server.endpoint import McpEndpoint
+from .server.sessions import SessionStore
+from .settings import Settings
+from .upstream.base import UpstreamConnection
+from .upstream.supervisor import make_connection
+
+logger = logging.getLogger("mcp_gateway")
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": "not_found", "message": f"No route for {request.url.path}"}, status_code=404)
+
+
+async def _sweep_sessions(runtime: GatewayRuntime) -> None:
+    while True:
+        await asyncio.sleep(60)
+        evicted = runtime.sessions.evict_idle()
+        if evicted:
+            logger.info("closed %d idle sessions", evicted)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    connection_factory: Callable[[Any], UpstreamConnection] = make_connection,
+) -> Starlette:
+    policy = settings.policy
+    shutdown = ShutdownSignal()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        for warning in settings.warnings:
+            logger.warning("%s", warning)
+        engine = await asyncio.to_thread(make_engine, policy.gateway.database_url)
+        await asyncio.to_thread(create_schema, engine)
+        audit = AuditWriter(engine, policy.gateway.audit)
+        await audit.start()
+        keys = KeyRing(policy, engine, policy.gateway.key_refresh_seconds)
+        await keys.refresh()
+        hub = UpstreamHub(policy, connection_factory)
+        sessions = SessionStore(idle_timeout=policy.gateway.session_idle_seconds)
+        runtime = GatewayRuntime(policy, engine, keys, hub, audit, sessions, shutdown)
+        hub.start()
+        sweeper = asyncio.create_task(_sweep_sessions(runtime), name="session-sweeper")
+        try:
+            yield {"runtime": runtime}
+        finally:
+            shutdown.trigger()
+            sweeper.cancel()
+            sessions.close_all()
+            await hub.stop()
+            await audit.aclose()
+            logger.info("audit log flushed: %d records written", audit.written)
+            await asyncio.to_thread(engine.dispose)
+
+    app = Starlette(
+        routes=[
+            Route("/mcp", McpEndpoint()),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+        exception_handlers={404: _not_found},
+    )
+    app.state.shutdown = shutdown
+    app.state.settings = settings
+    return app

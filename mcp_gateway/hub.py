@@ -1,0 +1,157 @@
+"""All upstreams together: their supervisors and the catalogue built from their live tool lists."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from mcp.shared.inbound import find_invalid_x_mcp_header, x_mcp_header_map
+
+from policies import GatewayPolicy, Principal, ToolGrant
+from policies.catalogue import CatalogueIndex, build_catalogue
+
+from .upstream.base import JsonObject, UpstreamConnection
+from .upstream.supervisor import UpstreamSupervisor, make_connection
+
+logger = logging.getLogger("mcp_gateway.hub")
+
+
+@dataclass(slots=True)
+class ToolBinding:
+    """Everything the tools/call hot path needs about one exposed tool, computed once per catalogue."""
+
+    exposed_name: str
+    server: str
+    tool: str
+    definition: JsonObject
+    supervisor: UpstreamSupervisor
+    timeout: float
+    param_headers: dict[tuple[str, ...], str] | None
+    """``x-mcp-header`` annotations of the input schema (2026 upstreams expect ``Mcp-Param-*`` headers)."""
+
+
+class UpstreamHub:
+    def __init__(
+        self,
+        policy: GatewayPolicy,
+        connection_factory: Callable[[Any], UpstreamConnection] = make_connection,
+    ) -> None:
+        self.policy = policy
+        self.supervisors: dict[str, UpstreamSupervisor] = {
+            server.name: UpstreamSupervisor(server, self._changed, connection_factory=connection_factory)
+            for server in policy.mcp.servers
+            if server.enabled
+        }
+        self.index = CatalogueIndex()
+        self.bindings: dict[str, ToolBinding] = {}
+        self.version = 0
+        self._signature = b""
+        self._reported: set[str] = set()
+        self._visible_cache: dict[tuple[str, str | None], tuple[int, list[JsonObject], bytes]] = {}
+        self._change = asyncio.Event()
+
+    @property
+    def change_event(self) -> asyncio.Event:
+        """Set (and replaced) at the next catalogue change; streams wait on it."""
+        return self._change
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        for supervisor in self.supervisors.values():
+            supervisor.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(s.stop() for s in self.supervisors.values()))
+
+    async def wait_ready(self, timeout: float) -> bool:
+        results = await asyncio.gather(*(s.wait_ready(timeout) for s in self.supervisors.values()))
+        return all(results)
+
+    # -- catalogue -----------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        ready = {name: s for name, s in self.supervisors.items() if s.state == "ready"}
+        tools_by_server = {name: [t["name"] for t in s.tools] for name, s in ready.items()}
+        ceilings = {name: s.config.allowed_tools for name, s in ready.items()}
+        index = build_catalogue(tools_by_server, ceilings, self.policy.naming_rules())
+        self._report(index)
+        definitions = {(name, t["name"]): t for name, s in ready.items() for t in s.tools}
+        bindings: dict[str, ToolBinding] = {}
+        for exposed, entry in index.entries.items():
+            original = definitions[(entry.server, entry.tool)]
+            definition = dict(original)
+            definition["name"] = exposed
+            schema = original.get("inputSchema")
+            headers = None
+            if isinstance(schema, dict) and find_invalid_x_mcp_header(schema) is None:
+                headers = x_mcp_header_map(schema) or None
+            supervisor = ready[entry.server]
+            bindings[exposed] = ToolBinding(
+                exposed,
+                entry.server,
+                entry.tool,
+                definition,
+                supervisor,
+                self.policy.call_timeout(supervisor.config),
+                headers,
+            )
+        signature = orjson.dumps(sorted((name, b.server, b.definition) for name, b in bindings.items()))
+        self.index = index
+        self.bindings = bindings
+        if signature != self._signature:
+            self._signature = signature
+            self.version += 1
+            self._visible_cache.clear()
+            self._change.set()
+            self._change = asyncio.Event()
+
+    def _report(self, index: CatalogueIndex) -> None:
+        """Log each collision and naming warning once, loudly: they hide tools from everyone."""
+        for collision in index.collisions:
+            text = collision.describe()
+            if text not in self._reported:
+                self._reported.add(text)
+                logger.error("tool name collision: %s; none of these tools is exposed", text)
+        for warning in index.warnings:
+            if warning not in self._reported:
+                self._reported.add(warning)
+                logger.warning("%s", warning)
+
+    # -- per caller ----------------------------------------------------------------------
+
+    def resolve(self, exposed_name: str, grant: ToolGrant) -> ToolBinding | None:
+        """The binding a caller may call, or None: unknown and forbidden are the same answer."""
+        binding = self.bindings.get(exposed_name)
+        if binding is None or not grant.allows(binding.server, binding.tool):
+            return None
+        return binding
+
+    def visible_tools(self, principal: Principal, grant: ToolGrant) -> tuple[list[JsonObject], bytes]:
+        """Tool definitions this caller may see, plus a signature to notice changes."""
+        key = (principal.key_id, principal.team)
+        cached = self._visible_cache.get(key)
+        if cached is not None and cached[0] == self.version:
+            return cached[1], cached[2]
+        tools = [b.definition for b in self.bindings.values() if grant.allows(b.server, b.tool)]
+        tools.sort(key=lambda t: str(t["name"]))
+        signature = orjson.dumps([t["name"] for t in tools])
+        self._visible_cache[key] = (self.version, tools, signature)
+        return tools, signature
+
+    def status(self) -> list[dict[str, Any]]:
+        statuses = [s.status() for s in self.supervisors.values()]
+        for server in self.policy.mcp.servers:
+            if not server.enabled:
+                statuses.append({"name": server.name, "transport": server.transport, "state": "disabled"})
+        return statuses
+
+    def catalogue_problems(self) -> list[str]:
+        return [c.describe() for c in self.index.collisions]

@@ -1,0 +1,57 @@
+"""JSON-RPC 2.0 message helpers on orjson (the hot path parses and writes every message)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .errors import InvalidRequest, JsonRpcId, ParseError
+
+loads = orjson.loads
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def parse_message(body: bytes) -> dict[str, Any]:
+    """Decode one JSON-RPC request or notification; anything else is a clear error."""
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"Parse error: body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if isinstance(message, list):
+        raise InvalidRequest("Invalid Request: JSON-RPC batches are not supported; send one message per POST")
+    if not isinstance(message, dict):
+        raise InvalidRequest("Invalid Request: body must be a JSON-RPC object")
+    if message.get("jsonrpc") != "2.0":
+        raise InvalidRequest('Invalid Request: "jsonrpc" must be "2.0"')
+    if "method" in message:
+        if not isinstance(message["method"], str) or not message["method"]:
+            raise InvalidRequest('Invalid Request: "method" must be a non-empty string')
+        request_id = message.get("id")
+        if "id" in message and (isinstance(request_id, bool) or not isinstance(request_id, str | int)):
+            raise InvalidRequest('Invalid Request: "id" must be a string or an integer')
+        params = message.get("params")
+        if params is not None and not isinstance(params, dict):
+            raise InvalidRequest('Invalid Request: "params" must be an object')
+        return message
+    if "result" in message or "error" in message:
+        return message
+    raise InvalidRequest('Invalid Request: missing "method"')
+
+
+def response(request_id: JsonRpcId, result: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def error_response(request_id: JsonRpcId, error: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
+
+
+def notification(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    return message

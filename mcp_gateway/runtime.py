@@ -1,0 +1,64 @@
+"""The live resources of one gateway process, created in the app's lifespan (never at import)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from policies import GatewayPolicy, Principal, ToolGrant
+
+from .audit import AuditWriter
+from .auth import KeyRing
+from .hub import UpstreamHub
+from .server.sessions import SessionStore
+
+
+class ShutdownSignal:
+    """Set when the process starts to stop, before connections are drained.
+
+    Long-lived streams (the 2025 GET stream, 2026 listen streams) watch it and
+    end, so that a graceful stop does not wait for them.
+    """
+
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+        self._set = False
+
+    def trigger(self) -> None:
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+
+    @property
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._event is None:
+            self._event = asyncio.Event()
+            if self._set:
+                self._event.set()
+        await self._event.wait()
+
+
+@dataclass
+class GatewayRuntime:
+    policy: GatewayPolicy
+    engine: Engine
+    keys: KeyRing
+    hub: UpstreamHub
+    audit: AuditWriter
+    sessions: SessionStore
+    shutdown: ShutdownSignal
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _grants: dict[tuple[str, str | None], ToolGrant] = field(default_factory=dict)
+
+    def grant(self, principal: Principal) -> ToolGrant:
+        key = (principal.key_id, principal.team)
+        grant = self._grants.get(key)
+        if grant is None:
+            grant = self._grants[key] = self.policy.tool_grant(principal)
+        return grant

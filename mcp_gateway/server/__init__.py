@@ -1,0 +1,1 @@
+"""The downstream side: the /mcp endpoint clients talk to."""

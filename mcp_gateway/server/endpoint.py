@@ -1,0 +1,450 @@
+"""The /mcp endpoint: streamable HTTP for both protocol eras, as a bare ASGI app.
+
+2025-11-25 clients ``initialize`` and then carry an ``Mcp-Session-Id``;
+2026-07-28 clients send self-contained POSTs marked by ``MCP-Protocol-Version``.
+Every request is authenticated first, bodies are size-limited before they are
+parsed, and every failure becomes a JSON-RPC error (or, before JSON-RPC
+applies, a small JSON body with the right HTTP status). Responses are plain
+JSON unless the handler emits a notification (progress), which switches that
+response to SSE on the spot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    InboundLadderRejection,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+)
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from starlette.types import Receive, Scope, Send
+
+from policies import Principal
+
+from .. import jsonrpc
+from ..errors import GatewayError, HttpProblem, InvalidParams, InvalidRequest, http_status, jsonrpc_error
+from .context import RequestContext
+from .guard import HostGuard
+from .methods import SERVER_INFO, SERVER_INFO_KEY, dispatch, initialize_result, negotiate_version
+from .sessions import Session
+from .streams import SSE_HEADERS, serve_listen, serve_session_stream, sse_event
+
+if TYPE_CHECKING:
+    from ..runtime import GatewayRuntime
+
+logger = logging.getLogger("mcp_gateway.mcp")
+
+JsonObject = dict[str, Any]
+REQUEST_CANCELLED = -32800
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_WANTED = frozenset(
+    {
+        "authorization",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "mcp-method",
+        "mcp-name",
+        "accept",
+        "content-length",
+        "host",
+        "origin",
+    }
+)
+
+
+class ClientGone(Exception):
+    """The client disconnected before we finished reading its request."""
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    wanted: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        if name in _WANTED and name not in wanted:
+            wanted[name] = raw_value.decode("latin-1")
+    return wanted
+
+
+async def _send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    payload = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers or []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def send_problem(send: Send, problem: HttpProblem) -> None:
+    headers = [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
+    await _send_json(send, problem.status, {"error": problem.error, "message": problem.message}, headers)
+
+
+async def _read_body(receive: Receive, limit: int, content_length: str | None) -> bytes:
+    too_large = HttpProblem(
+        413, "request_too_large", f"Request body is larger than the gateway's limit of {limit} bytes"
+    )
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class Responder:
+    """Writes one POST's answer: JSON by default, SSE once a notification has to go out first."""
+
+    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]], sse_allowed: bool) -> None:
+        self._send = send
+        self._headers = headers
+        self.sse_allowed = sse_allowed
+        self.streaming = False
+
+    async def notify(self, message: JsonObject) -> None:
+        if not self.streaming:
+            self.streaming = True
+            await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self._headers})
+        await self._send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
+
+    async def finish(self, message: JsonObject, status: int = 200) -> None:
+        if self.streaming:
+            await self._send({"type": "http.response.body", "body": sse_event(message), "more_body": False})
+        else:
+            await _send_json(self._send, status, message, self._headers)
+
+
+def _rejection_status(code: int) -> int:
+    return ERROR_CODE_HTTP_STATUS.get(code, 200)
+
+
+class McpEndpoint:
+    """ASGI app for /mcp; its resources come from the lifespan state (``scope["state"]["runtime"]``)."""
+
+    def __init__(self) -> None:
+        self._guards: dict[int, HostGuard] = {}
+
+    def _guard(self, runtime: GatewayRuntime) -> HostGuard:
+        guard = self._guards.get(id(runtime))
+        if guard is None:
+            guard = self._guards[id(runtime)] = HostGuard(runtime.policy.gateway)
+        return guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime: GatewayRuntime = scope["state"]["runtime"]
+        received_at = time.perf_counter()
+        headers = _headers(scope)
+        try:
+            self._guard(runtime).check(headers.get("host"), headers.get("origin"))
+            principal = await runtime.keys.authenticate(headers.get("authorization"))
+            if principal is None:
+                raise HttpProblem(
+                    401,
+                    "unauthorized",
+                    "Missing or invalid virtual key: send 'Authorization: Bearer <key>'",
+                    {"WWW-Authenticate": 'Bearer realm="mcp-gateway"'},
+                )
+            method = scope["method"]
+            if method == "POST":
+                await self._post(runtime, principal, headers, scope, receive, send, received_at)
+            elif method == "GET":
+                await self._get(runtime, principal, headers, receive, send)
+            elif method == "DELETE":
+                await self._delete(runtime, principal, headers, send)
+            else:
+                raise HttpProblem(405, "method_not_allowed", f"{method} is not supported on /mcp", {"Allow": "GET, POST, DELETE"})
+        except HttpProblem as problem:
+            await send_problem(send, problem)
+        except ClientGone:
+            return
+
+    # -- POST ----------------------------------------------------------------------------
+
+    async def _post(
+        self,
+        runtime: GatewayRuntime,
+        principal: Principal,
+        headers: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        received_at: float,
+    ) -> None:
+        accept = headers.get("accept", "*/*")
+        sse_allowed = "text/event-stream" in accept or "*/*" in accept
+        if not (sse_allowed or "application/json" in accept or "application/*" in accept):
+            raise HttpProblem(406, "not_acceptable", "Accept must include application/json or text/event-stream")
+        body = await _read_body(receive, runtime.policy.gateway.max_body_bytes, headers.get("content-length"))
+        try:
+            message = jsonrpc.parse_message(body)
+        except GatewayError as exc:
+            await _send_json(send, exc.http_status, jsonrpc.error_response(None, jsonrpc_error(exc)))
+            return
+        version = headers.get("mcp-protocol-version")
+        session_id = headers.get("mcp-session-id")
+        if session_id is None and version in MODERN_PROTOCOL_VERSIONS:
+            await self._post_modern(runtime, principal, headers, scope, message, receive, send, received_at, sse_allowed)
+        else:
+            await self._post_legacy(runtime, principal, headers, message, receive, send, received_at, sse_allowed)
+
+    async def _post_modern(
+        self,
+        runtime: GatewayRuntime,
+        principal: Principal,
+        headers: dict[str, str],
+        scope: Scope,
+        message: JsonObject,
+        receive: Receive,
+        send: Send,
+        received_at: float,
+        sse_allowed: bool,
+    ) -> None:
+        if "method" not in message or "id" not in message:
+            # Notifications and stray responses: nothing to act on in a stateless exchange.
+            await _send_empty(send, 202)
+            return
+        request_id = message["id"]
+        method: str = message["method"]
+        duplicated = find_duplicated_routing_header(
+            (n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]
+        )
+        verdict = classify_inbound_request(message, headers=headers)
+        if duplicated is not None:
+            verdict = InboundLadderRejection(-32020, f"{duplicated} header appears more than once")
+        if isinstance(verdict, InboundLadderRejection):
+            error: JsonObject = {"code": verdict.code, "message": verdict.message}
+            if verdict.data is not None:
+                error["data"] = verdict.data
+            await _send_json(send, _rejection_status(verdict.code), jsonrpc.error_response(request_id, error))
+            return
+        params: JsonObject = message.get("params") or {}
+        grant = runtime.grant(principal)
+        if method == "subscriptions/listen":
+            if not sse_allowed:
+                raise HttpProblem(406, "not_acceptable", "subscriptions/listen needs Accept: text/event-stream")
+            await serve_listen(runtime, principal, grant, request_id, params, {SERVER_INFO_KEY: SERVER_INFO}, receive, send)
+            return
+        client_info = verdict.client_info if isinstance(verdict.client_info, dict) else None
+        responder = Responder(send, [], sse_allowed)
+        ctx = RequestContext(
+            runtime,
+            principal,
+            grant,
+            True,
+            verdict.protocol_version,
+            client_info,
+            None,
+            request_id,
+            responder.notify if sse_allowed else None,
+            received_at,
+        )
+        # In this era closing the POST is how a client cancels.
+        await self._run(ctx, method, params, responder, receive, cancel_on_disconnect=method == "tools/call")
+
+    async def _post_legacy(
+        self,
+        runtime: GatewayRuntime,
+        principal: Principal,
+        headers: dict[str, str],
+        message: JsonObject,
+        receive: Receive,
+        send: Send,
+        received_at: float,
+        sse_allowed: bool,
+    ) -> None:
+        method = message.get("method")
+        session_id = headers.get("mcp-session-id")
+        if method == "initialize" and "id" in message:
+            await self._initialize(runtime, principal, message, send, received_at)
+            return
+        if session_id is None:
+            error = InvalidRequest(
+                "Bad Request: no Mcp-Session-Id header. Send initialize first (2025-11-25), "
+                "or use MCP-Protocol-Version: 2026-07-28 for stateless requests"
+            )
+            await _send_json(send, 400, jsonrpc.error_response(message.get("id"), jsonrpc_error(error)))
+            return
+        session = runtime.sessions.get(session_id, principal)
+        if session is None:
+            await _send_json(
+                send,
+                404,
+                jsonrpc.error_response(message.get("id"), {"code": -32600, "message": "Session not found"}),
+            )
+            return
+        version = headers.get("mcp-protocol-version")
+        if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            error = InvalidRequest(
+                f"Unsupported MCP-Protocol-Version {version!r}; supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}"
+            )
+            await _send_json(send, 400, jsonrpc.error_response(message.get("id"), jsonrpc_error(error)))
+            return
+        session_header = [(b"mcp-session-id", session.id.encode())]
+        if method is None or "id" not in message:
+            if method == "notifications/cancelled":
+                self._cancel(session, message.get("params") or {})
+            await _send_empty(send, 202, session_header)
+            return
+        responder = Responder(send, session_header, sse_allowed)
+        ctx = RequestContext(
+            runtime,
+            principal,
+            runtime.grant(principal),
+            False,
+            session.protocol_version,
+            session.client_info,
+            session,
+            message["id"],
+            responder.notify if sse_allowed else None,
+            received_at,
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        request_id = message["id"]
+        session.in_flight[request_id] = task
+        try:
+            await self._run(ctx, method, message.get("params") or {}, responder, receive, cancel_on_disconnect=False)
+        finally:
+            session.in_flight.pop(request_id, None)
+
+    async def _initialize(
+        self, runtime: GatewayRuntime, principal: Principal, message: JsonObject, send: Send, received_at: float
+    ) -> None:
+        params = message.get("params") or {}
+        client_info = params.get("clientInfo")
+        capabilities = params.get("capabilities", {})
+        if not isinstance(client_info, dict) or not isinstance(capabilities, dict):
+            error = InvalidParams("initialize needs params.clientInfo and params.capabilities (objects)")
+            await _send_json(send, 200, jsonrpc.error_response(message["id"], jsonrpc_error(error)))
+            return
+        version = negotiate_version(params.get("protocolVersion"))
+        session = runtime.sessions.create(principal, version, client_info, capabilities)
+        ctx = RequestContext(
+            runtime, principal, runtime.grant(principal), False, version, client_info, session, message["id"], None, received_at
+        )
+        logger.info(
+            "session %s opened by key %s (%s %s, protocol %s)",
+            session.id[:8],
+            principal.key_id,
+            session.client_name,
+            session.client_version,
+            version,
+        )
+        await _send_json(
+            send,
+            200,
+            jsonrpc.response(message["id"], initialize_result(ctx, version)),
+            [(b"mcp-session-id", session.id.encode())],
+        )
+
+    @staticmethod
+    def _cancel(session: Session, params: JsonObject) -> None:
+        task = session.in_flight.get(params.get("requestId"))  # type: ignore[arg-type]
+        if task is not None and not task.done():
+            session.cancelled_ids.add(params.get("requestId"))  # type: ignore[arg-type]
+            task.cancel()
+
+    async def _run(
+        self,
+        ctx: RequestContext,
+        method: str,
+        params: JsonObject,
+        responder: Responder,
+        receive: Receive,
+        *,
+        cancel_on_disconnect: bool,
+    ) -> None:
+        """Dispatch one request and write its answer; cancellation by the client ends it quietly."""
+        task = asyncio.current_task()
+        assert task is not None
+        gone = False
+        watcher: asyncio.Future[Any] | None = None
+        if cancel_on_disconnect:
+            watcher = asyncio.ensure_future(receive())
+
+            def on_receive(fut: asyncio.Future[Any]) -> None:
+                nonlocal gone
+                if not fut.cancelled() and fut.exception() is None and fut.result()["type"] == "http.disconnect":
+                    gone = True
+                    task.cancel()
+
+            watcher.add_done_callback(on_receive)
+        request_id = ctx.request_id
+        try:
+            result = await dispatch(ctx, method, params)
+        except asyncio.CancelledError:
+            session = ctx.session
+            by_client = session is not None and request_id in session.cancelled_ids
+            if (gone or by_client) and task.uncancel() == 0:
+                if by_client and session is not None:
+                    session.cancelled_ids.discard(request_id)
+                    error = {"code": REQUEST_CANCELLED, "message": "Request cancelled"}
+                    await responder.finish(jsonrpc.error_response(request_id, error))
+                return
+            raise
+        except GatewayError as exc:
+            status = _rejection_status(exc.code) if ctx.modern else 200
+            await responder.finish(jsonrpc.error_response(request_id, jsonrpc_error(exc)), status)
+            return
+        except Exception:
+            logger.exception("unexpected failure serving %s", method)
+            await responder.finish(jsonrpc.error_response(request_id, jsonrpc_error(RuntimeError())))
+            return
+        finally:
+            if watcher is not None and not watcher.done():
+                watcher.cancel()
+        await responder.finish(jsonrpc.response(request_id, result))
+
+    # -- GET / DELETE --------------------------------------------------------------------
+
+    def _session_or_problem(self, runtime: GatewayRuntime, principal: Principal, headers: dict[str, str]) -> Session:
+        session_id = headers.get("mcp-session-id")
+        if session_id is None:
+            raise HttpProblem(400, "bad_request", "Mcp-Session-Id header is required")
+        session = runtime.sessions.get(session_id, principal)
+        if session is None:
+            raise HttpProblem(404, "session_not_found", "Session not found")
+        return session
+
+    async def _get(
+        self, runtime: GatewayRuntime, principal: Principal, headers: dict[str, str], receive: Receive, send: Send
+    ) -> None:
+        if headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS and "mcp-session-id" not in headers:
+            raise HttpProblem(405, "method_not_allowed", "2026-07-28 has no GET stream; use subscriptions/listen", {"Allow": "POST"})
+        session = self._session_or_problem(runtime, principal, headers)
+        if "text/event-stream" not in headers.get("accept", ""):
+            raise HttpProblem(406, "not_acceptable", "the GET stream needs Accept: text/event-stream")
+        if session.stream_open:
+            raise HttpProblem(409, "conflict", "this session already has an open GET stream")
+        await serve_session_stream(
+            runtime, session, runtime.grant(principal), receive, send, [(b"mcp-session-id", session.id.encode())]
+        )
+
+    async def _delete(self, runtime: GatewayRuntime, principal: Principal, headers: dict[str, str], send: Send) -> None:
+        session = self._session_or_problem(runtime, principal, headers)
+        runtime.sessions.close(session)
+        logger.info("session %s closed by the client", session.id[:8])
+        await _send_empty(send, 200)

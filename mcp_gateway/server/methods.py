@@ -1,0 +1,120 @@
+"""The MCP methods the gateway answers itself, and the shaping of results per protocol era."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
+
+from .. import __version__
+from ..errors import InvalidParams, MethodNotFound
+from .context import RequestContext
+from .toolcall import call_tool
+
+JsonObject = dict[str, Any]
+Handler = Callable[[RequestContext, JsonObject], Awaitable[JsonObject]]
+
+SERVER_INFO: JsonObject = {"name": "mcp-gateway", "title": "MCP Gateway", "version": __version__}
+SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
+CAPABILITIES: JsonObject = {"tools": {"listChanged": True}}
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+def instructions(ctx: RequestContext) -> str:
+    configured = ctx.runtime.policy.mcp.instructions
+    if configured:
+        return configured
+    separator = ctx.runtime.policy.mcp.tool_naming.separator
+    return (
+        "MCP Gateway: tools from several MCP servers behind one endpoint. "
+        f"Tool names are <server>{separator}<tool>; every call is checked against your key and audited."
+    )
+
+
+def negotiate_version(requested: Any) -> str:
+    if isinstance(requested, str) and requested in HANDSHAKE_PROTOCOL_VERSIONS:
+        return requested
+    return LATEST_HANDSHAKE_VERSION
+
+
+def initialize_result(ctx: RequestContext, protocol_version: str) -> JsonObject:
+    return {
+        "protocolVersion": protocol_version,
+        "capabilities": CAPABILITIES,
+        "serverInfo": SERVER_INFO,
+        "instructions": instructions(ctx),
+    }
+
+
+async def _ping(ctx: RequestContext, params: JsonObject) -> JsonObject:
+    return {}
+
+
+async def _list_tools(ctx: RequestContext, params: JsonObject) -> JsonObject:
+    tools, signature = ctx.runtime.hub.visible_tools(ctx.principal, ctx.grant)
+    if ctx.session is not None:
+        ctx.session.listed_signature = signature
+    result: JsonObject = {"tools": tools}
+    if ctx.modern:
+        result["cacheScope"] = "private"
+        result["ttlMs"] = 0
+    return result
+
+
+async def _set_level(ctx: RequestContext, params: JsonObject) -> JsonObject:
+    if params.get("level") not in LOG_LEVELS:
+        raise InvalidParams(f"logging/setLevel needs level, one of: {', '.join(LOG_LEVELS)}")
+    return {}
+
+
+async def _discover(ctx: RequestContext, params: JsonObject) -> JsonObject:
+    return {
+        "supportedVersions": list(MODERN_PROTOCOL_VERSIONS),
+        "capabilities": CAPABILITIES,
+        "instructions": instructions(ctx),
+        "cacheScope": "private",
+        "ttlMs": 0,
+    }
+
+
+async def _call_tool(ctx: RequestContext, params: JsonObject) -> JsonObject:
+    return await call_tool(ctx, params)
+
+
+_COMMON: dict[str, Handler] = {
+    "ping": _ping,
+    "tools/list": _list_tools,
+    "tools/call": _call_tool,
+}
+LEGACY_METHODS: dict[str, Handler] = {**_COMMON, "logging/setLevel": _set_level}
+MODERN_METHODS: dict[str, Handler] = {**_COMMON, "server/discover": _discover}
+
+
+async def dispatch(ctx: RequestContext, method: str, params: JsonObject) -> JsonObject:
+    table = MODERN_METHODS if ctx.modern else LEGACY_METHODS
+    handler = table.get(method)
+    if handler is None:
+        raise MethodNotFound(method)
+    return shape_result(ctx, await handler(ctx, params))
+
+
+def shape_result(ctx: RequestContext, result: JsonObject) -> JsonObject:
+    """Stamp our identity on 2026 results (never the upstream's); keep 2025 results plain."""
+    result = dict(result)
+    meta = result.get("_meta")
+    if ctx.modern:
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        meta[SERVER_INFO_KEY] = SERVER_INFO
+        result["_meta"] = meta
+        result.setdefault("resultType", "complete")
+    else:
+        if isinstance(meta, dict) and SERVER_INFO_KEY in meta:
+            meta = {k: v for k, v in meta.items() if k != SERVER_INFO_KEY}
+            if meta:
+                result["_meta"] = meta
+            else:
+                del result["_meta"]
+        if result.get("resultType") == "complete":
+            del result["resultType"]
+    return result

@@ -1,0 +1,155 @@
+"""Long-lived server-to-client streams and the SSE framing they share.
+
+2025-11-25 clients open a GET stream on their session; 2026-07-28 clients send
+``subscriptions/listen`` and keep its response open. Either way the gateway
+tells a client ``notifications/tools/list_changed`` when *its* catalogue
+changed (another team's tools coming and going is nobody else's business),
+pings every 15 s so idle proxies keep the stream open, and ends the stream
+when the gateway stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from policies import Principal, ToolGrant
+
+from .sessions import Session
+
+if TYPE_CHECKING:
+    from ..runtime import GatewayRuntime
+
+from starlette.types import Receive, Send
+
+JsonObject = dict[str, Any]
+PING_INTERVAL = 15.0
+SUBSCRIPTION_ID_KEY = "io.modelcontextprotocol/subscriptionId"
+SSE_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def sse_event(message: JsonObject) -> bytes:
+    return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _next_wake(
+    runtime: GatewayRuntime, receive_task: asyncio.Future[None], extra: list[asyncio.Future[Any]]
+) -> str:
+    """Wait for a catalogue change, a disconnect, the gateway stopping, or the ping interval."""
+    change = asyncio.ensure_future(runtime.hub.change_event.wait())
+    stop = asyncio.ensure_future(runtime.shutdown.wait())
+    waiters: set[asyncio.Future[Any]] = {change, stop, receive_task, *extra}
+    try:
+        done, _ = await asyncio.wait(waiters, timeout=PING_INTERVAL, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        change.cancel()
+        stop.cancel()
+    if receive_task in done or any(f in done for f in extra):
+        return "gone"
+    if stop in done:
+        return "stop"
+    if change in done:
+        return "change"
+    return "ping"
+
+
+async def _serve_changes(
+    runtime: GatewayRuntime,
+    principal: Principal,
+    grant: ToolGrant,
+    receive: Receive,
+    send: Send,
+    last_signature: bytes | None,
+    notification_meta: JsonObject | None,
+    extra: list[asyncio.Future[Any]],
+    watch_tools: bool = True,
+) -> str:
+    receive_task = asyncio.ensure_future(_wait_for_disconnect(receive))
+    if last_signature is None:
+        last_signature = runtime.hub.visible_tools(principal, grant)[1]
+    try:
+        while True:
+            wake = await _next_wake(runtime, receive_task, extra)
+            if wake in ("gone", "stop"):
+                return wake
+            if wake == "ping":
+                await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                continue
+            signature = runtime.hub.visible_tools(principal, grant)[1]
+            if watch_tools and signature != last_signature:
+                last_signature = signature
+                params = {"_meta": notification_meta} if notification_meta else None
+                note: JsonObject = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+                if params:
+                    note["params"] = params
+                await send({"type": "http.response.body", "body": sse_event(note), "more_body": True})
+    finally:
+        receive_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await receive_task
+
+
+async def serve_session_stream(
+    runtime: GatewayRuntime,
+    session: Session,
+    grant: ToolGrant,
+    receive: Receive,
+    send: Send,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """The 2025-11-25 GET stream of one session."""
+    session.stream_open = True
+    closed = asyncio.ensure_future(session.closed.wait())
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+        await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
+        await _serve_changes(
+            runtime, session.principal, grant, receive, send, session.listed_signature, None, [closed]
+        )
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        closed.cancel()
+        session.stream_open = False
+
+
+async def serve_listen(
+    runtime: GatewayRuntime,
+    principal: Principal,
+    grant: ToolGrant,
+    request_id: str | int,
+    params: JsonObject,
+    result_meta: JsonObject,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """A 2026-07-28 ``subscriptions/listen`` stream: acknowledgement first, then tools list changes."""
+    requested = params.get("notifications") if isinstance(params.get("notifications"), dict) else {}
+    honored: JsonObject = {"toolsListChanged": True} if requested.get("toolsListChanged") else {}
+    meta = {SUBSCRIPTION_ID_KEY: request_id}
+    ack = {
+        "jsonrpc": "2.0",
+        "method": "notifications/subscriptions/acknowledged",
+        "params": {"notifications": honored, "_meta": meta},
+    }
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    await send({"type": "http.response.body", "body": sse_event(ack), "more_body": True})
+    outcome = await _serve_changes(
+        runtime, principal, grant, receive, send, None, meta, [], watch_tools=bool(honored)
+    )
+    if outcome == "stop":
+        final = {"jsonrpc": "2.0", "id": request_id, "result": {"_meta": result_meta, "resultType": "complete"}}
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": sse_event(final), "more_body": False})
