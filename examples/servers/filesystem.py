@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -68,7 +69,10 @@ class Sandbox:
         if Path(path).is_absolute():
             raise ToolError(f"path {path!r} is absolute; paths are relative to the served root")
         # resolve() follows every symlink on the way, so a link pointing outside lands outside.
-        target = (self.root / path).resolve()
+        try:
+            target = (self.root / path).resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop on Python < 3.13
+            raise ToolError(f"path {path!r} cannot be resolved: {exc}") from None
         if not target.is_relative_to(self.root):
             raise ToolError(f"path {path!r} is outside the served root")
         return target
@@ -76,6 +80,15 @@ class Sandbox:
     def display(self, target: Path) -> str:
         """Show ``target`` relative to the root, the only form callers ever see."""
         return target.relative_to(self.root).as_posix() or "."
+
+
+@contextmanager
+def _os_errors(action: str, path: str) -> Iterator[None]:
+    """Turn an OS failure (permissions, disk full...) into a tool error naming the relative path only."""
+    try:
+        yield
+    except OSError as exc:
+        raise ToolError(f"cannot {action} {path!r}: {exc.strerror or exc}") from None
 
 
 def read_text(sandbox: Sandbox, path: str) -> str:
@@ -158,7 +171,8 @@ def build_server(root: Path | str | None = None) -> MCPServer:
         `path` is relative to the served root, e.g. "notes/todo.md". Binary files,
         directories and paths outside the root are refused with an error.
         """
-        return read_text(sandbox, path)
+        with _os_errors("read", path):
+            return read_text(sandbox, path)
 
     @mcp.tool(
         title="Write file",
@@ -174,7 +188,8 @@ def build_server(root: Path | str | None = None) -> MCPServer:
         `path` is relative to the served root; missing parent directories are created.
         An existing file is replaced entirely, so read it first if you mean to edit it.
         """
-        return write_text(sandbox, path, content)
+        with _os_errors("write", path):
+            return write_text(sandbox, path, content)
 
     @mcp.tool(
         title="List directory",
@@ -185,7 +200,8 @@ def build_server(root: Path | str | None = None) -> MCPServer:
 
         `path` is relative to the served root; the default "." lists the root itself.
         """
-        return list_entries(sandbox, path)
+        with _os_errors("list", path):
+            return list_entries(sandbox, path)
 
     return mcp
 

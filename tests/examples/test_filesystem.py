@@ -156,6 +156,24 @@ async def test_read_refuses_binary_large_missing_and_directories(root: Path) -> 
     assert "'empty.txt' is not a directory" in error_text(list_file)
 
 
+async def test_symlink_loops_and_unreadable_files_are_clear_errors(root: Path) -> None:
+    (root / "loop-a").symlink_to(root / "loop-b")
+    (root / "loop-b").symlink_to(root / "loop-a")
+    locked = root / "locked.txt"
+    locked.write_text("secret")
+    locked.chmod(0)
+    try:
+        async with Client(build_server(root)) as client:
+            loop = await client.call_tool("read_file", {"path": "loop-a"})
+            denied = await client.call_tool("read_file", {"path": "locked.txt"})
+    finally:
+        locked.chmod(0o600)
+
+    assert "path 'loop-a' cannot be resolved" in error_text(loop)
+    if os.geteuid() != 0:  # root reads mode-000 files anyway
+        assert "cannot read 'locked.txt': Permission denied" in error_text(denied)
+
+
 async def test_write_keeps_existing_file_mode(root: Path) -> None:
     script = root / "run.sh"
     script.write_text("#!/bin/sh\n")
