@@ -29,7 +29,9 @@ logger = logging.getLogger("mcp_gateway")
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"error": "not_found", "message": f"No route for {request.url.path}"}, status_code=404)
+    return JSONResponse(
+        {"error": "not_found", "message": f"No route for {request.url.path}"}, status_code=404
+    )
 
 
 async def _sweep_sessions(runtime: GatewayRuntime) -> None:

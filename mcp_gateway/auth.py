@@ -101,7 +101,9 @@ class KeyRing:
     def file_key_count(self) -> int:
         return len(self._file)
 
-    async def authenticate(self, authorization_or_secret: str | None, *, raw: bool = False) -> Principal | None:
+    async def authenticate(
+        self, authorization_or_secret: str | None, *, raw: bool = False
+    ) -> Principal | None:
         """The principal for a bearer header (or a raw secret with ``raw=True``), or None."""
         secret = authorization_or_secret if raw else bearer_token(authorization_or_secret)
         if not secret:

@@ -122,7 +122,9 @@ class BatchWriter:
 
     def _divert(self, rows: list[Row]) -> None:
         if self.fallback_path is None:
-            logger.error("database refused %d %s rows and no fallback file is set", len(rows), self.table.name)
+            logger.error(
+                "database refused %d %s rows and no fallback file is set", len(rows), self.table.name
+            )
             return
         self.fallback_path.parent.mkdir(parents=True, exist_ok=True)
         with self.fallback_path.open("ab") as fh:

@@ -35,7 +35,9 @@ class BudgetLimits(BaseModel):
     @model_validator(mode="after")
     def _some_limit(self) -> BudgetLimits:
         if not self.limits():
-            raise ValueError("a budget needs at least one of daily_limit_usd, weekly_limit_usd, monthly_limit_usd")
+            raise ValueError(
+                "a budget needs at least one of daily_limit_usd, weekly_limit_usd, monthly_limit_usd"
+            )
         return self
 
 

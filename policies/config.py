@@ -54,7 +54,7 @@ class GatewaySettings(BaseModel):
     )
     allowed_origins: list[str] = Field(
         default_factory=list,
-        description="Browser origins accepted besides localhost ones; requests without Origin are always accepted.",
+        description="Browser origins accepted besides localhost; requests without Origin always pass.",
     )
     session_idle_seconds: float = Field(default=3600.0, gt=0)
     audit: AuditSettings = Field(default_factory=AuditSettings)
@@ -66,7 +66,8 @@ class ToolNaming(BaseModel):
     separator: Annotated[str, Field(min_length=1, max_length=8, pattern=r"^[A-Za-z0-9_.-]+$")] = "__"
     prefix: PrefixMode = PrefixMode.ALWAYS
     client_server_name: str = Field(
-        default="gateway", description="The name clients register the gateway under (for name-length warnings)."
+        default="gateway",
+        description="The name clients register the gateway under (for name-length warnings).",
     )
 
     def rules(self) -> NamingRules:
@@ -180,7 +181,9 @@ def _cross_check(policy: GatewayPolicy) -> tuple[list[tuple[DocPath, str]], list
         if teams_declared:
             errors.append((path, f"team {name!r} is not defined under teams"))
         else:
-            warnings.append(f"{format_path(path)}: team {name!r} is implied (no teams list); check its spelling")
+            warnings.append(
+                f"{format_path(path)}: team {name!r} is implied (no teams list); check its spelling"
+            )
 
     for i, key in enumerate(policy.virtual_keys):
         if key.team is not None:
@@ -260,9 +263,15 @@ def _loc_to_path(loc: tuple[Any, ...], doc: LocatedDocument) -> DocPath:
     path: list[str | int] = []
     for part in loc:
         candidate = (*path, part)
-        if candidate in doc.lines or isinstance(part, int):
-            path.append(part)
-        elif isinstance(part, str) and part not in {"stdio", "http"} and not part.startswith(("function-", "list[")):
+        if (
+            candidate in doc.lines
+            or isinstance(part, int)
+            or (
+                isinstance(part, str)
+                and part not in {"stdio", "http"}
+                and not part.startswith(("function-", "list["))
+            )
+        ):
             path.append(part)
     return tuple(path)
 
@@ -278,7 +287,9 @@ class LoadedPolicy:
 
 def validate_document(doc: LocatedDocument) -> LoadedPolicy:
     if not isinstance(doc.data, dict):
-        raise ConfigError([ConfigIssue("", "the policy must be a YAML mapping at the top level", 1)], doc.source)
+        raise ConfigError(
+            [ConfigIssue("", "the policy must be a YAML mapping at the top level", 1)], doc.source
+        )
     try:
         policy = GatewayPolicy.model_validate(doc.data)
     except ValidationError as exc:
@@ -293,7 +304,8 @@ def validate_document(doc: LocatedDocument) -> LoadedPolicy:
     errors, warnings = _cross_check(policy)
     if errors:
         raise ConfigError(
-            [ConfigIssue(format_path(path), message, doc.line_for(path)) for path, message in errors], doc.source
+            [ConfigIssue(format_path(path), message, doc.line_for(path)) for path, message in errors],
+            doc.source,
         )
     for key in policy.virtual_keys:
         if key.secret_env and key.secret_env not in os.environ:

@@ -14,7 +14,9 @@ class RateLimit(BaseModel):
     tokens_per_minute: int | None = Field(
         default=None, ge=1, description="Input plus output tokens per minute, counted from real usage."
     )
-    concurrent_requests: int | None = Field(default=None, ge=1, description="Model requests in flight at once.")
+    concurrent_requests: int | None = Field(
+        default=None, ge=1, description="Model requests in flight at once."
+    )
     tool_calls_per_minute: int | None = Field(default=None, ge=1, description="MCP tools/call per minute.")
 
     def is_empty(self) -> bool:

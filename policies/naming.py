@@ -46,7 +46,9 @@ class Collision:
 
     def describe(self) -> str:
         who = ", ".join(f"tool {tool!r} of server {server!r}" for server, tool in self.sources)
-        return f"tool name {self.exposed_name!r} is claimed by {who}; rename a server or change mcp.tool_naming"
+        return (
+            f"tool name {self.exposed_name!r} is claimed by {who}; rename a server or change mcp.tool_naming"
+        )
 
 
 @dataclass

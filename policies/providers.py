@@ -57,7 +57,9 @@ class RouteTarget(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     provider: str
-    model: str | None = Field(default=None, description="Upstream model name; absent keeps the requested one.")
+    model: str | None = Field(
+        default=None, description="Upstream model name; absent keeps the requested one."
+    )
 
 
 class ModelRoute(BaseModel):
@@ -67,7 +69,9 @@ class ModelRoute(BaseModel):
 
     match: Annotated[str, Field(min_length=1)]
     provider: str
-    model: str | None = Field(default=None, description="Upstream model name; absent keeps the requested one.")
+    model: str | None = Field(
+        default=None, description="Upstream model name; absent keeps the requested one."
+    )
     fallbacks: list[RouteTarget] = Field(default_factory=list)
 
     def targets(self) -> list[RouteTarget]:

@@ -12,7 +12,7 @@ import hmac
 import re
 import secrets
 
-SECRET_PREFIX = "mgw_"
+SECRET_PREFIX = "mgw_"  # noqa: S105 - a public marker, not a secret
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -85,7 +85,7 @@ class HttpServerConfig(_ServerBase):
     headers: dict[str, str] = Field(default_factory=dict)
     protocol: Literal["auto", "2025-11-25", "2026-07-28"] = Field(
         default="auto",
-        description="Protocol era to speak upstream; auto tries server/discover and falls back to initialize.",
+        description="Protocol era to speak upstream; auto tries server/discover, then initialize.",
     )
 
     @field_validator("url")

@@ -43,7 +43,9 @@ class ToolCall(SQLModel, table=True):
     session_id: str | None = Field(default=None, description="Mcp-Session-Id (2025-11-25 clients only).")
     protocol_version: str | None = None
     exposed_name: str = Field(description="The tool name the client called.")
-    server: str | None = Field(default=None, description="Upstream server; empty when the name resolved to none.")
+    server: str | None = Field(
+        default=None, description="Upstream server; empty when the name resolved to none."
+    )
     tool: str | None = Field(default=None, description="The upstream's own tool name.")
     arguments: Any = Field(default=None, sa_column=Column(JSON))
     arguments_truncated: bool = False

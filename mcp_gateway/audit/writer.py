@@ -32,7 +32,7 @@ class AuditWriter(BatchWriter):
         self.settings = settings
         super().__init__(
             engine,
-            ToolCall.__table__,  # type: ignore[arg-type]
+            ToolCall.__table__,  # type: ignore[attr-defined]
             prepare=self._cap,
             flush_interval=settings.flush_interval_ms / 1000,
             batch_size=settings.batch_size,

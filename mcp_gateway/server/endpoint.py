@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 from policies import Principal
 
 from .. import jsonrpc
-from ..errors import GatewayError, HttpProblem, InvalidParams, InvalidRequest, http_status, jsonrpc_error
+from ..errors import GatewayError, HttpProblem, InvalidParams, InvalidRequest, jsonrpc_error
 from .context import RequestContext
 from .guard import HostGuard
 from .methods import SERVER_INFO, SERVER_INFO_KEY, dispatch, initialize_result, negotiate_version
@@ -72,7 +72,9 @@ def _headers(scope: Scope) -> dict[str, str]:
     return wanted
 
 
-async def _send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _send_json(
+    send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     payload = orjson.dumps(body)
     await send(
         {
@@ -127,7 +129,9 @@ class Responder:
     async def notify(self, message: JsonObject) -> None:
         if not self.streaming:
             self.streaming = True
-            await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self._headers})
+            await self._send(
+                {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self._headers}
+            )
         await self._send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
 
     async def finish(self, message: JsonObject, status: int = 200) -> None:
@@ -175,7 +179,12 @@ class McpEndpoint:
             elif method == "DELETE":
                 await self._delete(runtime, principal, headers, send)
             else:
-                raise HttpProblem(405, "method_not_allowed", f"{method} is not supported on /mcp", {"Allow": "GET, POST, DELETE"})
+                raise HttpProblem(
+                    405,
+                    "method_not_allowed",
+                    f"{method} is not supported on /mcp",
+                    {"Allow": "GET, POST, DELETE"},
+                )
         except HttpProblem as problem:
             await send_problem(send, problem)
         except ClientGone:
@@ -196,7 +205,9 @@ class McpEndpoint:
         accept = headers.get("accept", "*/*")
         sse_allowed = "text/event-stream" in accept or "*/*" in accept
         if not (sse_allowed or "application/json" in accept or "application/*" in accept):
-            raise HttpProblem(406, "not_acceptable", "Accept must include application/json or text/event-stream")
+            raise HttpProblem(
+                406, "not_acceptable", "Accept must include application/json or text/event-stream"
+            )
         body = await _read_body(receive, runtime.policy.gateway.max_body_bytes, headers.get("content-length"))
         try:
             message = jsonrpc.parse_message(body)
@@ -206,9 +217,13 @@ class McpEndpoint:
         version = headers.get("mcp-protocol-version")
         session_id = headers.get("mcp-session-id")
         if session_id is None and version in MODERN_PROTOCOL_VERSIONS:
-            await self._post_modern(runtime, principal, headers, scope, message, receive, send, received_at, sse_allowed)
+            await self._post_modern(
+                runtime, principal, headers, scope, message, receive, send, received_at, sse_allowed
+            )
         else:
-            await self._post_legacy(runtime, principal, headers, message, receive, send, received_at, sse_allowed)
+            await self._post_legacy(
+                runtime, principal, headers, message, receive, send, received_at, sse_allowed
+            )
 
     async def _post_modern(
         self,
@@ -244,8 +259,12 @@ class McpEndpoint:
         grant = runtime.grant(principal)
         if method == "subscriptions/listen":
             if not sse_allowed:
-                raise HttpProblem(406, "not_acceptable", "subscriptions/listen needs Accept: text/event-stream")
-            await serve_listen(runtime, principal, grant, request_id, params, {SERVER_INFO_KEY: SERVER_INFO}, receive, send)
+                raise HttpProblem(
+                    406, "not_acceptable", "subscriptions/listen needs Accept: text/event-stream"
+                )
+            await serve_listen(
+                runtime, principal, grant, request_id, params, {SERVER_INFO_KEY: SERVER_INFO}, receive, send
+            )
             return
         client_info = verdict.client_info if isinstance(verdict.client_info, dict) else None
         responder = Responder(send, [], sse_allowed)
@@ -298,7 +317,8 @@ class McpEndpoint:
         version = headers.get("mcp-protocol-version")
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
             error = InvalidRequest(
-                f"Unsupported MCP-Protocol-Version {version!r}; supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}"
+                f"Unsupported MCP-Protocol-Version {version!r}; "
+                f"supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}"
             )
             await _send_json(send, 400, jsonrpc.error_response(message.get("id"), jsonrpc_error(error)))
             return
@@ -326,12 +346,19 @@ class McpEndpoint:
         request_id = message["id"]
         session.in_flight[request_id] = task
         try:
-            await self._run(ctx, method, message.get("params") or {}, responder, receive, cancel_on_disconnect=False)
+            await self._run(
+                ctx, method, message.get("params") or {}, responder, receive, cancel_on_disconnect=False
+            )
         finally:
             session.in_flight.pop(request_id, None)
 
     async def _initialize(
-        self, runtime: GatewayRuntime, principal: Principal, message: JsonObject, send: Send, received_at: float
+        self,
+        runtime: GatewayRuntime,
+        principal: Principal,
+        message: JsonObject,
+        send: Send,
+        received_at: float,
     ) -> None:
         params = message.get("params") or {}
         client_info = params.get("clientInfo")
@@ -343,7 +370,16 @@ class McpEndpoint:
         version = negotiate_version(params.get("protocolVersion"))
         session = runtime.sessions.create(principal, version, client_info, capabilities)
         ctx = RequestContext(
-            runtime, principal, runtime.grant(principal), False, version, client_info, session, message["id"], None, received_at
+            runtime,
+            principal,
+            runtime.grant(principal),
+            False,
+            version,
+            client_info,
+            session,
+            message["id"],
+            None,
+            received_at,
         )
         logger.info(
             "session %s opened by key %s (%s %s, protocol %s)",
@@ -387,7 +423,11 @@ class McpEndpoint:
 
             def on_receive(fut: asyncio.Future[Any]) -> None:
                 nonlocal gone
-                if not fut.cancelled() and fut.exception() is None and fut.result()["type"] == "http.disconnect":
+                if (
+                    not fut.cancelled()
+                    and fut.exception() is None
+                    and fut.result()["type"] == "http.disconnect"
+                ):
                     gone = True
                     task.cancel()
 
@@ -420,7 +460,9 @@ class McpEndpoint:
 
     # -- GET / DELETE --------------------------------------------------------------------
 
-    def _session_or_problem(self, runtime: GatewayRuntime, principal: Principal, headers: dict[str, str]) -> Session:
+    def _session_or_problem(
+        self, runtime: GatewayRuntime, principal: Principal, headers: dict[str, str]
+    ) -> Session:
         session_id = headers.get("mcp-session-id")
         if session_id is None:
             raise HttpProblem(400, "bad_request", "Mcp-Session-Id header is required")
@@ -430,20 +472,40 @@ class McpEndpoint:
         return session
 
     async def _get(
-        self, runtime: GatewayRuntime, principal: Principal, headers: dict[str, str], receive: Receive, send: Send
+        self,
+        runtime: GatewayRuntime,
+        principal: Principal,
+        headers: dict[str, str],
+        receive: Receive,
+        send: Send,
     ) -> None:
-        if headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS and "mcp-session-id" not in headers:
-            raise HttpProblem(405, "method_not_allowed", "2026-07-28 has no GET stream; use subscriptions/listen", {"Allow": "POST"})
+        if (
+            headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS
+            and "mcp-session-id" not in headers
+        ):
+            raise HttpProblem(
+                405,
+                "method_not_allowed",
+                "2026-07-28 has no GET stream; use subscriptions/listen",
+                {"Allow": "POST"},
+            )
         session = self._session_or_problem(runtime, principal, headers)
         if "text/event-stream" not in headers.get("accept", ""):
             raise HttpProblem(406, "not_acceptable", "the GET stream needs Accept: text/event-stream")
         if session.stream_open:
             raise HttpProblem(409, "conflict", "this session already has an open GET stream")
         await serve_session_stream(
-            runtime, session, runtime.grant(principal), receive, send, [(b"mcp-session-id", session.id.encode())]
+            runtime,
+            session,
+            runtime.grant(principal),
+            receive,
+            send,
+            [(b"mcp-session-id", session.id.encode())],
         )
 
-    async def _delete(self, runtime: GatewayRuntime, principal: Principal, headers: dict[str, str], send: Send) -> None:
+    async def _delete(
+        self, runtime: GatewayRuntime, principal: Principal, headers: dict[str, str], send: Send
+    ) -> None:
         session = self._session_or_problem(runtime, principal, headers)
         runtime.sessions.close(session)
         logger.info("session %s closed by the client", session.id[:8])

@@ -136,7 +136,9 @@ async def serve_listen(
     send: Send,
 ) -> None:
     """A 2026-07-28 ``subscriptions/listen`` stream: acknowledgement first, then tools list changes."""
-    requested = params.get("notifications") if isinstance(params.get("notifications"), dict) else {}
+    requested = params.get("notifications")
+    if not isinstance(requested, dict):
+        requested = {}
     honored: JsonObject = {"toolsListChanged": True} if requested.get("toolsListChanged") else {}
     meta = {SUBSCRIPTION_ID_KEY: request_id}
     ack = {
@@ -150,6 +152,10 @@ async def serve_listen(
         runtime, principal, grant, receive, send, None, meta, [], watch_tools=bool(honored)
     )
     if outcome == "stop":
-        final = {"jsonrpc": "2.0", "id": request_id, "result": {"_meta": result_meta, "resultType": "complete"}}
+        final = {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "result": {"_meta": result_meta, "resultType": "complete"},
+        }
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": sse_event(final), "more_body": False})

@@ -150,11 +150,16 @@ async def _forward(
         headers = mcp_param_headers(binding.param_headers, arguments or {})
     try:
         reply = await conn.request(
-            "tools/call", upstream_params, timeout=binding.timeout, on_notification=on_progress, headers=headers
+            "tools/call",
+            upstream_params,
+            timeout=binding.timeout,
+            on_notification=on_progress,
+            headers=headers,
         )
     except UpstreamRequestTimeout:
         raise UpstreamTimeout(
-            f"tool {binding.exposed_name!r} on server {binding.server!r} did not answer within {binding.timeout:g} s"
+            f"tool {binding.exposed_name!r} on server {binding.server!r} "
+            f"did not answer within {binding.timeout:g} s"
         ) from None
     except UpstreamError as exc:
         raise UpstreamUnavailable(f"server {binding.server!r} failed during the call: {exc}") from None

@@ -79,7 +79,9 @@ class HttpConnection(UpstreamConnection):
 
     async def _discover(self) -> bool:
         try:
-            reply = await self._exchange("server/discover", {}, modern=True, timeout=None, on_notification=None)
+            reply = await self._exchange(
+                "server/discover", {}, modern=True, timeout=None, on_notification=None
+            )
         except UpstreamError as exc:
             logger.debug("[%s] server/discover refused (%s); falling back to initialize", self.server, exc)
             return False
@@ -107,9 +109,13 @@ class HttpConnection(UpstreamConnection):
         self.server_info = result.get("serverInfo") or {}
         self.capabilities = result.get("capabilities") or {}
         self.instructions = result.get("instructions")
-        await self._post({"jsonrpc": "2.0", "method": "notifications/initialized"}, self._headers(False, None))
+        await self._post(
+            {"jsonrpc": "2.0", "method": "notifications/initialized"}, self._headers(False, None)
+        )
 
-    def _headers(self, modern: bool, message: JsonObject | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def _headers(
+        self, modern: bool, message: JsonObject | None, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
         headers = dict(self._base_headers)
         if modern:
             headers["MCP-Protocol-Version"] = LATEST_MODERN_VERSION
@@ -150,7 +156,12 @@ class HttpConnection(UpstreamConnection):
         if self.is_closed:
             raise UpstreamClosed(self.closed_reason or "not connected")
         return await self._exchange(
-            method, params, modern=self.modern, timeout=timeout, on_notification=on_notification, headers=headers
+            method,
+            params,
+            modern=self.modern,
+            timeout=timeout,
+            on_notification=on_notification,
+            headers=headers,
         )
 
     async def _exchange(
@@ -288,13 +299,17 @@ class HttpConnection(UpstreamConnection):
                     "method": "subscriptions/listen",
                     "params": self._envelope({"notifications": {"toolsListChanged": True}}),
                 }
-                ctx = self._http.post(self.url, data=orjson.dumps(message), headers=self._headers(True, message))
+                ctx = self._http.post(
+                    self.url, data=orjson.dumps(message), headers=self._headers(True, message)
+                )
             else:
                 headers = self._headers(False, None)
                 headers["Accept"] = "text/event-stream"
                 ctx = self._http.get(self.url, headers=headers)
             async with ctx as resp:
-                if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+                if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith(
+                    "text/event-stream"
+                ):
                     return
                 async for data in iter_sse_data(resp.content):
                     with contextlib.suppress(orjson.JSONDecodeError):

@@ -33,7 +33,19 @@ from .base import (
 
 logger = logging.getLogger("mcp_gateway.upstream")
 
-_SAFE_ENV = ("HOME", "LANG", "LC_ALL", "LOGNAME", "PATH", "SHELL", "TERM", "TMPDIR", "TZ", "USER", "VIRTUAL_ENV")
+_SAFE_ENV = (
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LOGNAME",
+    "PATH",
+    "SHELL",
+    "TERM",
+    "TMPDIR",
+    "TZ",
+    "USER",
+    "VIRTUAL_ENV",
+)
 _LINE_LIMIT = 64 * 1024 * 1024
 _STDERR_TAIL = 20
 
@@ -203,7 +215,8 @@ class StdioConnection(UpstreamConnection):
         method = message["method"]
         params = message.get("params") or {}
         if method == "notifications/progress":
-            handler = self._progress_routes.get(params.get("progressToken"))
+            token = params.get("progressToken")
+            handler = self._progress_routes.get(token) if isinstance(token, str | int) else None
             if handler is not None:
                 await handler(message)
             return

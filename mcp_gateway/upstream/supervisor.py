@@ -47,7 +47,7 @@ class Backoff:
     def next_delay(self) -> float:
         delay = min(self.maximum, self.initial * (2**self.attempt))
         self.attempt += 1
-        return delay * random.uniform(0.8, 1.2)
+        return float(delay * random.uniform(0.8, 1.2))
 
     def reset(self) -> None:
         self.attempt = 0
@@ -105,7 +105,7 @@ class UpstreamSupervisor:
     async def wait_ready(self, timeout: float) -> bool:
         """For tests and start-up logging: wait until ready (or give up)."""
         deadline = time.monotonic() + timeout
-        while self.state != "ready" and time.monotonic() < deadline:
+        while self.state != "ready" and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         return self.state == "ready"
 
@@ -236,7 +236,9 @@ class UpstreamSupervisor:
             if "error" in reply:
                 raise UpstreamError(f"tools/list failed: {reply['error'].get('message')}")
             result = reply.get("result") or {}
-            tools.extend(t for t in result.get("tools") or [] if isinstance(t, dict) and isinstance(t.get("name"), str))
+            tools.extend(
+                t for t in result.get("tools") or [] if isinstance(t, dict) and isinstance(t.get("name"), str)
+            )
             cursor = result.get("nextCursor")
             if not cursor:
                 break
