@@ -65,9 +65,11 @@ def create_app(
         runtime = GatewayRuntime(policy, engine, keys, hub, audit, sessions, shutdown)
         hub.start()
         sweeper = asyncio.create_task(_sweep_sessions(runtime), name="session-sweeper")
+        app.state.runtime = runtime  # for embedding code and tests; requests use the lifespan state
         try:
             yield {"runtime": runtime}
         finally:
+            app.state.runtime = None
             shutdown.trigger()
             sweeper.cancel()
             sessions.close_all()

@@ -55,6 +55,9 @@ class _ServerBase(BaseModel):
         default=None, gt=0, description="Per-call timeout; defaults to mcp.call_timeout_seconds."
     )
     startup_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_restart_delay_seconds: float = Field(
+        default=30.0, gt=0, description="Reconnect backoff doubles from 0.5 s up to this."
+    )
     health_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often an idle connection is probed for liveness."
     )

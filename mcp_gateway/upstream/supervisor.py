@@ -79,7 +79,7 @@ class UpstreamSupervisor:
         self.since = datetime.now(UTC)
         self._on_change = on_change
         self._factory = connection_factory
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(maximum=config.max_restart_delay_seconds)
         self._stopping = asyncio.Event()
         self._refresh = asyncio.Event()
         self._last_ok = 0.0
