@@ -28,6 +28,11 @@ logger = logging.getLogger("mcp_gateway.audit")
 Row = dict[str, Any]
 
 
+def _holds_datetimes(column: Any) -> bool:
+    """DateTime columns, including SQLModel's UTC type decorator around one."""
+    return isinstance(column.type, DateTime) or isinstance(getattr(column.type, "impl", None), DateTime)
+
+
 class BatchWriter:
     def __init__(
         self,
@@ -143,7 +148,7 @@ class BatchWriter:
         path = self.fallback_path
         if path is None or not path.exists() or path.stat().st_size == 0:
             return
-        date_columns = {c.name for c in self.table.columns if isinstance(c.type, DateTime)}
+        date_columns = {c.name for c in self.table.columns if _holds_datetimes(c)}
         replayed = skipped = 0
         with self._io_lock, self.engine.begin() as conn:
             for line in path.read_bytes().splitlines():

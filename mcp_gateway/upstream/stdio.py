@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import signal
+import sys
 from collections import deque
 from typing import Any
 
@@ -51,11 +52,18 @@ _STDERR_TAIL = 20
 
 
 def child_environment(config: StdioServerConfig) -> dict[str, str]:
-    """The child's environment: a safe base (or everything, if asked) plus the configured variables."""
+    """The child's environment: a safe base (or everything, if asked) plus the configured variables.
+
+    The directory of the gateway's own interpreter comes first on PATH, so ``command: python``
+    runs the Python the gateway runs on (its virtualenv), whether or not that is activated.
+    """
     if config.inherit_env:
         env = dict(os.environ)
     else:
         env = {name: os.environ[name] for name in _SAFE_ENV if name in os.environ}
+    interpreter_dir = os.path.dirname(sys.executable)
+    path = env.get("PATH", os.defpath).split(os.pathsep)
+    env["PATH"] = os.pathsep.join([interpreter_dir, *(p for p in path if p != interpreter_dir)])
     env.update({name: interpolate(value) for name, value in config.env.items()})
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env

@@ -6,8 +6,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -21,13 +21,13 @@ KEY = "alice-secret-0123456789"
 @pytest.fixture
 def http_upstream(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    log = (tmp_path / "upstream.log").open("wb")
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "tests.fixtures.upstream", "--name", "web", "--http", str(port)],
-        cwd=REPO_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with (tmp_path / "upstream.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "tests.fixtures.upstream", "--name", "web", "--http", str(port)],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -42,7 +42,6 @@ def http_upstream(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    log.close()
 
 
 def config(url: str, protocol: str, **extra: object) -> dict[str, object]:
