@@ -34,6 +34,28 @@ async def _not_found(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _no_oauth(request: Request) -> JSONResponse:
+    """Clients that try OAuth discovery after a 401 learn what to do instead."""
+    return JSONResponse(
+        {
+            "error": "oauth_not_supported",
+            "message": "This gateway uses virtual keys, not OAuth: send the header "
+            "'Authorization: Bearer <virtual key>' (claude mcp add ... --header)",
+        },
+        status_code=404,
+    )
+
+
+_OAUTH_PATHS = (
+    "/.well-known/oauth-protected-resource{rest:path}",
+    "/.well-known/oauth-authorization-server{rest:path}",
+    "/.well-known/openid-configuration{rest:path}",
+    "/register",
+    "/authorize",
+    "/token",
+)
+
+
 async def _sweep_sessions(runtime: GatewayRuntime) -> None:
     while True:
         await asyncio.sleep(60)
@@ -83,6 +105,7 @@ def create_app(
             Route("/mcp", McpEndpoint()),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            *(Route(path, _no_oauth, methods=["GET", "POST"]) for path in _OAUTH_PATHS),
         ],
         lifespan=lifespan,
         exception_handlers={404: _not_found},

@@ -220,3 +220,24 @@ async def _listen(gw: RunningGateway, changed: anyio.Event) -> _Listener:
     with anyio.fail_after(10):
         await acked.wait()
     return _Listener(None, client, tg)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_client_cancelling_a_call_cancels_it_upstream(tmp_path: Path, keys_env: dict[str, str], mode: str) -> None:
+    """2025 clients send notifications/cancelled; 2026 clients close the POST. Either reaches the tool."""
+    markers = tmp_path / "markers"
+    cfg = config(upstream_stdio("alpha", marker_dir=markers))
+    async with run_gateway(cfg, tmp_path) as gw, mcp_client(gw.url, KEY, mode) as client:
+        with anyio.move_on_after(1.0):
+            await client.call_tool("alpha__slow", {"seconds": 30})
+        await wait_for(lambda: (markers / "alpha-slow-cancelled").exists(), 10)
+        assert (await client.call_tool("alpha__echo", {"text": "after"})).content[0].text == "after"  # type: ignore[union-attr]
+
+        async def cancelled_row() -> list[Any]:
+            return [r for r in await gw.flushed_calls() if r.exposed_name == "alpha__slow"]
+
+        with anyio.fail_after(10):
+            while not (rows := await cancelled_row()):
+                await anyio.sleep(0.05)
+    assert rows[0].status == "cancelled"
