@@ -132,6 +132,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=int(gateway.shutdown_grace_seconds) or None,
         server_header=False,
+        proxy_headers=False,
     )
     server = GatewayServer(
         config, app.state.shutdown, connect_lines(settings.policy, gateway.host, gateway.port)

@@ -29,7 +29,6 @@ class ToolCall(SQLModel, table=True):
     __table_args__ = (
         Index("ix_tool_calls_key_time", "key_id", "timestamp"),
         Index("ix_tool_calls_team_tool", "team", "server", "tool"),
-        Index("ix_tool_calls_status_time", "status", "timestamp"),
     )
 
     id: str = Field(primary_key=True, max_length=32, description="Unique id (hex), stable across retries.")

@@ -21,7 +21,6 @@ from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     InboundLadderRejection,
     classify_inbound_request,
-    find_duplicated_routing_header,
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from starlette.types import Receive, Scope, Send
@@ -43,6 +42,8 @@ logger = logging.getLogger("mcp_gateway.mcp")
 
 JsonObject = dict[str, Any]
 REQUEST_CANCELLED = -32800
+_WATCH_AFTER = 0.02
+"""Seconds after which a 2026 tools/call starts watching for the client closing the POST."""
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _WANTED = frozenset(
     {
@@ -63,12 +64,21 @@ class ClientGone(Exception):
     """The client disconnected before we finished reading its request."""
 
 
+_ROUTING = frozenset({"mcp-protocol-version", "mcp-method", "mcp-name"})
+DUPLICATE_ROUTING_HEADER = ":duplicate-routing-header"
+"""Pseudo-header `_headers` sets when a routing header came twice (first and last readers disagree)."""
+
+
 def _headers(scope: Scope) -> dict[str, str]:
+    """The headers the endpoint reads, decoded once, in one pass over the raw list."""
     wanted: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1").lower()
-        if name in _WANTED and name not in wanted:
-            wanted[name] = raw_value.decode("latin-1")
+        if name in _WANTED:
+            if name not in wanted:
+                wanted[name] = raw_value.decode("latin-1")
+            elif name in _ROUTING:
+                wanted[DUPLICATE_ROUTING_HEADER] = name
     return wanted
 
 
@@ -243,9 +253,7 @@ class McpEndpoint:
             return
         request_id = message["id"]
         method: str = message["method"]
-        duplicated = find_duplicated_routing_header(
-            (n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]
-        )
+        duplicated = headers.get(DUPLICATE_ROUTING_HEADER)
         verdict = classify_inbound_request(message, headers=headers)
         if duplicated is not None:
             verdict = InboundLadderRejection(-32020, f"{duplicated} header appears more than once")
@@ -418,8 +426,8 @@ class McpEndpoint:
         assert task is not None
         gone = False
         watcher: asyncio.Future[Any] | None = None
+        arming: asyncio.TimerHandle | None = None
         if cancel_on_disconnect:
-            watcher = asyncio.ensure_future(receive())
 
             def on_receive(fut: asyncio.Future[Any]) -> None:
                 nonlocal gone
@@ -431,7 +439,13 @@ class McpEndpoint:
                     gone = True
                     task.cancel()
 
-            watcher.add_done_callback(on_receive)
+            def arm() -> None:
+                # Armed only for calls still running after a moment: fast calls never pay for a task.
+                nonlocal watcher
+                watcher = asyncio.ensure_future(receive())
+                watcher.add_done_callback(on_receive)
+
+            arming = asyncio.get_running_loop().call_later(_WATCH_AFTER, arm)
         request_id = ctx.request_id
         try:
             result = await dispatch(ctx, method, params)
@@ -454,6 +468,8 @@ class McpEndpoint:
             await responder.finish(jsonrpc.error_response(request_id, jsonrpc_error(RuntimeError())))
             return
         finally:
+            if arming is not None:
+                arming.cancel()
             if watcher is not None and not watcher.done():
                 watcher.cancel()
         await responder.finish(jsonrpc.response(request_id, result))

@@ -9,8 +9,9 @@ cancellation. Arguments and results pass through untouched.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import secrets
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,10 +32,19 @@ class UpstreamRpcError(GatewayError):
         self.code = code if isinstance(code, int) else -32603
 
 
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count()
+
+
+def new_row_id() -> str:
+    """Unique across processes and restarts (random per-process prefix + counter), without a syscall."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
 def _audit_row(ctx: RequestContext, name: str, arguments: Any) -> dict[str, Any]:
     request_id = ctx.request_id
     return {
-        "id": uuid.uuid4().hex,
+        "id": new_row_id(),
         "timestamp": datetime.now(UTC),
         "request_id": None if request_id is None else str(request_id),
         "key_id": ctx.principal.key_id,

@@ -7,8 +7,8 @@ Responses may be plain JSON or an SSE stream that carries progress
 notifications before the result; both are handled on the caller's task, so a
 call costs no extra task and cancelling the caller aborts the POST.
 
-aiohttp is the client: it keeps connections alive and pooled, and measured
-about 1 ms per request cheaper than httpx here (see ../shared/notes/hot-path.md).
+The transport is `httpclient.HttpPool`, a small keep-alive HTTP/1.1 client
+(see its docstring for why not aiohttp or httpx).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import itertools
 import logging
 from typing import Any
 
-import aiohttp
 import orjson
 from mcp_types.version import LATEST_MODERN_VERSION, MODERN_PROTOCOL_VERSIONS
 
@@ -35,12 +34,12 @@ from .base import (
     UpstreamRequestTimeout,
     initialize_params,
 )
+from .httpclient import HttpClientError, HttpPool, Response, request_target
 from .sse import iter_sse_data
 
 logger = logging.getLogger("mcp_gateway.upstream")
 
 _NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
-_RETRYABLE = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)
 
 
 class HttpConnection(UpstreamConnection):
@@ -51,7 +50,8 @@ class HttpConnection(UpstreamConnection):
         self.modern = False
         self.session_id: str | None = None
         self._ids = itertools.count(1)
-        self._http: aiohttp.ClientSession | None = None
+        self._pool: HttpPool | None = None
+        self._path = "/"
         self._base_headers: dict[str, str] = {}
         self._listener: asyncio.Task[None] | None = None
 
@@ -62,12 +62,8 @@ class HttpConnection(UpstreamConnection):
             "Content-Type": "application/json",
             **{name: interpolate(value) for name, value in self.config.headers.items()},
         }
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=4.0)
-        self._http = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10.0)),
-            auto_decompress=True,
-        )
+        self._pool = HttpPool(self.url, connect_timeout=min(timeout, 10.0))
+        self._path = request_target(self.url)
         async with asyncio.timeout(timeout):
             if self.config.protocol != "2025-11-25" and await self._discover():
                 self.modern = True
@@ -188,51 +184,46 @@ class HttpConnection(UpstreamConnection):
         request_headers = self._headers(modern, message, headers)
         try:
             async with asyncio.timeout(timeout):
-                for attempt in (1, 2):
-                    try:
-                        return await self._send_and_read(message, request_headers, on_notification)
-                    except _RETRYABLE:
-                        # A kept-alive connection the server had already closed; one fresh try.
-                        if attempt == 2:
-                            raise
-                raise AssertionError("unreachable")
+                return await self._send_and_read(message, request_headers, on_notification)
         except TimeoutError:
             self._cancel_upstream(request_id, "timed out in the gateway")
             raise UpstreamRequestTimeout(f"no answer within {timeout:g} s") from None
         except asyncio.CancelledError:
             self._cancel_upstream(request_id, "cancelled by the client")
             raise
-        except aiohttp.ClientError as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self._mark_closed(f"HTTP transport failed: {reason}")
-            raise UpstreamClosed(f"cannot reach {self.url}: {reason}") from exc
+        except HttpClientError as exc:
+            self._mark_closed(f"HTTP transport failed: {exc}")
+            raise UpstreamClosed(f"cannot reach {self.url}: {exc}") from exc
 
     async def _send_and_read(
         self, message: JsonObject, headers: dict[str, str], on_notification: NotificationHandler | None
     ) -> JsonObject:
-        assert self._http is not None
-        async with self._http.post(self.url, data=orjson.dumps(message), headers=headers) as resp:
-            if message["method"] == "initialize" and (sid := resp.headers.get("Mcp-Session-Id")):
+        assert self._pool is not None
+        resp = await self._pool.request("POST", self._path, headers, orjson.dumps(message))
+        try:
+            if message["method"] == "initialize" and (sid := resp.headers.get("mcp-session-id")):
                 self.session_id = sid
-            content_type = resp.headers.get("Content-Type", "")
+            content_type = resp.headers.get("content-type", "")
             if resp.status == 404 and self.session_id is not None and not self.modern:
                 self._mark_closed("the upstream ended our session (HTTP 404)")
                 raise UpstreamClosed("upstream session expired")
             if content_type.startswith("text/event-stream"):
                 return await self._read_stream(resp, message["id"], on_notification)
             body = await resp.read()
-            try:
-                reply: Any = orjson.loads(body) if body else None
-            except orjson.JSONDecodeError:
-                reply = None
-            if isinstance(reply, dict) and ("result" in reply or "error" in reply):
-                return reply
-            raise UpstreamError(f"HTTP {resp.status} from {self.url}: {body[:200]!r}")
+        finally:
+            resp.release()  # unread (cancelled, failed) responses close their connection
+        try:
+            reply: Any = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            reply = None
+        if isinstance(reply, dict) and ("result" in reply or "error" in reply):
+            return reply
+        raise UpstreamError(f"HTTP {resp.status} from {self.url}: {body[:200]!r}")
 
     async def _read_stream(
-        self, resp: aiohttp.ClientResponse, request_id: int, on_notification: NotificationHandler | None
+        self, resp: Response, request_id: int, on_notification: NotificationHandler | None
     ) -> JsonObject:
-        async for data in iter_sse_data(resp.content):
+        async for data in iter_sse_data(resp.lines()):
             try:
                 message = orjson.loads(data)
             except orjson.JSONDecodeError:
@@ -241,6 +232,8 @@ class HttpConnection(UpstreamConnection):
                 continue
             if "method" not in message:
                 if message.get("id") == request_id:
+                    # The server ends the stream after the result; reading that end keeps the connection.
+                    await resp.drain(1.0)
                     return message
                 continue
             if "id" in message:
@@ -260,17 +253,17 @@ class HttpConnection(UpstreamConnection):
             "id": message["id"],
             "error": {"code": -32601, "message": f"the gateway does not offer {message['method']}"},
         }
-        with contextlib.suppress(aiohttp.ClientError, UpstreamError):
+        with contextlib.suppress(HttpClientError, UpstreamError):
             await self._post(reply, self._headers(self.modern, None))
 
     async def _post(self, message: JsonObject, headers: dict[str, str]) -> None:
-        assert self._http is not None
-        async with self._http.post(self.url, data=orjson.dumps(message), headers=headers) as resp:
+        assert self._pool is not None
+        async with await self._pool.request("POST", self._path, headers, orjson.dumps(message)) as resp:
             await resp.read()
 
     def _cancel_upstream(self, request_id: int, reason: str) -> None:
         """2025 servers get an explicit notification; for 2026 closing the POST is the cancellation."""
-        if self.modern or self.is_closed or self._http is None:
+        if self.modern or self.is_closed or self._pool is None:
             return
         note = {
             "jsonrpc": "2.0",
@@ -281,13 +274,13 @@ class HttpConnection(UpstreamConnection):
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     async def _post_quietly(self, message: JsonObject) -> None:
-        with contextlib.suppress(aiohttp.ClientError, UpstreamError, TimeoutError):
+        with contextlib.suppress(HttpClientError, UpstreamError, TimeoutError):
             async with asyncio.timeout(5):
                 await self._post(message, self._headers(False, None))
 
     async def _listen(self) -> None:
         """Receive list_changed notifications: the 2025 GET stream or a 2026 subscriptions/listen stream."""
-        assert self._http is not None
+        assert self._pool is not None
         tools = self.capabilities.get("tools") or {}
         if not tools.get("listChanged"):
             return
@@ -299,24 +292,25 @@ class HttpConnection(UpstreamConnection):
                     "method": "subscriptions/listen",
                     "params": self._envelope({"notifications": {"toolsListChanged": True}}),
                 }
-                ctx = self._http.post(
-                    self.url, data=orjson.dumps(message), headers=self._headers(True, message)
+                resp = await self._pool.request(
+                    "POST", self._path, self._headers(True, message), orjson.dumps(message)
                 )
             else:
                 headers = self._headers(False, None)
                 headers["Accept"] = "text/event-stream"
-                ctx = self._http.get(self.url, headers=headers)
-            async with ctx as resp:
-                if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith(
+                del headers["Content-Type"]
+                resp = await self._pool.request("GET", self._path, headers)
+            async with resp:
+                if resp.status != 200 or not resp.headers.get("content-type", "").startswith(
                     "text/event-stream"
                 ):
                     return
-                async for data in iter_sse_data(resp.content):
+                async for data in iter_sse_data(resp.lines()):
                     with contextlib.suppress(orjson.JSONDecodeError):
                         note = orjson.loads(data)
                         if isinstance(note, dict) and "method" in note and self.on_notification is not None:
                             self.on_notification(note)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except HttpClientError as exc:
             logger.debug("[%s] notification stream ended: %s", self.server, exc)
 
     async def close(self) -> None:
@@ -324,11 +318,12 @@ class HttpConnection(UpstreamConnection):
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
-        if self._http is not None:
+        if self._pool is not None:
             if self.session_id is not None and not self.modern and not self.is_closed:
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                with contextlib.suppress(HttpClientError, TimeoutError):
                     async with asyncio.timeout(2):
-                        async with self._http.delete(self.url, headers=self._headers(False, None)) as resp:
+                        headers = self._headers(False, None)
+                        async with await self._pool.request("DELETE", self._path, headers) as resp:
                             await resp.read()
-            await self._http.close()
+            await self._pool.close()
         self._mark_closed(self.closed_reason or "closed by the gateway")
