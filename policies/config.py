@@ -14,7 +14,7 @@ from .errors import ConfigError, ConfigIssue
 from .keys import Principal, TeamConfig, VirtualKeyConfig
 from .naming import NamingRules, PrefixMode
 from .permissions import PermissionSpec, ToolGrant
-from .providers import ModelRoute, PricingConfig, ProviderConfig
+from .providers import LlmProxySettings, ModelRoute, PricingConfig, ProviderConfig
 from .servers import HttpServerConfig, StdioServerConfig, UpstreamServerConfig
 from .yaml_source import DocPath, LocatedDocument, format_path, parse_yaml, read_yaml_file
 
@@ -98,6 +98,7 @@ class GatewayPolicy(BaseModel):
     routes: list[ModelRoute] = Field(default_factory=list)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+    llm_proxy: LlmProxySettings = Field(default_factory=LlmProxySettings)
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -241,6 +242,19 @@ def _cross_check(policy: GatewayPolicy) -> tuple[list[tuple[DocPath, str]], list
             if target.provider not in provider_names:
                 path: DocPath = ("routes", i, "provider") if j == 0 else ("routes", i, "fallbacks", j - 1)
                 errors.append((path, f"provider {target.provider!r} is not defined under providers"))
+
+    exact_routes: dict[str, int] = {}
+    for i, route in enumerate(policy.routes):
+        if not any(ch in route.match for ch in "*?["):
+            if route.match in exact_routes:
+                warnings.append(
+                    f"routes[{i}]: model {route.match!r} is already routed by "
+                    f"routes[{exact_routes[route.match]}]; this route is never used"
+                )
+            exact_routes.setdefault(route.match, i)
+    webhook = policy.budgets.alert_webhook
+    if webhook is not None and not webhook.startswith(("http://", "https://")):
+        errors.append((("budgets", "alert_webhook"), "alert_webhook must be an http:// or https:// URL"))
 
     for i, team_budget in enumerate(policy.budgets.teams):
         team_ref(("budgets", "teams", i, "name"), team_budget.name)

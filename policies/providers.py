@@ -1,12 +1,29 @@
-"""Model providers, model routing and price overrides as written in a policy file."""
+"""Model providers, model routing, price overrides and the model proxy's own settings.
+
+``base_url``, header values and a route's ``provider``/``model`` may use
+``${VAR}`` or ``${VAR:-default}``. Routes are resolved when the file is loaded
+(so a reference to an unknown provider is still an error naming its line);
+``base_url`` and headers when the gateway starts.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .servers import MissingEnvironmentVariable, interpolate
 
 PROVIDER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def _resolve_env(value: str | None) -> str | None:
+    if value is None or "${" not in value:
+        return value
+    try:
+        return interpolate(value)
+    except MissingEnvironmentVariable as exc:
+        raise ValueError(f"{exc} (write ${{{exc.name}:-default}} to give a default)") from None
 
 
 class WeightedKey(BaseModel):
@@ -28,9 +45,17 @@ class ProviderConfig(BaseModel):
     api_keys: list[WeightedKey] | None = Field(
         default=None, description="Several provider keys, chosen by weight per request."
     )
-    timeout_seconds: float = Field(default=600.0, gt=0)
+    timeout_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        validation_alias=AliasChoices("timeout_seconds", "timeout"),
+        description="Longest wait for the provider's next bytes (first byte, or between stream events).",
+    )
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream.")
+    models: list[str] = Field(
+        default_factory=list, description="Model names this provider serves, listed by GET /v1/models."
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -61,6 +86,11 @@ class RouteTarget(BaseModel):
         default=None, description="Upstream model name; absent keeps the requested one."
     )
 
+    @field_validator("provider", "model")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        return _resolve_env(value)
+
 
 class ModelRoute(BaseModel):
     """Requested model (exact alias or glob) -> provider and upstream model, with ordered fallbacks."""
@@ -72,7 +102,15 @@ class ModelRoute(BaseModel):
     model: str | None = Field(
         default=None, description="Upstream model name; absent keeps the requested one."
     )
-    fallbacks: list[RouteTarget] = Field(default_factory=list)
+    fallbacks: list[RouteTarget] = Field(
+        default_factory=list,
+        description="Tried in order on connection errors, 5xx and 429, before the client sees a byte.",
+    )
+
+    @field_validator("provider", "model")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        return _resolve_env(value)
 
     def targets(self) -> list[RouteTarget]:
         return [RouteTarget(provider=self.provider, model=self.model), *self.fallbacks]
@@ -97,3 +135,20 @@ class PricingConfig(BaseModel):
         description="A model with no known price: refuse it (block) or count its cost as zero.",
     )
     models: dict[str, ModelPrice] = Field(default_factory=dict)
+
+
+class LlmProxySettings(BaseModel):
+    """The model proxy's own knobs (``llm_proxy:`` in the policy file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Largest request body accepted (Anthropic's is 32 MB)."
+    )
+    ledger_flush_interval_ms: int = Field(default=50, ge=1, le=60_000)
+    ledger_batch_size: int = Field(default=500, ge=1)
+    ledger_fallback_file: str = Field(
+        default="data/ledger-fallback.jsonl",
+        description="Where ledger rows go if the database refuses them; replayed at the next start.",
+    )
+    alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0)

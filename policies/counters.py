@@ -1,0 +1,318 @@
+"""The counters behind rate limits and budgets: one small async interface and an in-memory store.
+
+Every method is one atomic step, all-or-nothing across the keys it names. That is
+what lets several gateway replicas enforce one limit exactly once the counters
+live in a shared store: a Redis implementation runs each method as one Lua
+script (sorted sets for windows and leases, hashes for spend) and the policy code
+that calls it (`ratelimit`, `budgeting`) does not change.
+
+Times are seconds since the epoch from the caller's injected clock; the store
+never reads a clock itself. Leases (concurrency slots, budget reservations) carry
+an expiry so that a replica that dies mid-request cannot hold a slot or a
+reservation for ever.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Clock = Callable[[], float]
+"""Seconds since the epoch, UTC. Injected everywhere a decision depends on time."""
+
+WINDOW_SLICES = 60
+"""A sliding window is kept as this many slices (one second each for a one-minute window)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCheck:
+    """One sliding-window limit to test (and charge) in `CounterStore.window_hit`."""
+
+    key: str
+    limit: float
+    window: float
+    """Window length in seconds."""
+    cost: float = 1.0
+    """What this hit adds; 0 checks only (tokens are added later, from real usage, by `window_add`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowDenial:
+    index: int
+    """Which check failed (position in the list given)."""
+    used: float
+    retry_after: float
+    """Seconds until enough of the window has expired for the check to pass."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlotCheck:
+    key: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpendCheck:
+    key: str
+    limit: float
+    expires_at: float
+    """When the counter may be forgotten (end of its budget period plus a margin)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpendState:
+    spent: float
+    reserved: float
+    in_flight: int
+    """Reservations currently held against this counter."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpendDenial:
+    index: int
+    state: SpendState
+
+
+class CounterStore(Protocol):
+    """What rate limits and budgets need from a store. Each call is atomic."""
+
+    async def window_hit(self, checks: Sequence[WindowCheck], now: float) -> WindowDenial | None:
+        """Deny if any window has ``used >= limit`` or ``used + cost > limit``; else add every cost."""
+        ...
+
+    async def window_add(self, key: str, amount: float, window: float, now: float) -> None:
+        """Add to a window without checking (tokens counted after the response)."""
+        ...
+
+    async def window_used(self, key: str, window: float, now: float) -> float: ...
+
+    async def slots_acquire(
+        self, checks: Sequence[SlotCheck], lease: str, now: float, ttl: float
+    ) -> int | None:
+        """Take one slot under every key, or none: returns the index of a full one."""
+        ...
+
+    async def slots_release(self, keys: Sequence[str], lease: str) -> None: ...
+
+    async def spend_reserve(
+        self, checks: Sequence[SpendCheck], lease: str, amount: float, now: float, ttl: float
+    ) -> SpendDenial | None:
+        """Deny if any counter has ``spent + reserved >= limit``; else reserve ``amount`` on all."""
+        ...
+
+    async def spend_settle(
+        self, keys: Sequence[str], lease: str, actual: float, now: float
+    ) -> list[SpendState]:
+        """Drop the lease's reservation and add ``actual`` to each counter; returns the new states."""
+        ...
+
+    async def spend_state(self, key: str, now: float) -> SpendState: ...
+
+    async def spend_seed(self, key: str, spent: float, expires_at: float) -> None:
+        """Set a counter's spend if the store has never seen it (rebuilding after a restart)."""
+        ...
+
+    async def once(self, key: str, expires_at: float) -> bool:
+        """True the first time a key is seen (until it expires), False afterwards."""
+        ...
+
+
+# -- in memory -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Window:
+    slices: deque[list[float]] = field(default_factory=deque)
+    """[slice start, amount] pairs, oldest first."""
+    total: float = 0.0
+
+    def expire(self, window: float, now: float) -> None:
+        slices = self.slices
+        while slices and slices[0][0] + window <= now:
+            self.total -= slices.popleft()[1]
+        if not slices:
+            self.total = 0.0
+
+    def add(self, amount: float, window: float, now: float) -> None:
+        width = window / WINDOW_SLICES
+        start = now - (now % width)
+        if self.slices and self.slices[-1][0] == start:
+            self.slices[-1][1] += amount
+        else:
+            self.slices.append([start, amount])
+        self.total += amount
+
+    def retry_after(self, limit: float, cost: float, window: float, now: float) -> float:
+        used = self.total
+        for start, amount in self.slices:
+            used -= amount
+            if used < limit and used + cost <= limit:
+                return max(start + window - now, 0.0)
+        return window
+
+
+@dataclass(slots=True)
+class _Spend:
+    spent: float = 0.0
+    leases: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """lease -> (amount, expires at)."""
+    reserved: float = 0.0
+    expires_at: float = 0.0
+
+    def expire_leases(self, now: float) -> None:
+        stale = [lease for lease, (_, until) in self.leases.items() if until <= now]
+        for lease in stale:
+            self.reserved -= self.leases.pop(lease)[0]
+        if not self.leases:
+            self.reserved = 0.0
+
+    def state(self) -> SpendState:
+        return SpendState(self.spent, max(self.reserved, 0.0), len(self.leases))
+
+
+class MemoryCounterStore:
+    """`CounterStore` for one process. Atomic because nothing in it awaits."""
+
+    def __init__(self, prune_every: int = 10_000) -> None:
+        self._windows: dict[str, _Window] = {}
+        self._slots: dict[str, dict[str, float]] = {}
+        self._spend: dict[str, _Spend] = {}
+        self._once: dict[str, float] = {}
+        self._ops = 0
+        self._prune_every = prune_every
+
+    async def window_hit(self, checks: Sequence[WindowCheck], now: float) -> WindowDenial | None:
+        windows = []
+        for index, check in enumerate(checks):
+            window = self._windows.get(check.key)
+            if window is None:
+                window = self._windows[check.key] = _Window()
+            window.expire(check.window, now)
+            used = window.total
+            if used >= check.limit or used + check.cost > check.limit:
+                retry = window.retry_after(check.limit, check.cost, check.window, now)
+                return WindowDenial(index, used, retry)
+            windows.append(window)
+        for window, check in zip(windows, checks, strict=True):
+            if check.cost:
+                window.add(check.cost, check.window, now)
+        self._tick(now)
+        return None
+
+    async def window_add(self, key: str, amount: float, window: float, now: float) -> None:
+        if amount <= 0:
+            return
+        entry = self._windows.get(key)
+        if entry is None:
+            entry = self._windows[key] = _Window()
+        entry.expire(window, now)
+        entry.add(amount, window, now)
+
+    async def window_used(self, key: str, window: float, now: float) -> float:
+        entry = self._windows.get(key)
+        if entry is None:
+            return 0.0
+        entry.expire(window, now)
+        return entry.total
+
+    async def slots_acquire(
+        self, checks: Sequence[SlotCheck], lease: str, now: float, ttl: float
+    ) -> int | None:
+        holders = []
+        for index, check in enumerate(checks):
+            leases = self._slots.get(check.key)
+            if leases is None:
+                leases = self._slots[check.key] = {}
+            elif leases:
+                for stale in [name for name, until in leases.items() if until <= now]:
+                    del leases[stale]
+            if len(leases) >= check.limit and lease not in leases:
+                return index
+            holders.append(leases)
+        for leases in holders:
+            leases[lease] = now + ttl
+        return None
+
+    async def slots_release(self, keys: Sequence[str], lease: str) -> None:
+        for key in keys:
+            leases = self._slots.get(key)
+            if leases is not None:
+                leases.pop(lease, None)
+
+    async def spend_reserve(
+        self, checks: Sequence[SpendCheck], lease: str, amount: float, now: float, ttl: float
+    ) -> SpendDenial | None:
+        counters = []
+        for index, check in enumerate(checks):
+            counter = self._spend.get(check.key)
+            if counter is None:
+                counter = self._spend[check.key] = _Spend(expires_at=check.expires_at)
+            elif counter.leases:
+                counter.expire_leases(now)
+            if counter.spent + counter.reserved >= check.limit:
+                return SpendDenial(index, counter.state())
+            counters.append(counter)
+        for counter in counters:
+            previous = counter.leases.get(lease)
+            if previous is not None:
+                counter.reserved -= previous[0]
+            counter.leases[lease] = (amount, now + ttl)
+            counter.reserved += amount
+        self._tick(now)
+        return None
+
+    async def spend_settle(
+        self, keys: Sequence[str], lease: str, actual: float, now: float
+    ) -> list[SpendState]:
+        states = []
+        for key in keys:
+            counter = self._spend.get(key)
+            if counter is None:
+                counter = self._spend[key] = _Spend(expires_at=now + 40 * 86_400)
+            held = counter.leases.pop(lease, None)
+            if held is not None:
+                counter.reserved -= held[0]
+            if not counter.leases:
+                counter.reserved = 0.0
+            counter.spent += actual
+            states.append(counter.state())
+        return states
+
+    async def spend_state(self, key: str, now: float) -> SpendState:
+        counter = self._spend.get(key)
+        if counter is None:
+            return SpendState(0.0, 0.0, 0)
+        counter.expire_leases(now)
+        return counter.state()
+
+    async def spend_seed(self, key: str, spent: float, expires_at: float) -> None:
+        if key not in self._spend:
+            self._spend[key] = _Spend(spent=spent, expires_at=expires_at)
+
+    async def once(self, key: str, expires_at: float) -> bool:
+        if key in self._once:
+            return False
+        self._once[key] = expires_at
+        return True
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        self._ops += 1
+        if self._ops % self._prune_every == 0:
+            self.prune(now)
+
+    def prune(self, now: float, idle_window: float = 3600.0) -> None:
+        """Forget counters of past periods and windows idle for longer than ``idle_window``."""
+        for key in [k for k, c in self._spend.items() if c.expires_at <= now and not c.leases]:
+            del self._spend[key]
+        for key in [k for k, until in self._once.items() if until <= now]:
+            del self._once[key]
+        for key in [
+            k for k, w in self._windows.items() if not w.slices or w.slices[-1][0] + idle_window <= now
+        ]:
+            del self._windows[key]
+        for key in [k for k, leases in self._slots.items() if not leases]:
+            del self._slots[key]

@@ -1,0 +1,195 @@
+"""Rate-limit decisions: requests, tokens and concurrency per key and per team, and MCP tool calls.
+
+A key's own ``rate_limit`` and its team's ``rate_limit`` both apply; a team's
+limit is shared by all the team's keys. Windows slide over one minute.
+
+- ``requests_per_minute`` and ``tool_calls_per_minute`` count admitted requests.
+- ``tokens_per_minute`` counts real usage after each response: input (uncached
+  plus cache writes) and output tokens, the way Anthropic counts its own input
+  limits (cache reads are left out: an agent re-reads its whole cached context
+  on every turn). A request is refused while the window is at or over the limit.
+- ``concurrent_requests`` holds a slot from admission until the response ends.
+
+Decisions are plain values; the adapter turns a refusal into HTTP 429.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .config import GatewayPolicy
+from .counters import Clock, CounterStore, SlotCheck, WindowCheck
+from .keys import Principal
+from .limits import RateLimit
+
+MINUTE = 60.0
+SLOT_TTL = 3600.0
+"""A concurrency slot is forgotten after this long even if never released (a replica died)."""
+CONCURRENCY_RETRY_AFTER = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    allowed: bool
+    retry_after: float = 0.0
+    blocked_by: str | None = None
+    """Which limit refused, e.g. ``rate_limit:key:vk_dev:requests_per_minute`` (for the ledger)."""
+    message: str = ""
+    ticket: RequestTicket | None = None
+    """For an admitted model request: what `RateLimiter.finish` must release and charge."""
+
+    @property
+    def retry_after_seconds(self) -> int:
+        """Whole seconds for a ``retry-after`` header (at least 1)."""
+        return max(1, math.ceil(self.retry_after))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTicket:
+    lease: str
+    slot_keys: tuple[str, ...]
+    token_keys: tuple[str, ...]
+
+
+ALLOWED = RateDecision(True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Limit:
+    scope: str
+    """``key:<id>`` or ``team:<name>``."""
+    label: str
+    """How the message names the scope: ``key 'vk_dev'``."""
+    metric: str
+    value: int
+
+    @property
+    def store_key(self) -> str:
+        return f"rl:{self.scope}:{self.metric}"
+
+    @property
+    def blocked_by(self) -> str:
+        return f"rate_limit:{self.scope}:{self.metric}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    request_windows: tuple[_Limit, ...]
+    slots: tuple[_Limit, ...]
+    tokens: tuple[_Limit, ...]
+    tool_calls: tuple[_Limit, ...]
+
+
+_UNITS = {
+    "requests_per_minute": "requests per minute",
+    "tokens_per_minute": "tokens per minute",
+    "concurrent_requests": "concurrent requests",
+    "tool_calls_per_minute": "tool calls per minute",
+}
+
+
+class RateLimiter:
+    """Applies the policy's rate limits through a `CounterStore` and an injected clock."""
+
+    def __init__(self, policy: GatewayPolicy, store: CounterStore, clock: Clock) -> None:
+        self.policy = policy
+        self.store = store
+        self.clock = clock
+        self._plans: dict[tuple[str, str | None], _Plan] = {}
+
+    # -- model requests --------------------------------------------------------------------
+
+    async def acquire_request(self, principal: Principal, lease: str) -> RateDecision:
+        """Admit one model request (or say which limit refuses it and when to retry)."""
+        plan = self._plan(principal)
+        if not (plan.request_windows or plan.slots or plan.tokens):
+            return RateDecision(True, ticket=RequestTicket(lease, (), ()))
+        now = self.clock()
+        slot_keys = tuple(limit.store_key for limit in plan.slots)
+        if plan.slots:
+            full = await self.store.slots_acquire(
+                [SlotCheck(limit.store_key, limit.value) for limit in plan.slots], lease, now, SLOT_TTL
+            )
+            if full is not None:
+                limit = plan.slots[full]
+                return self._refusal(limit, CONCURRENCY_RETRY_AFTER, "requests are already in flight")
+        windows = (*plan.request_windows, *plan.tokens)
+        if windows:
+            checks = [
+                WindowCheck(
+                    limit.store_key, limit.value, MINUTE, 1.0 if limit in plan.request_windows else 0.0
+                )
+                for limit in windows
+            ]
+            denial = await self.store.window_hit(checks, now)
+            if denial is not None:
+                if slot_keys:
+                    await self.store.slots_release(slot_keys, lease)
+                limit = windows[denial.index]
+                return self._refusal(limit, denial.retry_after, f"{denial.used:g} used in the last minute")
+        token_keys = tuple(limit.store_key for limit in plan.tokens)
+        return RateDecision(True, ticket=RequestTicket(lease, slot_keys, token_keys))
+
+    async def finish(self, ticket: RequestTicket, tokens: int) -> None:
+        """Release the request's concurrency slots and count its tokens."""
+        if ticket.slot_keys:
+            await self.store.slots_release(ticket.slot_keys, ticket.lease)
+        if ticket.token_keys and tokens > 0:
+            now = self.clock()
+            for key in ticket.token_keys:
+                await self.store.window_add(key, float(tokens), MINUTE, now)
+
+    # -- MCP tool calls --------------------------------------------------------------------
+
+    async def acquire_tool_call(self, principal: Principal) -> RateDecision:
+        """Count one MCP tools/call against ``tool_calls_per_minute`` of the key and its team."""
+        plan = self._plan(principal)
+        if not plan.tool_calls:
+            return ALLOWED
+        checks = [WindowCheck(limit.store_key, limit.value, MINUTE, 1.0) for limit in plan.tool_calls]
+        denial = await self.store.window_hit(checks, self.clock())
+        if denial is None:
+            return ALLOWED
+        limit = plan.tool_calls[denial.index]
+        return self._refusal(limit, denial.retry_after, f"{denial.used:g} used in the last minute")
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _refusal(limit: _Limit, retry_after: float, detail: str) -> RateDecision:
+        unit = _UNITS[limit.metric]
+        seconds = max(1, math.ceil(retry_after))
+        message = f"Rate limit: {limit.label} allows {limit.value} {unit} ({detail}); retry in {seconds} s"
+        return RateDecision(False, retry_after, limit.blocked_by, message)
+
+    def _plan(self, principal: Principal) -> _Plan:
+        cache_key = (principal.key_id, principal.team)
+        plan = self._plans.get(cache_key)
+        if plan is None:
+            plan = self._plans[cache_key] = self._build_plan(principal)
+        return plan
+
+    def _build_plan(self, principal: Principal) -> _Plan:
+        scoped: list[tuple[str, str, RateLimit]] = []
+        key = self.policy.key(principal.key_id)
+        if key is not None and key.rate_limit is not None:
+            scoped.append((f"key:{principal.key_id}", f"key {principal.key_id!r}", key.rate_limit))
+        team = self.policy.team(principal.team)
+        if team is not None and team.rate_limit is not None:
+            scoped.append((f"team:{team.name}", f"team {team.name!r}", team.rate_limit))
+
+        def limits(metric: str) -> tuple[_Limit, ...]:
+            found = []
+            for scope, label, rate in scoped:
+                value = getattr(rate, metric)
+                if value is not None:
+                    found.append(_Limit(scope, label, metric, int(value)))
+            return tuple(found)
+
+        return _Plan(
+            request_windows=limits("requests_per_minute"),
+            slots=limits("concurrent_requests"),
+            tokens=limits("tokens_per_minute"),
+            tool_calls=limits("tool_calls_per_minute"),
+        )
