@@ -13,6 +13,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from llm_proxy.endpoints import llm_routes
+from llm_proxy.runtime import start_llm_runtime
+from policies.counters import Clock, CounterStore
+
 from .audit import AuditWriter
 from .auth import KeyRing
 from .db import create_schema, make_engine
@@ -68,7 +72,11 @@ def create_app(
     settings: Settings,
     *,
     connection_factory: Callable[[Any], UpstreamConnection] = make_connection,
+    clock: Clock | None = None,
+    counter_store: CounterStore | None = None,
 ) -> Starlette:
+    """``clock`` and ``counter_store`` feed the model proxy's rate limits and budgets (tests inject a
+    clock; several replicas would share a store)."""
     policy = settings.policy
     shutdown = ShutdownSignal()
 
@@ -82,22 +90,25 @@ def create_app(
         await audit.start()
         keys = KeyRing(policy, engine, policy.gateway.key_refresh_seconds)
         await keys.refresh()
+        llm = await start_llm_runtime(policy, engine, keys, clock=clock, store=counter_store)
         hub = UpstreamHub(policy, connection_factory)
         sessions = SessionStore(idle_timeout=policy.gateway.session_idle_seconds)
         runtime = GatewayRuntime(policy, engine, keys, hub, audit, sessions, shutdown)
         hub.start()
         sweeper = asyncio.create_task(_sweep_sessions(runtime), name="session-sweeper")
         app.state.runtime = runtime  # for embedding code and tests; requests use the lifespan state
+        app.state.llm = llm
         try:
-            yield {"runtime": runtime}
+            yield {"runtime": runtime, "llm": llm, "limiter": llm.limiter}
         finally:
-            app.state.runtime = None
+            app.state.runtime = app.state.llm = None
             shutdown.trigger()
             sweeper.cancel()
             sessions.close_all()
             await hub.stop()
             await audit.aclose()
             logger.info("audit log flushed: %d records written", audit.written)
+            await llm.aclose()
             await asyncio.to_thread(engine.dispose)
 
     app = Starlette(
@@ -106,6 +117,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *(Route(path, _no_oauth, methods=["GET", "POST"]) for path in _OAUTH_PATHS),
+            *llm_routes(),
         ],
         lifespan=lifespan,
         exception_handlers={404: _not_found},

@@ -54,6 +54,8 @@ def make_engine(url: str) -> Engine:
 def create_schema(engine: Engine) -> None:
     """Create every table the gateway knows (idempotent)."""
     # Importing registers the tables on SQLModel.metadata.
+    from llm_proxy import ledger as _ledger  # noqa: F401
+
     from .audit import models as _audit  # noqa: F401
     from .keystore import ApiKey as _api_key  # noqa: F401
 

@@ -1,0 +1,150 @@
+"""The model proxy's routes, mounted on the gateway app next to /mcp.
+
+The two model endpoints are bare ASGI apps (the hot path pays for no request or
+response objects); the rest are small Starlette handlers. Resources come from
+the lifespan state (``scope["state"]["llm"]``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from .dialects import CHAT_COMPLETIONS, MESSAGES, Dialect, parse_count_tokens
+from .errors import (
+    ClientGone,
+    NotFound,
+    PermissionDenied,
+    ProxyError,
+    UpstreamFailed,
+    error_response,
+)
+from .exchange import RETRY_STATUSES, UPSTREAM_ERRORS, Exchange, authenticate, client_headers, read_body
+from .runtime import LlmRuntime
+from .upstream import describe_failure
+
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+
+
+class ModelEndpoint:
+    """POST /v1/messages or /v1/chat/completions."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rt: LlmRuntime = scope["state"]["llm"]
+        await Exchange(rt, self.dialect, scope).handle(receive, send)
+
+
+class CountTokensEndpoint:
+    """POST /v1/messages/count_tokens: key and model checks, routing and fallbacks; no limits or spend."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rt: LlmRuntime = scope["state"]["llm"]
+        headers = client_headers(scope)
+        query = scope.get("query_string", b"").decode("latin-1")
+        try:
+            principal = await authenticate(rt, headers)
+            body = await read_body(receive, rt.settings.max_body_bytes, headers.get("content-length"))
+            payload, model = parse_count_tokens(body)
+            routed = rt.router.route(model, principal)
+            targets = [t for t in routed.targets if t.kind == "anthropic"] if routed is not None else []
+            if not targets:
+                raise NotFound(f"Model {model!r} is not served by this gateway's Anthropic providers")
+            if not rt.router.allows(principal, model, targets[0].model):
+                raise PermissionDenied(f"Key {principal.key_id!r} may not use model {model!r}")
+            failures = []
+            for target in targets:
+                provider = rt.providers[target.provider]
+                upstream_body = (
+                    body if target.model == model else orjson.dumps({**payload, "model": target.model})
+                )
+                try:
+                    response = await provider.send("POST", COUNT_TOKENS_PATH, query, upstream_body, headers)
+                    answer = await response.read()
+                    response.release()
+                except UPSTREAM_ERRORS as exc:
+                    failures.append(f"{provider.name}: {describe_failure(exc)}")
+                    continue
+                if response.status in RETRY_STATUSES:
+                    failures.append(f"{provider.name}: HTTP {response.status}")
+                    continue
+                answer = rt.redact(answer) if response.status >= 400 else answer
+                content_type = response.headers.get("content-type", "application/json").encode("latin-1")
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status,
+                        "headers": [
+                            (b"content-type", content_type),
+                            (b"content-length", str(len(answer)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": answer})
+                return
+            raise UpstreamFailed(f"No provider could count tokens ({'; '.join(failures)})")
+        except ClientGone:
+            return
+        except ProxyError as exc:
+            status, error_headers, error_body = error_response(exc, "anthropic")
+            await send({"type": "http.response.start", "status": status, "headers": error_headers})
+            await send({"type": "http.response.body", "body": error_body})
+
+
+def _model_entry(model: str, provider: str) -> dict[str, Any]:
+    # Both shapes at once: Anthropic's (type, display_name, created_at), OpenAI's (object, created, owned_by).
+    return {
+        "type": "model",
+        "id": model,
+        "display_name": model,
+        "created_at": "1970-01-01T00:00:00Z",
+        "object": "model",
+        "created": 0,
+        "owned_by": provider,
+    }
+
+
+async def list_models(request: Request) -> Response:
+    """GET /v1/models: the models this key may use, in a shape both Anthropic and OpenAI clients read."""
+    rt: LlmRuntime = request.state.llm
+    openai = "anthropic-version" not in request.headers and "x-api-key" not in request.headers
+    headers = {
+        name: request.headers[name] for name in ("x-api-key", "authorization") if name in request.headers
+    }
+    try:
+        principal = await authenticate(rt, headers)
+    except ProxyError as exc:
+        status, error_headers, body = error_response(exc, "openai" if openai else "anthropic")
+        return Response(body, status, {k.decode(): v.decode() for k, v in error_headers})
+    data = [_model_entry(model, provider) for model, provider in rt.router.listed_models(principal)]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+    )
+
+
+async def root(request: Request) -> Response:
+    """GET and HEAD / answer 200 (Claude Code probes the base URL)."""
+    return JSONResponse({"status": "ok", "service": "mcp-gateway"})
+
+
+def llm_routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/messages", ModelEndpoint(MESSAGES), methods=["POST"]),
+        Route(COUNT_TOKENS_PATH, CountTokensEndpoint(), methods=["POST"]),
+        Route("/v1/chat/completions", ModelEndpoint(CHAT_COMPLETIONS), methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/", root, methods=["GET", "HEAD"]),
+    ]

@@ -1,0 +1,110 @@
+"""Model-proxy errors and the one function that turns any of them into a wire response.
+
+Handlers raise a `ProxyError`; only `error_response` decides what a client sees:
+the Anthropic shape (``{"type":"error","error":{"type":...,"message":...}}``) on
+Anthropic routes, the OpenAI shape (``{"error":{"message":...,"type":...,"code":...}}``)
+on OpenAI routes. Anything that is not a `ProxyError` becomes a generic 500:
+internals (and anything they might carry, such as a provider key) never reach a client.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import orjson
+
+Flavor = Literal["anthropic", "openai"]
+Headers = list[tuple[bytes, bytes]]
+
+
+class ProxyError(Exception):
+    status: int = 500
+    error_type: str = "api_error"
+    code: str = "internal_error"
+    """Short machine code for the OpenAI shape."""
+
+    def __init__(self, message: str, *, blocked_by: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.blocked_by = blocked_by
+        """Which limit or budget refused the request, for the ledger."""
+
+    def headers(self) -> Headers:
+        return []
+
+
+class InvalidRequest(ProxyError):
+    status, error_type, code = 400, "invalid_request_error", "invalid_request"
+
+
+class AuthenticationFailed(ProxyError):
+    status, error_type, code = 401, "authentication_error", "invalid_api_key"
+
+
+class BillingBlocked(ProxyError):
+    status, error_type, code = 402, "billing_error", "budget_exceeded"
+
+
+class PermissionDenied(ProxyError):
+    status, error_type, code = 403, "permission_error", "model_not_allowed"
+
+
+class NotFound(ProxyError):
+    status, error_type, code = 404, "not_found_error", "model_not_found"
+
+
+class RequestTooLarge(ProxyError):
+    status, error_type, code = 413, "request_too_large", "request_too_large"
+
+
+class RateLimited(ProxyError):
+    status, error_type, code = 429, "rate_limit_error", "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: float, *, blocked_by: str | None = None) -> None:
+        super().__init__(message, blocked_by=blocked_by)
+        self.retry_after = retry_after
+
+    def headers(self) -> Headers:
+        return [(b"retry-after", str(max(1, math.ceil(self.retry_after))).encode())]
+
+
+class UpstreamFailed(ProxyError):
+    status, error_type, code = 502, "api_error", "upstream_error"
+
+
+class Overloaded(ProxyError):
+    status, error_type, code = 529, "overloaded_error", "overloaded"
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was read; nothing can be answered."""
+
+
+def error_response(exc: BaseException, flavor: Flavor) -> tuple[int, Headers, bytes]:
+    """Status, headers and body for ``exc`` in the shape the route's clients understand."""
+    if isinstance(exc, ProxyError):
+        status, error_type, code, message = exc.status, exc.error_type, exc.code, exc.message
+        headers = exc.headers()
+    else:
+        status, error_type, code = 500, "api_error", "internal_error"
+        message = "Internal error in the gateway; see its log"
+        headers = []
+    if flavor == "openai":
+        payload: dict[str, object] = {"error": {"message": message, "type": error_type, "code": code}}
+    else:
+        payload = {"type": "error", "error": {"type": error_type, "message": message}}
+    body = orjson.dumps(payload)
+    return (
+        status,
+        [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        body,
+    )
+
+
+def stream_error_event(exc: BaseException, flavor: Flavor) -> bytes:
+    """The same error as an SSE event, for a stream that already started."""
+    _, _, body = error_response(exc, flavor)
+    if flavor == "openai":
+        return b"data: " + body + b"\n\n"
+    return b"event: error\ndata: " + body + b"\n\n"

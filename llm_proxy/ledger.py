@@ -1,0 +1,154 @@
+"""The spend ledger: one `ModelRequest` row per model request, and one `BudgetAlertRecord` per alert.
+
+Rows are written by a `BatchWriter` (batched, off the request path, never lost:
+a database that refuses them sends them to a fallback file replayed at the next
+start). Query them with SQLModel, e.g. spend per team this month::
+
+    from datetime import UTC, datetime
+    from sqlmodel import Session, func, select
+    from llm_proxy.ledger import ModelRequest
+    from mcp_gateway.db import make_engine
+
+    month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    with Session(make_engine("sqlite:///data/gateway.db")) as db:
+        stmt = (
+            select(ModelRequest.team, func.sum(ModelRequest.cost_usd), func.count())
+            .where(ModelRequest.timestamp >= month)
+            .group_by(ModelRequest.team)
+        )
+        print(db.exec(stmt).all())
+
+Timestamps are UTC. Refused requests (rate limits, budgets, permissions, bad
+input from a known key) have rows too, with ``status``, ``error_type`` and
+``blocked_by``; requests without a valid key do not.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, DateTime, Engine, Index, func
+from sqlalchemy import select as sa_select
+from sqlmodel import Field, SQLModel
+
+from mcp_gateway.batch_writer import BatchWriter
+from policies.budgeting import SpendRow
+from policies.providers import LlmProxySettings
+
+STATUSES = ("ok", "provider_error", "upstream_error", "rejected", "cancelled")
+"""ok: answered; provider_error: the provider answered with an error it owns (e.g. 400 for a bad
+request), relayed as is; upstream_error: no provider could answer, or the stream broke; rejected: refused
+by the gateway (see error_type and blocked_by); cancelled: the client went away mid-request."""
+
+
+class ModelRequest(SQLModel, table=True):
+    __tablename__ = "model_requests"
+    __table_args__ = (
+        Index("ix_model_requests_key_time", "key_id", "timestamp"),
+        Index("ix_model_requests_team_time", "team", "timestamp"),
+        Index("ix_model_requests_status_time", "status", "timestamp"),
+        Index("ix_model_requests_session", "session_id"),
+    )
+
+    request_id: str = Field(
+        primary_key=True, max_length=32, description="Gateway request id (gateway-request-id)."
+    )
+    timestamp: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True),
+        description="When the request arrived (UTC).",
+    )
+    endpoint: str = Field(description="messages or chat.completions.")
+    key_id: str
+    key_name: str
+    team: str | None = None
+    provider: str | None = Field(default=None, description="The provider that answered (after fallbacks).")
+    requested_model: str | None = None
+    served_model: str | None = Field(default=None, description="The model the provider reports it used.")
+    route: str | None = Field(default=None, description="The routes[].match that routed it.")
+    attempts: int = Field(default=0, description="Providers tried (more than one means fallbacks ran).")
+    input_tokens: int = Field(default=0, description="Uncached input tokens.")
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    price_source: str | None = Field(
+        default=None, description="genai-prices:<provider>/<model> or policy:<pattern>."
+    )
+    latency_ms: float = Field(default=0.0, description="Arrival to last byte, in the gateway.")
+    ttfb_ms: float | None = Field(default=None, description="Arrival to the first response byte sent.")
+    stream: bool = False
+    status: str = Field(description="ok, provider_error, upstream_error, rejected or cancelled.")
+    http_status: int = 200
+    error_type: str | None = Field(default=None, description="Anthropic error type, e.g. rate_limit_error.")
+    error: str | None = None
+    blocked_by: str | None = Field(
+        default=None, description="rate_limit:<scope>:<metric> or budget:<scope>:<period> that refused it."
+    )
+    session_id: str | None = Field(default=None, description="x-claude-code-session-id, when sent.")
+    upstream_request_id: str | None = None
+    user_agent: str | None = None
+
+
+class BudgetAlertRecord(SQLModel, table=True):
+    __tablename__ = "budget_alerts"
+
+    id: str = Field(primary_key=True, max_length=32)
+    timestamp: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    kind: str = Field(description="threshold or exhausted.")
+    budget: str = Field(description="org, team:<name>, key:<id> or provider:<name>.")
+    period: str = Field(description="daily, weekly or monthly.")
+    period_label: str = Field(description="2026-11-27, 2026-W48 or 2026-11.")
+    threshold: float
+    spent_usd: float
+    limit_usd: float
+    resets_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    message: str
+
+
+class LedgerWriter(BatchWriter):
+    def __init__(self, engine: Engine, settings: LlmProxySettings) -> None:
+        super().__init__(
+            engine,
+            ModelRequest.__table__,  # type: ignore[attr-defined]
+            flush_interval=settings.ledger_flush_interval_ms / 1000,
+            batch_size=settings.ledger_batch_size,
+            fallback_path=settings.ledger_fallback_file,
+        )
+
+
+class AlertWriter(BatchWriter):
+    def __init__(self, engine: Engine, settings: LlmProxySettings) -> None:
+        fallback = settings.ledger_fallback_file.replace("ledger", "alerts")
+        if fallback == settings.ledger_fallback_file:
+            fallback += ".alerts"
+        super().__init__(
+            engine,
+            BudgetAlertRecord.__table__,  # type: ignore[attr-defined]
+            flush_interval=0.2,
+            fallback_path=fallback,
+        )
+
+
+# -- queries used at start-up --------------------------------------------------------------------
+
+
+def spend_since(engine: Engine, since: datetime) -> list[SpendRow]:
+    """Spend per (key, team, provider) recorded since ``since`` (for rebuilding budget counters)."""
+    table = ModelRequest.__table__  # type: ignore[attr-defined]
+    c = table.c
+    stmt = (
+        sa_select(c.key_id, c.team, c.provider, func.sum(c.cost_usd))
+        .where(c.timestamp >= since, c.cost_usd > 0)
+        .group_by(c.key_id, c.team, c.provider)
+    )
+    with engine.connect() as conn:
+        return [SpendRow(row[0], row[1], row[2], float(row[3] or 0.0)) for row in conn.execute(stmt)]
+
+
+def alerts_since(engine: Engine, since: datetime) -> list[tuple[str, str, str, str]]:
+    """(kind, budget, period, period label) of alerts recorded since ``since``."""
+    table = BudgetAlertRecord.__table__  # type: ignore[attr-defined]
+    c = table.c
+    stmt = sa_select(c.kind, c.budget, c.period, c.period_label).where(c.timestamp >= since)
+    with engine.connect() as conn:
+        return [(row[0], row[1], row[2], row[3]) for row in conn.execute(stmt)]
