@@ -146,6 +146,18 @@ class UpstreamHub:
         self._visible_cache[key] = (self.version, tools, signature)
         return tools, signature
 
+    def explain_empty(self, grant: ToolGrant) -> str:
+        """Why a grant sees no tools, for the admin's log (never sent to the caller)."""
+        if grant.is_empty:
+            return "no permission entry for the key or its team (deny by default)"
+        servers = [name for name in self.supervisors if grant.allows_server(name)]
+        if not servers:
+            return f"its grant ({grant.source}) names no configured server"
+        down = [name for name in servers if self.supervisors[name].state != "ready"]
+        if down:
+            return f"its grant ({grant.source}) allows {', '.join(servers)}; not ready: {', '.join(down)}"
+        return f"its grant ({grant.source}) matches none of the tools of {', '.join(servers)}"
+
     def status(self) -> list[dict[str, Any]]:
         statuses = [s.status() for s in self.supervisors.values()]
         for server in self.policy.mcp.servers:

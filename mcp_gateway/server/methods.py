@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from ..errors import InvalidParams, MethodNotFound
 from .context import RequestContext
 from .toolcall import call_tool
 
+logger = logging.getLogger("mcp_gateway.mcp")
 JsonObject = dict[str, Any]
 Handler = Callable[[RequestContext, JsonObject], Awaitable[JsonObject]]
 
@@ -53,6 +55,10 @@ async def _ping(ctx: RequestContext, params: JsonObject) -> JsonObject:
 
 async def _list_tools(ctx: RequestContext, params: JsonObject) -> JsonObject:
     tools, signature = ctx.runtime.hub.visible_tools(ctx.principal, ctx.grant)
+    if not tools:
+        logger.warning(
+            "key %s listed no tools: %s", ctx.principal.key_id, ctx.runtime.hub.explain_empty(ctx.grant)
+        )
     if ctx.session is not None:
         ctx.session.listed_signature = signature
     result: JsonObject = {"tools": tools}

@@ -217,3 +217,13 @@ def test_marker_dir_unused(tmp_path: Path) -> None:
     """The module's upstreams run without a marker dir; the fixture helper still builds one."""
     entry = upstream_stdio("x", marker_dir=tmp_path)
     assert entry["args"][-2:] == ["--marker-dir", str(tmp_path)]
+
+
+@pytest.mark.anyio
+async def test_an_empty_catalogue_is_explained_to_the_admin_not_the_caller(
+    gateway: RunningGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with mcp_client(gateway.url, CAROL, "2026-07-28") as carol:
+        result = await carol.list_tools()
+    assert result.tools == []
+    assert "key carol listed no tools: no permission entry for the key or its team (deny by default)" in caplog.text
