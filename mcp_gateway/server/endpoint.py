@@ -16,7 +16,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     InboundLadderRejection,
@@ -33,7 +32,17 @@ from .context import RequestContext
 from .guard import HostGuard
 from .methods import SERVER_INFO, SERVER_INFO_KEY, dispatch, initialize_result, negotiate_version
 from .sessions import Session
-from .streams import SSE_HEADERS, serve_listen, serve_session_stream, sse_event
+from .streams import serve_listen, serve_session_stream
+from .wire import (
+    DUPLICATE_ROUTING_HEADER,
+    ClientGone,
+    Responder,
+    read_body,
+    read_headers,
+    send_empty,
+    send_json,
+    send_problem,
+)
 
 if TYPE_CHECKING:
     from ..runtime import GatewayRuntime
@@ -44,111 +53,6 @@ JsonObject = dict[str, Any]
 REQUEST_CANCELLED = -32800
 _WATCH_AFTER = 0.02
 """Seconds after which a 2026 tools/call starts watching for the client closing the POST."""
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-_WANTED = frozenset(
-    {
-        "authorization",
-        "mcp-session-id",
-        "mcp-protocol-version",
-        "mcp-method",
-        "mcp-name",
-        "accept",
-        "content-length",
-        "host",
-        "origin",
-    }
-)
-
-
-class ClientGone(Exception):
-    """The client disconnected before we finished reading its request."""
-
-
-_ROUTING = frozenset({"mcp-protocol-version", "mcp-method", "mcp-name"})
-DUPLICATE_ROUTING_HEADER = ":duplicate-routing-header"
-"""Pseudo-header `_headers` sets when a routing header came twice (first and last readers disagree)."""
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    """The headers the endpoint reads, decoded once, in one pass over the raw list."""
-    wanted: dict[str, str] = {}
-    for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1").lower()
-        if name in _WANTED:
-            if name not in wanted:
-                wanted[name] = raw_value.decode("latin-1")
-            elif name in _ROUTING:
-                wanted[DUPLICATE_ROUTING_HEADER] = name
-    return wanted
-
-
-async def _send_json(
-    send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *(headers or [])],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-async def _send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers or []})
-    await send({"type": "http.response.body", "body": b""})
-
-
-async def send_problem(send: Send, problem: HttpProblem) -> None:
-    headers = [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
-    await _send_json(send, problem.status, {"error": problem.error, "message": problem.message}, headers)
-
-
-async def _read_body(receive: Receive, limit: int, content_length: str | None) -> bytes:
-    too_large = HttpProblem(
-        413, "request_too_large", f"Request body is larger than the gateway's limit of {limit} bytes"
-    )
-    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-class Responder:
-    """Writes one POST's answer: JSON by default, SSE once a notification has to go out first."""
-
-    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]], sse_allowed: bool) -> None:
-        self._send = send
-        self._headers = headers
-        self.sse_allowed = sse_allowed
-        self.streaming = False
-
-    async def notify(self, message: JsonObject) -> None:
-        if not self.streaming:
-            self.streaming = True
-            await self._send(
-                {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self._headers}
-            )
-        await self._send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
-
-    async def finish(self, message: JsonObject, status: int = 200) -> None:
-        if self.streaming:
-            await self._send({"type": "http.response.body", "body": sse_event(message), "more_body": False})
-        else:
-            await _send_json(self._send, status, message, self._headers)
 
 
 def _rejection_status(code: int) -> int:
@@ -170,7 +74,7 @@ class McpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime: GatewayRuntime = scope["state"]["runtime"]
         received_at = time.perf_counter()
-        headers = _headers(scope)
+        headers = read_headers(scope)
         try:
             self._guard(runtime).check(headers.get("host"), headers.get("origin"))
             principal = await runtime.keys.authenticate(headers.get("authorization"))
@@ -218,11 +122,11 @@ class McpEndpoint:
             raise HttpProblem(
                 406, "not_acceptable", "Accept must include application/json or text/event-stream"
             )
-        body = await _read_body(receive, runtime.policy.gateway.max_body_bytes, headers.get("content-length"))
+        body = await read_body(receive, runtime.policy.gateway.max_body_bytes, headers.get("content-length"))
         try:
             message = jsonrpc.parse_message(body)
         except GatewayError as exc:
-            await _send_json(send, exc.http_status, jsonrpc.error_response(None, jsonrpc_error(exc)))
+            await send_json(send, exc.http_status, jsonrpc.error_response(None, jsonrpc_error(exc)))
             return
         version = headers.get("mcp-protocol-version")
         session_id = headers.get("mcp-session-id")
@@ -249,7 +153,7 @@ class McpEndpoint:
     ) -> None:
         if "method" not in message or "id" not in message:
             # Notifications and stray responses: nothing to act on in a stateless exchange.
-            await _send_empty(send, 202)
+            await send_empty(send, 202)
             return
         request_id = message["id"]
         method: str = message["method"]
@@ -261,7 +165,7 @@ class McpEndpoint:
             error: JsonObject = {"code": verdict.code, "message": verdict.message}
             if verdict.data is not None:
                 error["data"] = verdict.data
-            await _send_json(send, _rejection_status(verdict.code), jsonrpc.error_response(request_id, error))
+            await send_json(send, _rejection_status(verdict.code), jsonrpc.error_response(request_id, error))
             return
         params: JsonObject = message.get("params") or {}
         grant = runtime.grant(principal)
@@ -312,11 +216,11 @@ class McpEndpoint:
                 "Bad Request: no Mcp-Session-Id header. Send initialize first (2025-11-25), "
                 "or use MCP-Protocol-Version: 2026-07-28 for stateless requests"
             )
-            await _send_json(send, 400, jsonrpc.error_response(message.get("id"), jsonrpc_error(error)))
+            await send_json(send, 400, jsonrpc.error_response(message.get("id"), jsonrpc_error(error)))
             return
         session = runtime.sessions.get(session_id, principal)
         if session is None:
-            await _send_json(
+            await send_json(
                 send,
                 404,
                 jsonrpc.error_response(message.get("id"), {"code": -32600, "message": "Session not found"}),
@@ -328,13 +232,13 @@ class McpEndpoint:
                 f"Unsupported MCP-Protocol-Version {version!r}; "
                 f"supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}"
             )
-            await _send_json(send, 400, jsonrpc.error_response(message.get("id"), jsonrpc_error(error)))
+            await send_json(send, 400, jsonrpc.error_response(message.get("id"), jsonrpc_error(error)))
             return
         session_header = [(b"mcp-session-id", session.id.encode())]
         if method is None or "id" not in message:
             if method == "notifications/cancelled":
                 self._cancel(session, message.get("params") or {})
-            await _send_empty(send, 202, session_header)
+            await send_empty(send, 202, session_header)
             return
         responder = Responder(send, session_header, sse_allowed)
         ctx = RequestContext(
@@ -373,7 +277,7 @@ class McpEndpoint:
         capabilities = params.get("capabilities", {})
         if not isinstance(client_info, dict) or not isinstance(capabilities, dict):
             error = InvalidParams("initialize needs params.clientInfo and params.capabilities (objects)")
-            await _send_json(send, 200, jsonrpc.error_response(message["id"], jsonrpc_error(error)))
+            await send_json(send, 200, jsonrpc.error_response(message["id"], jsonrpc_error(error)))
             return
         version = negotiate_version(params.get("protocolVersion"))
         session = runtime.sessions.create(principal, version, client_info, capabilities)
@@ -397,7 +301,7 @@ class McpEndpoint:
             session.client_version,
             version,
         )
-        await _send_json(
+        await send_json(
             send,
             200,
             jsonrpc.response(message["id"], initialize_result(ctx, version)),
@@ -525,4 +429,4 @@ class McpEndpoint:
         session = self._session_or_problem(runtime, principal, headers)
         runtime.sessions.close(session)
         logger.info("session %s closed by the client", session.id[:8])
-        await _send_empty(send, 200)
+        await send_empty(send, 200)
