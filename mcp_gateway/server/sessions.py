@@ -29,7 +29,6 @@ class Session:
     last_seen: float = field(default_factory=time.monotonic)
     in_flight: dict[str | int, asyncio.Task[Any]] = field(default_factory=dict)
     cancelled_ids: set[str | int] = field(default_factory=set)
-    outbox: asyncio.Queue[JsonObject] = field(default_factory=lambda: asyncio.Queue(maxsize=256))
     stream_open: bool = False
     listed_signature: bytes | None = None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -44,11 +43,6 @@ class Session:
         version = self.client_info.get("version")
         return version if isinstance(version, str) else None
 
-    def push(self, message: JsonObject) -> None:
-        """Queue a server-to-client notification for the GET stream (dropped if nobody listens)."""
-        if self.stream_open and not self.outbox.full():
-            self.outbox.put_nowait(message)
-
 
 class SessionStore:
     def __init__(self, idle_timeout: float = 3600.0, max_sessions: int = 10_000) -> None:
@@ -58,9 +52,6 @@ class SessionStore:
 
     def __len__(self) -> int:
         return len(self._sessions)
-
-    def __iter__(self) -> Any:
-        return iter(list(self._sessions.values()))
 
     def create(
         self, principal: Principal, protocol_version: str, client_info: JsonObject, capabilities: JsonObject

@@ -90,13 +90,3 @@ class UpstreamConnection(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release the connection (and stop a child process)."""
-
-    def request_meta(self, progress_token: str | int | None, extra: JsonObject | None) -> JsonObject | None:
-        """The ``_meta`` for a request we send: the caller's own keys, our envelope, our progress token."""
-        meta: JsonObject = {}
-        if extra:
-            meta.update((k, v) for k, v in extra.items() if not k.startswith(ENVELOPE_PREFIX))
-            meta.pop("progressToken", None)
-        if progress_token is not None:
-            meta["progressToken"] = progress_token
-        return meta or None
