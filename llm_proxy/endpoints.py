@@ -13,7 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .dialects import CHAT_COMPLETIONS, MESSAGES, Dialect, parse_count_tokens
 from .errors import (
@@ -24,7 +24,8 @@ from .errors import (
     UpstreamFailed,
     error_response,
 )
-from .exchange import RETRY_STATUSES, UPSTREAM_ERRORS, Exchange, authenticate, client_headers, read_body
+from .exchange import Exchange, authenticate, client_headers, read_body
+from .forward import RETRY_STATUSES, UPSTREAM_ERRORS
 from .runtime import LlmRuntime
 from .upstream import describe_failure
 
@@ -66,7 +67,7 @@ class CountTokensEndpoint:
                     body if target.model == model else orjson.dumps({**payload, "model": target.model})
                 )
                 try:
-                    response = await provider.send("POST", COUNT_TOKENS_PATH, query, upstream_body, headers)
+                    response = await provider.send(COUNT_TOKENS_PATH, query, upstream_body, headers)
                     answer = await response.read()
                     response.release()
                 except UPSTREAM_ERRORS as exc:
@@ -138,6 +139,11 @@ async def list_models(request: Request) -> Response:
 async def root(request: Request) -> Response:
     """GET and HEAD / answer 200 (Claude Code probes the base URL)."""
     return JSONResponse({"status": "ok", "service": "mcp-gateway"})
+
+
+def llm_fast_paths() -> dict[str, ASGIApp]:
+    """POST endpoints the app may dispatch before its middleware (they answer every error themselves)."""
+    return {"/v1/messages": ModelEndpoint(MESSAGES), "/v1/chat/completions": ModelEndpoint(CHAT_COMPLETIONS)}
 
 
 def llm_routes() -> list[BaseRoute]:

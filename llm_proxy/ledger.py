@@ -25,7 +25,8 @@ input from a known key) have rows too, with ``status``, ``error_type`` and
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Column, DateTime, Engine, Index, func
 from sqlalchemy import select as sa_select
@@ -105,11 +106,20 @@ class BudgetAlertRecord(SQLModel, table=True):
     message: str
 
 
+def _prepare(row: dict[str, Any]) -> dict[str, Any]:
+    """Runs in the writer's thread: the request path hands over the arrival time in epoch seconds."""
+    stamp = row["timestamp"]
+    if isinstance(stamp, int | float):
+        row = dict(row, timestamp=datetime.fromtimestamp(stamp, UTC))
+    return row
+
+
 class LedgerWriter(BatchWriter):
     def __init__(self, engine: Engine, settings: LlmProxySettings) -> None:
         super().__init__(
             engine,
             ModelRequest.__table__,  # type: ignore[attr-defined]
+            prepare=_prepare,
             flush_interval=settings.ledger_flush_interval_ms / 1000,
             batch_size=settings.ledger_batch_size,
             fallback_path=settings.ledger_fallback_file,

@@ -9,26 +9,39 @@ current budget periods from the ledger, and logs what an admin must know
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from mcp_gateway.auth import KeyRing
-from policies import GatewayPolicy
-from policies.budgeting import PERIODS, BudgetBook, period_bounds, period_label
+from policies import GatewayPolicy, Principal
+from policies.budgeting import PERIODS, BudgetBook, BudgetScope, period_bounds, period_label
 from policies.counters import Clock, CounterStore, MemoryCounterStore
 from policies.pricing import PriceBook
 from policies.providers import LlmProxySettings
 from policies.ratelimit import RateLimiter
-from policies.routing import ModelRouter, is_glob
+from policies.routing import ModelRouter, Target, is_glob
 
 from .alerts import AlertSink
+from .dialects import Dialect
+from .errors import NotFound, PermissionDenied
 from .ledger import AlertWriter, LedgerWriter, alerts_since, spend_since
 from .upstream import ProviderClient, open_providers
 
 logger = logging.getLogger("llm_proxy")
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    targets: tuple[Target, ...]
+    route: str | None
+    budget_scopes: tuple[BudgetScope, ...]
+    """The caller's budgets (org, team, key); provider budgets are reserved per target."""
 
 
 @dataclass
@@ -45,6 +58,36 @@ class LlmRuntime:
     alerts: AlertSink
     clock: Clock
     warnings: list[str] = field(default_factory=list)
+    _ids: Iterator[int] = field(default_factory=itertools.count)
+    _id_prefix: str = field(default_factory=lambda: os.urandom(8).hex())
+    _resolved: dict[tuple[str, str | None, str, str], Resolved] = field(default_factory=dict)
+
+    def next_request_id(self) -> str:
+        """32 hex characters: a random per-process prefix and a counter (no syscall per request)."""
+        return f"{self._id_prefix}{next(self._ids):016x}"
+
+    def resolve(self, principal: Principal, model: str, dialect: Dialect) -> Resolved:
+        """Route and permission for a key and model (cached: the policy is fixed for the process)."""
+        cache_key = (principal.key_id, principal.team, model, dialect.kind)
+        found = self._resolved.get(cache_key)
+        if found is not None:
+            return found
+        routed = self.router.route(model, principal)
+        if routed is None:
+            raise NotFound(f"Model {model!r} is not served by this gateway (no route matches it)")
+        targets = tuple(t for t in routed.targets if t.kind == dialect.kind)
+        if not targets:
+            other = "/v1/messages" if dialect.openai else "/v1/chat/completions"
+            raise NotFound(
+                f"Model {model!r} is routed to a provider that does not speak this API; use {other}"
+            )
+        if not self.router.allows(principal, model, targets[0].model):
+            raise PermissionDenied(f"Key {principal.key_id!r} may not use model {model!r}")
+        found = Resolved(targets, routed.route, self.budgets.caller_scopes(principal))
+        if len(self._resolved) >= 10_000:
+            self._resolved.clear()
+        self._resolved[cache_key] = found
+        return found
 
     @property
     def provider_secrets(self) -> tuple[bytes, ...]:

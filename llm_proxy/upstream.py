@@ -18,6 +18,7 @@ import random
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from policies.providers import ProviderConfig
 from policies.servers import MissingEnvironmentVariable, interpolate
@@ -58,9 +59,7 @@ class ProviderClient:
         self._keys = keys
         self._weights = [k.weight for k in keys]
         self.needs_key = bool(config.key_envs())
-        self.timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=config.connect_timeout_seconds, sock_read=config.timeout_seconds
-        )
+        self._urls: dict[tuple[str, str], URL] = {}
 
     @property
     def secrets(self) -> list[str]:
@@ -85,11 +84,17 @@ class ProviderClient:
             return self._keys[0].value
         return random.choices(self._keys, self._weights)[0].value
 
-    def url(self, path: str, query: str) -> str:
+    def url(self, path: str, query: str) -> URL:
         """``path`` is the Anthropic-style path (``/v1/messages``); OpenAI base URLs already end in /v1."""
-        if self.kind == "openai-compatible" and path.startswith("/v1/"):
-            path = path[3:]
-        return f"{self.base_url}{path}?{query}" if query else f"{self.base_url}{path}"
+        url = self._urls.get((path, query))
+        if url is None:
+            upstream_path = path[3:] if self.kind == "openai-compatible" and path.startswith("/v1/") else path
+            url = URL(
+                f"{self.base_url}{upstream_path}?{query}" if query else f"{self.base_url}{upstream_path}"
+            )
+            if len(self._urls) < 256:
+                self._urls[(path, query)] = url
+        return url
 
     def headers(self, client_headers: dict[str, str]) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -109,23 +114,23 @@ class ProviderClient:
         return headers
 
     async def send(
-        self, method: str, path: str, query: str, body: bytes | None, client_headers: dict[str, str]
+        self, path: str, query: str, body: bytes, client_headers: dict[str, str]
     ) -> aiohttp.ClientResponse:
-        """Start one upstream request; the caller reads and releases the response."""
-        return await self.session.request(
-            method,
-            self.url(path, query),
-            data=body,
-            headers=self.headers(client_headers),
-            timeout=self.timeout,
-            allow_redirects=False,
+        """POST one upstream request; the caller reads and releases the response."""
+        return await self.session.post(
+            self.url(path, query), data=body, headers=self.headers(client_headers), allow_redirects=False
         )
 
 
-def make_session() -> aiohttp.ClientSession:
+def make_session(config: ProviderConfig) -> aiohttp.ClientSession:
+    """A pooled session per provider; its timeouts bound connecting and each wait for the provider's bytes."""
     connector = aiohttp.TCPConnector(limit=1024, limit_per_host=0, keepalive_timeout=30.0, ttl_dns_cache=300)
     return aiohttp.ClientSession(
         connector=connector,
+        timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout_seconds, sock_read=config.timeout_seconds
+        ),
+        cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=True,
         skip_auto_headers=("User-Agent",),
         trust_env=False,
@@ -138,7 +143,7 @@ def open_providers(configs: list[ProviderConfig]) -> tuple[dict[str, ProviderCli
     warnings: list[str] = []
     for config in configs:
         try:
-            client = ProviderClient(config, make_session())
+            client = ProviderClient(config, make_session(config))
         except MissingEnvironmentVariable as exc:
             raise ValueError(f"provider {config.name!r}: {exc}") from None
         if client.missing_keys:

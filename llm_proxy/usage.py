@@ -115,6 +115,8 @@ class StreamMeter:
                 if isinstance(payload.get("model"), str):
                     self.model = payload["model"]
             return
+        if data.startswith(b"event: content_block_", start) or data.startswith(b"event: ping", start):
+            return  # the bulk of a stream: nothing to read
         if data.startswith(b"event: message_start", start):
             payload = _data_json(data[start:end])
             message = payload.get("message") if payload else None

@@ -20,7 +20,7 @@ flight; HTTP 429 with a short retry, since it frees up as they settle).
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -94,6 +94,11 @@ class Counter:
         return counter_key(self.scope.ident, self.period, self.label)
 
     @property
+    def expires_at(self) -> float:
+        """When the store may forget this counter."""
+        return self.end.timestamp() + COUNTER_GRACE
+
+    @property
     def budget(self) -> str:
         """How messages and the ledger name it: ``team:frontend monthly``."""
         return f"{self.scope.ident} {self.period}"
@@ -135,11 +140,23 @@ class BudgetBlock:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reservation:
     lease: str
     counters: tuple[Counter, ...]
     amount: float
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The counters of a set of scopes for the current periods, with their store checks."""
+
+    valid_from: float
+    valid_until: float
+    counters: tuple[Counter, ...]
+    checks: tuple[SpendCheck, ...]
+    keys: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +188,10 @@ class SpendRow:
     cost_usd: float
 
 
+def _utc(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
+
+
 def _limits(config: BudgetLimits) -> tuple[tuple[Period, float], ...]:
     found = config.limits()
     return tuple((period, found[period]) for period in PERIODS if period in found)
@@ -188,6 +209,7 @@ class BudgetBook:
             threshold = config.alert_threshold if config.alert_threshold is not None else default
             return BudgetScope(kind, name, _limits(config), threshold)
 
+        self._plans: dict[tuple[BudgetScope, ...], _Plan] = {}
         self._org = scope("org", "", budgets.org) if budgets.org is not None else None
         self._teams = {b.name: scope("team", b.name, b) for b in budgets.teams}
         self._keys = {b.id: scope("key", b.id, b) for b in budgets.keys}
@@ -228,20 +250,33 @@ class BudgetBook:
 
     # -- reserve and settle ----------------------------------------------------------------
 
+    def _plan(self, scopes: tuple[BudgetScope, ...], now: float) -> _Plan:
+        plan = self._plans.get(scopes)
+        if plan is None or not plan.valid_from <= now < plan.valid_until:
+            counters = self.counters(scopes, now)
+            plan = _Plan(
+                valid_from=max(c.start.timestamp() for c in counters),
+                valid_until=min(c.end.timestamp() for c in counters),
+                counters=counters,
+                checks=tuple(SpendCheck(c.key, c.limit, c.expires_at) for c in counters),
+                keys=tuple(c.key for c in counters),
+            )
+            self._plans[scopes] = plan
+        return plan
+
     async def reserve(
-        self, scopes: Sequence[BudgetScope], amount: float, lease: str
+        self, scopes: tuple[BudgetScope, ...], amount: float, lease: str
     ) -> Reservation | BudgetBlock:
         """Hold ``amount`` on every counter of ``scopes``, or say which one refuses."""
         if not scopes:
             return Reservation(lease, (), amount)
         now = self.clock()
-        counters = self.counters(scopes, now)
-        checks = [SpendCheck(c.key, c.limit, c.end.timestamp() + COUNTER_GRACE) for c in counters]
-        denial = await self.store.spend_reserve(checks, lease, amount, now, RESERVATION_TTL)
+        plan = self._plan(scopes, now)
+        denial = await self.store.spend_reserve(plan.checks, lease, amount, now, RESERVATION_TTL)
         if denial is None:
-            return Reservation(lease, counters, amount)
+            return Reservation(lease, plan.counters, amount, plan.keys)
         state = denial.state
-        counter = counters[denial.index]
+        counter = plan.counters[denial.index]
         return BudgetBlock(counter, state.spent, state.reserved, state.spent < counter.limit, now)
 
     async def settle(self, reservation: Reservation, actual: float) -> list[BudgetAlert]:
@@ -249,26 +284,18 @@ class BudgetBook:
         if not reservation.counters:
             return []
         now = self.clock()
-        keys = [c.key for c in reservation.counters]
-        states = await self.store.spend_settle(keys, reservation.lease, actual, now)
-        alerts: list[BudgetAlert] = []
+        states = await self.store.spend_settle(reservation.keys, reservation.lease, actual, now)
         if actual <= 0:
-            return alerts
-        at = datetime.fromtimestamp(now, UTC)
+            return []
+        alerts: list[BudgetAlert] = []
         for counter, state in zip(reservation.counters, states, strict=True):
-            expires = counter.end.timestamp() + COUNTER_GRACE
             threshold = counter.scope.alert_threshold
-            if (
-                threshold is not None
-                and threshold < 1.0
-                and state.spent >= threshold * counter.limit
-                and await self.store.once(f"alert:threshold:{counter.key}", expires)
-            ):
-                alerts.append(BudgetAlert("threshold", counter, threshold, state.spent, at))
-            if state.spent >= counter.limit and await self.store.once(
-                f"alert:exhausted:{counter.key}", expires
-            ):
-                alerts.append(BudgetAlert("exhausted", counter, 1.0, state.spent, at))
+            crossed = threshold is not None and threshold < 1.0 and state.spent >= threshold * counter.limit
+            if crossed and await self.store.once(f"alert:threshold:{counter.key}", counter.expires_at):
+                alerts.append(BudgetAlert("threshold", counter, threshold or 0.0, state.spent, _utc(now)))
+            exhausted = state.spent >= counter.limit
+            if exhausted and await self.store.once(f"alert:exhausted:{counter.key}", counter.expires_at):
+                alerts.append(BudgetAlert("exhausted", counter, 1.0, state.spent, _utc(now)))
         return alerts
 
     async def release(self, reservation: Reservation) -> None:
@@ -303,7 +330,7 @@ class BudgetBook:
                 continue
             spent = totals.get(counter.scope.ident, 0.0)
             if spent > 0:
-                await self.store.spend_seed(counter.key, spent, counter.end.timestamp() + COUNTER_GRACE)
+                await self.store.spend_seed(counter.key, spent, counter.expires_at)
                 seeded += 1
         return seeded
 

@@ -61,7 +61,7 @@ class SpendCheck:
     """When the counter may be forgotten (end of its budget period plus a margin)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SpendState:
     spent: float
     reserved: float
@@ -160,16 +160,35 @@ class _Spend:
     """lease -> (amount, expires at)."""
     reserved: float = 0.0
     expires_at: float = 0.0
+    next_expiry: float = float("inf")
+    """No lease expires before this; leases are only scanned once it has passed."""
 
     def expire_leases(self, now: float) -> None:
+        if now < self.next_expiry:
+            return
         stale = [lease for lease, (_, until) in self.leases.items() if until <= now]
         for lease in stale:
             self.reserved -= self.leases.pop(lease)[0]
         if not self.leases:
             self.reserved = 0.0
+        self.next_expiry = min((until for _, until in self.leases.values()), default=float("inf"))
 
     def state(self) -> SpendState:
         return SpendState(self.spent, max(self.reserved, 0.0), len(self.leases))
+
+
+@dataclass(slots=True)
+class _Slots:
+    leases: dict[str, float] = field(default_factory=dict)
+    """lease -> expires at."""
+    next_expiry: float = float("inf")
+
+    def expire(self, now: float) -> None:
+        if now < self.next_expiry:
+            return
+        for stale in [name for name, until in self.leases.items() if until <= now]:
+            del self.leases[stale]
+        self.next_expiry = min(self.leases.values(), default=float("inf"))
 
 
 class MemoryCounterStore:
@@ -177,7 +196,7 @@ class MemoryCounterStore:
 
     def __init__(self, prune_every: int = 10_000) -> None:
         self._windows: dict[str, _Window] = {}
-        self._slots: dict[str, dict[str, float]] = {}
+        self._slots: dict[str, _Slots] = {}
         self._spend: dict[str, _Spend] = {}
         self._once: dict[str, float] = {}
         self._ops = 0
@@ -222,24 +241,26 @@ class MemoryCounterStore:
     ) -> int | None:
         holders = []
         for index, check in enumerate(checks):
-            leases = self._slots.get(check.key)
-            if leases is None:
-                leases = self._slots[check.key] = {}
-            elif leases:
-                for stale in [name for name, until in leases.items() if until <= now]:
-                    del leases[stale]
-            if len(leases) >= check.limit and lease not in leases:
+            slots = self._slots.get(check.key)
+            if slots is None:
+                slots = self._slots[check.key] = _Slots()
+            else:
+                slots.expire(now)
+            if len(slots.leases) >= check.limit and lease not in slots.leases:
                 return index
-            holders.append(leases)
-        for leases in holders:
-            leases[lease] = now + ttl
+            holders.append(slots)
+        until = now + ttl
+        for slots in holders:
+            slots.leases[lease] = until
+            if until < slots.next_expiry:
+                slots.next_expiry = until
         return None
 
     async def slots_release(self, keys: Sequence[str], lease: str) -> None:
         for key in keys:
-            leases = self._slots.get(key)
-            if leases is not None:
-                leases.pop(lease, None)
+            slots = self._slots.get(key)
+            if slots is not None:
+                slots.leases.pop(lease, None)
 
     async def spend_reserve(
         self, checks: Sequence[SpendCheck], lease: str, amount: float, now: float, ttl: float
@@ -249,17 +270,20 @@ class MemoryCounterStore:
             counter = self._spend.get(check.key)
             if counter is None:
                 counter = self._spend[check.key] = _Spend(expires_at=check.expires_at)
-            elif counter.leases:
+            else:
                 counter.expire_leases(now)
             if counter.spent + counter.reserved >= check.limit:
                 return SpendDenial(index, counter.state())
             counters.append(counter)
+        until = now + ttl
         for counter in counters:
             previous = counter.leases.get(lease)
             if previous is not None:
                 counter.reserved -= previous[0]
-            counter.leases[lease] = (amount, now + ttl)
+            counter.leases[lease] = (amount, until)
             counter.reserved += amount
+            if until < counter.next_expiry:
+                counter.next_expiry = until
         self._tick(now)
         return None
 
@@ -314,5 +338,5 @@ class MemoryCounterStore:
             k for k, w in self._windows.items() if not w.slices or w.slices[-1][0] + idle_window <= now
         ]:
             del self._windows[key]
-        for key in [k for k, leases in self._slots.items() if not leases]:
+        for key in [k for k, slots in self._slots.items() if not slots.leases]:
             del self._slots[key]

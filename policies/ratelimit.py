@@ -29,7 +29,7 @@ SLOT_TTL = 3600.0
 CONCURRENCY_RETRY_AFTER = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RateDecision:
     allowed: bool
     retry_after: float = 0.0
@@ -45,7 +45,7 @@ class RateDecision:
         return max(1, math.ceil(self.retry_after))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestTicket:
     lease: str
     slot_keys: tuple[str, ...]
@@ -75,10 +75,21 @@ class _Limit:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    request_windows: tuple[_Limit, ...]
+    """A principal's limits, with the store checks built once (they never change)."""
+
+    windows: tuple[_Limit, ...]
+    """requests_per_minute (cost 1) then tokens_per_minute (cost 0, checked only)."""
+    window_checks: tuple[WindowCheck, ...]
     slots: tuple[_Limit, ...]
-    tokens: tuple[_Limit, ...]
+    slot_checks: tuple[SlotCheck, ...]
+    slot_keys: tuple[str, ...]
+    token_keys: tuple[str, ...]
     tool_calls: tuple[_Limit, ...]
+    tool_checks: tuple[WindowCheck, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.windows or self.slots)
 
 
 _UNITS = {
@@ -103,33 +114,22 @@ class RateLimiter:
     async def acquire_request(self, principal: Principal, lease: str) -> RateDecision:
         """Admit one model request (or say which limit refuses it and when to retry)."""
         plan = self._plan(principal)
-        if not (plan.request_windows or plan.slots or plan.tokens):
+        if plan.empty:
             return RateDecision(True, ticket=RequestTicket(lease, (), ()))
         now = self.clock()
-        slot_keys = tuple(limit.store_key for limit in plan.slots)
-        if plan.slots:
-            full = await self.store.slots_acquire(
-                [SlotCheck(limit.store_key, limit.value) for limit in plan.slots], lease, now, SLOT_TTL
-            )
+        if plan.slot_checks:
+            full = await self.store.slots_acquire(plan.slot_checks, lease, now, SLOT_TTL)
             if full is not None:
                 limit = plan.slots[full]
                 return self._refusal(limit, CONCURRENCY_RETRY_AFTER, "requests are already in flight")
-        windows = (*plan.request_windows, *plan.tokens)
-        if windows:
-            checks = [
-                WindowCheck(
-                    limit.store_key, limit.value, MINUTE, 1.0 if limit in plan.request_windows else 0.0
-                )
-                for limit in windows
-            ]
-            denial = await self.store.window_hit(checks, now)
+        if plan.window_checks:
+            denial = await self.store.window_hit(plan.window_checks, now)
             if denial is not None:
-                if slot_keys:
-                    await self.store.slots_release(slot_keys, lease)
-                limit = windows[denial.index]
+                if plan.slot_keys:
+                    await self.store.slots_release(plan.slot_keys, lease)
+                limit = plan.windows[denial.index]
                 return self._refusal(limit, denial.retry_after, f"{denial.used:g} used in the last minute")
-        token_keys = tuple(limit.store_key for limit in plan.tokens)
-        return RateDecision(True, ticket=RequestTicket(lease, slot_keys, token_keys))
+        return RateDecision(True, ticket=RequestTicket(lease, plan.slot_keys, plan.token_keys))
 
     async def finish(self, ticket: RequestTicket, tokens: int) -> None:
         """Release the request's concurrency slots and count its tokens."""
@@ -145,10 +145,9 @@ class RateLimiter:
     async def acquire_tool_call(self, principal: Principal) -> RateDecision:
         """Count one MCP tools/call against ``tool_calls_per_minute`` of the key and its team."""
         plan = self._plan(principal)
-        if not plan.tool_calls:
+        if not plan.tool_checks:
             return ALLOWED
-        checks = [WindowCheck(limit.store_key, limit.value, MINUTE, 1.0) for limit in plan.tool_calls]
-        denial = await self.store.window_hit(checks, self.clock())
+        denial = await self.store.window_hit(plan.tool_checks, self.clock())
         if denial is None:
             return ALLOWED
         limit = plan.tool_calls[denial.index]
@@ -187,9 +186,18 @@ class RateLimiter:
                     found.append(_Limit(scope, label, metric, int(value)))
             return tuple(found)
 
+        requests, tokens = limits("requests_per_minute"), limits("tokens_per_minute")
+        slots, tool_calls = limits("concurrent_requests"), limits("tool_calls_per_minute")
         return _Plan(
-            request_windows=limits("requests_per_minute"),
-            slots=limits("concurrent_requests"),
-            tokens=limits("tokens_per_minute"),
-            tool_calls=limits("tool_calls_per_minute"),
+            windows=(*requests, *tokens),
+            window_checks=(
+                *(WindowCheck(limit.store_key, limit.value, MINUTE, 1.0) for limit in requests),
+                *(WindowCheck(limit.store_key, limit.value, MINUTE, 0.0) for limit in tokens),
+            ),
+            slots=slots,
+            slot_checks=tuple(SlotCheck(limit.store_key, limit.value) for limit in slots),
+            slot_keys=tuple(limit.store_key for limit in slots),
+            token_keys=tuple(limit.store_key for limit in tokens),
+            tool_calls=tool_calls,
+            tool_checks=tuple(WindowCheck(limit.store_key, limit.value, MINUTE, 1.0) for limit in tool_calls),
         )

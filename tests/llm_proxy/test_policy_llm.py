@@ -74,7 +74,7 @@ def test_the_seed_shapes_drive_routing_limits_and_budgets() -> None:
     ]
     limiter = RateLimiter(policy, MemoryCounterStore(), FakeClock())
     plan = limiter._plan(rahul)
-    assert [(x.metric, x.value) for x in (*plan.request_windows, *plan.tokens, *plan.slots)] == [
+    assert [(x.metric, x.value) for x in (*plan.windows, *plan.slots)] == [
         ("requests_per_minute", 30),
         ("tokens_per_minute", 50000),
         ("concurrent_requests", 3),

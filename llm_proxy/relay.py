@@ -1,0 +1,121 @@
+"""Relaying a provider's answer to the client: whole, or streamed chunk by chunk as it arrives.
+
+A stream is never buffered: each chunk read from the provider is written to the
+client before the next read, and a `StreamMeter` reads usage from it on the way.
+Whether the client is still there is only watched once a stream has run for
+`WATCH_AFTER` seconds (a short stream does not pay for a watcher task); when the
+client goes away, the provider connection is closed and the usage seen so far
+is what the ledger records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import aiohttp
+from starlette.types import Receive, Send
+
+from .errors import UpstreamFailed, stream_error_event
+from .forward import UPSTREAM_ERRORS, Opened, error_detail, error_type
+from .upstream import describe_failure
+from .usage import StreamMeter, usage_from_body
+
+if TYPE_CHECKING:
+    from .exchange import Exchange
+
+WATCH_AFTER = 0.05
+
+
+def response_headers(
+    ex: Exchange, response: aiohttp.ClientResponse, content_type: str
+) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"content-type", content_type.encode("latin-1")),
+        (b"gateway-request-id", ex.request_id.encode()),
+    ]
+    upstream_id = response.headers.get("request-id") or response.headers.get("x-request-id")
+    if upstream_id:
+        ex.upstream_request_id = upstream_id[:128]
+        headers.append((b"request-id", upstream_id.encode("latin-1")))
+    return headers
+
+
+async def relay_whole(ex: Exchange, opened: Opened, send: Send) -> None:
+    response, body = opened.response, opened.first
+    ex.http_status = status = response.status
+    if status < 300:
+        ex.usage, model = usage_from_body(body, ex.dialect.openai)
+        ex.served_model = model or ex.served_model
+    else:
+        body = ex.rt.redact(body)
+        ex.status, ex.error_type, ex.error = "provider_error", error_type(body), error_detail(body)
+    headers = response_headers(ex, response, response.headers.get("content-type", "application/json"))
+    headers.append((b"content-length", str(len(body)).encode()))
+    if status == 429 and "retry-after" in response.headers:
+        headers.append((b"retry-after", response.headers["retry-after"].encode("latin-1")))
+    ex.response_started = True
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    ex.ttfb = time.perf_counter()
+    await send({"type": "http.response.body", "body": body})
+
+
+async def relay_stream(ex: Exchange, opened: Opened, receive: Receive, send: Send) -> None:
+    response = opened.response
+    meter = StreamMeter(ex.dialect.openai)
+    headers = response_headers(ex, response, response.headers.get("content-type", "text/event-stream"))
+    headers.append((b"cache-control", b"no-cache"))
+    ex.response_started = ex.relaying = True
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    loop = asyncio.get_running_loop()
+    watcher: list[asyncio.Task[None]] = []
+    timer = loop.call_later(
+        WATCH_AFTER, lambda: watcher.append(loop.create_task(_watch_disconnect(ex, receive, response)))
+    )
+    content = response.content
+    chunk = opened.first
+    complete = False
+    try:
+        while chunk:
+            meter.feed(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if ex.ttfb is None:
+                ex.ttfb = time.perf_counter()
+            chunk = await content.readany()
+        complete = True
+    except UPSTREAM_ERRORS as exc:
+        if not ex.client_gone:
+            failure = UpstreamFailed(
+                f"provider {ex.provider!r} broke off the stream: {describe_failure(exc)}"
+            )
+            ex.record_error(failure)
+            event = stream_error_event(failure, ex.dialect.flavor)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+    finally:
+        ex.relaying = False
+        timer.cancel()
+        for task in watcher:
+            task.cancel()
+        if complete:
+            response.release()
+        else:
+            response.close()
+        ex.usage = meter.usage
+        ex.served_model = meter.model or ex.served_model
+    if ex.client_gone:
+        ex.status, ex.error = "cancelled", "the client closed the stream"
+        return
+    if meter.error_type is not None and ex.status == "ok":
+        ex.status, ex.error_type, ex.error = "upstream_error", meter.error_type, "error event in the stream"
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _watch_disconnect(ex: Exchange, receive: Receive, response: aiohttp.ClientResponse) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if ex.relaying:
+                ex.client_gone = True
+                response.close()
+            return
