@@ -13,9 +13,19 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# The demo's model routes go to the mock model API (started here, stopped with the gateway) unless
+# UPSTREAM_ANTHROPIC_API_KEY holds a real Anthropic key; CLAUDE_PROVIDER overrides the choice.
+MOCK_MODEL_API_PORT ?= 8100
 run: $(STAMP)
 	mkdir -p data
 	$(BIN)/mcp-gateway demo-secrets --config $(CONFIG) --out data/demo-secrets.env
+	@$(BIN)/python -m examples.servers.mock_model_api --port $(MOCK_MODEL_API_PORT) & mock=$$!; \
+	trap 'kill $$mock 2>/dev/null' EXIT; \
+	if [ -z "$$CLAUDE_PROVIDER" ]; then \
+	  if [ -n "$$UPSTREAM_ANTHROPIC_API_KEY" ]; then CLAUDE_PROVIDER=anthropic; else CLAUDE_PROVIDER=mock-model-api; fi; \
+	fi; \
+	echo "Claude models are routed to: $$CLAUDE_PROVIDER"; \
+	CLAUDE_PROVIDER=$$CLAUDE_PROVIDER MOCK_MODEL_API_URL=http://127.0.0.1:$(MOCK_MODEL_API_PORT) \
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mcp-gateway serve --config $(CONFIG) --env-file data/demo-secrets.env
 
 test: $(STAMP) e2e-deps
