@@ -28,7 +28,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Engine, Index, func
+from sqlalchemy import Engine, Index, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Field, SQLModel
 
@@ -47,17 +47,13 @@ class ModelRequest(SQLModel, table=True):
     __table_args__ = (
         Index("ix_model_requests_key_time", "key_id", "timestamp"),
         Index("ix_model_requests_team_time", "team", "timestamp"),
-        Index("ix_model_requests_status_time", "status", "timestamp"),
         Index("ix_model_requests_session", "session_id"),
     )
 
     request_id: str = Field(
         primary_key=True, max_length=32, description="Gateway request id (gateway-request-id)."
     )
-    timestamp: datetime = Field(
-        sa_column=Column(DateTime(timezone=True), nullable=False, index=True),
-        description="When the request arrived (UTC).",
-    )
+    timestamp: datetime = Field(index=True, description="When the request arrived (UTC).")
     endpoint: str = Field(description="messages or chat.completions.")
     key_id: str
     key_name: str
@@ -94,7 +90,7 @@ class BudgetAlertRecord(SQLModel, table=True):
     __tablename__ = "budget_alerts"
 
     id: str = Field(primary_key=True, max_length=32)
-    timestamp: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    timestamp: datetime = Field(index=True)
     kind: str = Field(description="threshold or exhausted.")
     budget: str = Field(description="org, team:<name>, key:<id> or provider:<name>.")
     period: str = Field(description="daily, weekly or monthly.")
@@ -102,7 +98,7 @@ class BudgetAlertRecord(SQLModel, table=True):
     threshold: float
     spent_usd: float
     limit_usd: float
-    resets_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    resets_at: datetime
     message: str
 
 
