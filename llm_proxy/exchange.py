@@ -12,6 +12,7 @@ submits one ledger row.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -167,6 +168,9 @@ class Exchange:
             await self._run(receive, send)
         except ClientGone:
             self.status, self.error = "cancelled", "the client went away before its request was read"
+        except asyncio.CancelledError:
+            self.status, self.error = "cancelled", "the gateway is stopping"
+            raise
         except ProxyError as exc:
             self.record_error(exc)
             await self._send_error(send, exc)
