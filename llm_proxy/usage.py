@@ -72,6 +72,10 @@ def usage_from_body(body: bytes, openai: bool) -> tuple[Usage, str | None]:
     return (anthropic_usage(raw) if isinstance(raw, dict) else Usage()), model
 
 
+_ANTHROPIC_MARKERS = (b"event: message_", b"event: error")
+_OPENAI_MARKERS = (b'"usage"', b'"error"')
+
+
 class StreamMeter:
     """Splits a relayed SSE byte stream into events and reads the ones that carry usage."""
 
@@ -87,14 +91,21 @@ class StreamMeter:
 
     def feed(self, chunk: bytes) -> None:
         data = self._tail + chunk if self._tail else chunk
+        last = data.rfind(b"\n\n")
+        if last == -1:
+            self._tail = data
+            return
+        self._tail = data[last + 2 :]
+        # Most events (text and tool-input deltas) carry nothing to read: one substring scan in C
+        # rejects a whole chunk of them, and only the events that may matter are split out.
+        markers = _OPENAI_MARKERS if self.openai else _ANTHROPIC_MARKERS
+        if not any(data.find(marker, 0, last) != -1 for marker in markers):
+            return
         start = 0
-        while True:
+        while start < last:
             end = data.find(b"\n\n", start)
-            if end == -1:
-                break
             self._event(data, start, end)
             start = end + 2
-        self._tail = data[start:] if start < len(data) else b""
 
     @property
     def usage(self) -> Usage:
