@@ -219,7 +219,3 @@ class PriceBook:
         except Exception:  # a pricing-data bug must not take requests down
             logger.exception("genai-prices failed for model %r", model)
             return None
-
-    def cost(self, rates: Rates | None, usage: Usage) -> float:
-        """USD for ``usage``; zero for an unpriced model (only reached when the policy allows it)."""
-        return rates.cost(usage) if rates is not None else 0.0
