@@ -224,7 +224,9 @@ async def _listen(gw: RunningGateway, changed: anyio.Event) -> _Listener:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
-async def test_a_client_cancelling_a_call_cancels_it_upstream(tmp_path: Path, keys_env: dict[str, str], mode: str) -> None:
+async def test_a_client_cancelling_a_call_cancels_it_upstream(
+    tmp_path: Path, keys_env: dict[str, str], mode: str
+) -> None:
     """2025 clients send notifications/cancelled; 2026 clients close the POST. Either reaches the tool."""
     markers = tmp_path / "markers"
     cfg = config(upstream_stdio("alpha", marker_dir=markers))
