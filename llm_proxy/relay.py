@@ -76,12 +76,17 @@ async def relay_stream(ex: Exchange, opened: Opened, receive: Receive, send: Sen
     content = response.content
     chunk = opened.first
     complete = False
+    finished = False
     try:
         while chunk:
             meter.feed(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            # When the provider's end has already arrived, the last chunk and the end go out in one write.
+            finished = content.at_eof() and meter.error_type is None
+            await send({"type": "http.response.body", "body": chunk, "more_body": not finished})
             if ex.ttfb is None:
                 ex.ttfb = time.perf_counter()
+            if finished:
+                break
             chunk = await content.readany()
         complete = True
     except UPSTREAM_ERRORS as exc:
@@ -108,7 +113,8 @@ async def relay_stream(ex: Exchange, opened: Opened, receive: Receive, send: Sen
         return
     if meter.error_type is not None and ex.status == "ok":
         ex.status, ex.error_type, ex.error = "upstream_error", meter.error_type, "error event in the stream"
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    if not finished:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _watch_disconnect(ex: Exchange, receive: Receive, response: aiohttp.ClientResponse) -> None:
