@@ -117,7 +117,7 @@ def create_app(
         llm = await start_llm_runtime(policy, engine, keys, clock=clock, store=counter_store)
         hub = UpstreamHub(policy, connection_factory)
         sessions = SessionStore(idle_timeout=policy.gateway.session_idle_seconds)
-        runtime = GatewayRuntime(policy, engine, keys, hub, audit, sessions, shutdown)
+        runtime = GatewayRuntime(policy, engine, keys, hub, audit, sessions, shutdown, llm.limiter)
         hub.start()
         sweeper = asyncio.create_task(_sweep_sessions(runtime), name="session-sweeper")
         app.state.runtime = runtime  # for embedding code and tests; requests use the lifespan state

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from policies import GatewayPolicy, Principal, ToolGrant
+from policies.ratelimit import RateLimiter
 
 from .audit import AuditWriter
 from .auth import KeyRing
@@ -53,6 +54,8 @@ class GatewayRuntime:
     audit: AuditWriter
     sessions: SessionStore
     shutdown: ShutdownSignal
+    limiter: RateLimiter | None = None
+    """Counts tools/call against ``tool_calls_per_minute`` (shared with the model proxy's limits)."""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _grants: dict[tuple[str, str | None], ToolGrant] = field(default_factory=dict)
 

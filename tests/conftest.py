@@ -66,7 +66,12 @@ class RunningGateway:
 
 @contextlib.asynccontextmanager
 async def run_gateway(
-    config: str | dict[str, Any], tmp_path: Path, *, wait_ready: bool = True, **overrides: Any
+    config: str | dict[str, Any],
+    tmp_path: Path,
+    *,
+    wait_ready: bool = True,
+    app_options: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[RunningGateway]:
     """Start the real app on uvicorn (real socket) inside the test's event loop."""
     import yaml
@@ -85,7 +90,7 @@ async def run_gateway(
     settings = Settings(
         settings.policy.model_copy(update={"gateway": gateway}), settings.source, settings.warnings
     )
-    app = create_app(settings)
+    app = create_app(settings, **(app_options or {}))
     config_ = uvicorn.Config(app, host="127.0.0.1", port=gateway.port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config_)
     task = asyncio.create_task(server.serve())

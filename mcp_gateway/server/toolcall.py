@@ -17,7 +17,14 @@ from typing import Any
 
 from mcp.shared.inbound import mcp_param_headers
 
-from ..errors import GatewayError, InvalidParams, UnknownTool, UpstreamTimeout, UpstreamUnavailable
+from ..errors import (
+    GatewayError,
+    InvalidParams,
+    RateLimited,
+    UnknownTool,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from ..hub import ToolBinding
 from ..upstream.base import ENVELOPE_PREFIX, JsonObject, UpstreamError, UpstreamRequestTimeout
 from .context import RequestContext
@@ -90,6 +97,11 @@ async def call_tool(ctx: RequestContext, params: JsonObject) -> JsonObject:
         if binding is None:
             raise UnknownTool(name)
         row["server"], row["tool"] = binding.server, binding.tool
+        limiter = ctx.runtime.limiter
+        if limiter is not None:
+            decision = await limiter.acquire_tool_call(ctx.principal)
+            if not decision.allowed:
+                raise RateLimited(decision.message, decision.retry_after)
         upstream_started = time.perf_counter()
         result = await _forward(ctx, binding, params, arguments)
         row["result"] = result

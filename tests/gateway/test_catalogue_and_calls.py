@@ -226,4 +226,37 @@ async def test_an_empty_catalogue_is_explained_to_the_admin_not_the_caller(
     async with mcp_client(gateway.url, CAROL, "2026-07-28") as carol:
         result = await carol.list_tools()
     assert result.tools == []
-    assert "key carol listed no tools: no permission entry for the key or its team (deny by default)" in caplog.text
+    assert (
+        "key carol listed no tools: no permission entry for the key or its team (deny by default)"
+        in caplog.text
+    )
+
+
+@pytest.mark.anyio
+async def test_tool_calls_per_minute_is_enforced_per_key(tmp_path: Path, keys_env: dict[str, str]) -> None:
+    now = [1_000_000.0]
+    config = {
+        "virtual_keys": [
+            {"id": "alice", "secret_env": "TEST_KEY_ALICE", "rate_limit": {"tool_calls_per_minute": 2}},
+            {"id": "bob", "secret_env": "TEST_KEY_BOB"},
+        ],
+        "mcp": {"servers": [upstream_stdio("alpha")], "virtual_key_permissions": {"alice": "*", "bob": "*"}},
+    }
+    async with run_gateway(config, tmp_path, app_options={"clock": lambda: now[0]}) as gw:
+        async with mcp_client(gw.url, ALICE, "2026-07-28") as alice, mcp_client(gw.url, BOB, "legacy") as bob:
+            for _ in range(2):
+                assert not (await alice.call_tool("alpha__echo", {"text": "x"})).is_error
+            with pytest.raises(MCPError) as limited:
+                await alice.call_tool("alpha__echo", {"text": "x"})
+            assert limited.value.error.code == -32011
+            assert "Rate limit: key 'alice' allows 2 tool calls per minute" in limited.value.error.message
+            assert limited.value.error.data["retryAfterSeconds"] > 0
+            # Another key is not affected...
+            for _ in range(3):
+                assert not (await bob.call_tool("alpha__echo", {"text": "y"})).is_error
+            # ...and the window slides.
+            now[0] += 61
+            assert not (await alice.call_tool("alpha__echo", {"text": "x"})).is_error
+        rows = [r for r in await gw.flushed_calls() if r.key_id == "alice"]
+    assert [r.status for r in rows] == ["ok", "ok", "denied", "ok"]
+    assert "tool calls per minute" in (rows[2].error or "")
