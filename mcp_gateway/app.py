@@ -139,11 +139,12 @@ def create_app(
             await llm.aclose()
             await asyncio.to_thread(engine.dispose)
 
+    mcp_endpoint = McpEndpoint()
     app = GatewayApp(
-        fast_paths=llm_fast_paths(),
+        fast_paths={**llm_fast_paths(), "/mcp": mcp_endpoint},
         routes=[
             *llm_routes(),  # first: model requests are the hottest paths (routes are matched in order)
-            Route("/mcp", McpEndpoint()),
+            Route("/mcp", mcp_endpoint),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *(Route(path, _no_oauth, methods=["GET", "POST"]) for path in _OAUTH_PATHS),

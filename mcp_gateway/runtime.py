@@ -14,6 +14,7 @@ from policies.ratelimit import RateLimiter
 from .audit import AuditWriter
 from .auth import KeyRing
 from .hub import UpstreamHub
+from .server.guard import HostGuard
 from .server.sessions import SessionStore
 
 
@@ -57,7 +58,11 @@ class GatewayRuntime:
     limiter: RateLimiter | None = None
     """Counts tools/call against ``tool_calls_per_minute`` (shared with the model proxy's limits)."""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    guard: HostGuard = field(init=False)
     _grants: dict[tuple[str, str | None], ToolGrant] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.guard = HostGuard(self.policy.gateway)
 
     def grant(self, principal: Principal) -> ToolGrant:
         key = (principal.key_id, principal.team)

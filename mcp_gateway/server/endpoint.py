@@ -12,6 +12,7 @@ response to SSE on the spot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,6 @@ from policies import Principal
 from .. import jsonrpc
 from ..errors import GatewayError, HttpProblem, InvalidParams, InvalidRequest, jsonrpc_error
 from .context import RequestContext
-from .guard import HostGuard
 from .methods import SERVER_INFO, SERVER_INFO_KEY, dispatch, initialize_result, negotiate_version
 from .sessions import Session
 from .streams import serve_listen, serve_session_stream
@@ -62,21 +62,12 @@ def _rejection_status(code: int) -> int:
 class McpEndpoint:
     """ASGI app for /mcp; its resources come from the lifespan state (``scope["state"]["runtime"]``)."""
 
-    def __init__(self) -> None:
-        self._guards: dict[int, HostGuard] = {}
-
-    def _guard(self, runtime: GatewayRuntime) -> HostGuard:
-        guard = self._guards.get(id(runtime))
-        if guard is None:
-            guard = self._guards[id(runtime)] = HostGuard(runtime.policy.gateway)
-        return guard
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime: GatewayRuntime = scope["state"]["runtime"]
         received_at = time.perf_counter()
         headers = read_headers(scope)
         try:
-            self._guard(runtime).check(headers.get("host"), headers.get("origin"))
+            runtime.guard.check(headers.get("host"), headers.get("origin"))
             principal = await runtime.keys.authenticate(headers.get("authorization"))
             if principal is None:
                 raise HttpProblem(
@@ -103,6 +94,11 @@ class McpEndpoint:
             await send_problem(send, problem)
         except ClientGone:
             return
+        except Exception:
+            # /mcp is dispatched before Starlette's error middleware: this is its last line.
+            logger.exception("unexpected failure on /mcp")
+            with contextlib.suppress(Exception):
+                await send_problem(send, HttpProblem(500, "internal_error", "Internal error in the gateway"))
 
     # -- POST ----------------------------------------------------------------------------
 
