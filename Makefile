@@ -49,6 +49,7 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/mcp_tools_call.py
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/llm_proxy_bench.py
 
 clean:
 	rm -rf $(VENV) data tests/e2e/node_modules

@@ -65,9 +65,10 @@ def _configure_logging(level: str) -> None:
 
 
 def connect_lines(policy: GatewayPolicy, host: str, port: int) -> list[str]:
-    """The ``claude mcp add`` line for every key whose secret this process can see."""
+    """How to connect Claude Code with every key whose secret this process can see: the
+    ``claude mcp add`` line, and the environment for model traffic when providers are configured."""
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - display only
-    url = f"http://{shown_host}:{port}/mcp"
+    base = f"http://{shown_host}:{port}"
     name = policy.mcp.tool_naming.client_server_name
     lines = []
     for key in policy.virtual_keys:
@@ -75,9 +76,13 @@ def connect_lines(policy: GatewayPolicy, host: str, port: int) -> list[str]:
         if secret and not key.disabled:
             team = f", team {key.team}" if key.team else ""
             lines.append(f"# {key.display_name} ({key.id}{team})")
-            lines.append(
-                f'claude mcp add --transport http {name} {url} --header "Authorization: Bearer {secret}"'
-            )
+            if policy.mcp.servers:
+                lines.append(
+                    f"claude mcp add --transport http {name} {base}/mcp "
+                    f'--header "Authorization: Bearer {secret}"'
+                )
+            if policy.providers:
+                lines.append(f"export ANTHROPIC_BASE_URL={base} ANTHROPIC_API_KEY={secret}")
     return lines
 
 

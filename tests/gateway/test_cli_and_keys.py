@@ -189,3 +189,18 @@ def test_a_policy_written_by_yaml_dump_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump({"mcp": {"servers": [upstream_stdio("alpha")]}}))
     assert run_cli("check", "--config", str(path)).returncode == 0
+
+
+def test_the_start_up_banner_shows_how_to_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcp_gateway.cli import connect_lines
+    from policies import load_policy
+
+    monkeypatch.setenv("MCPGW_KEY_FRONTEND", "mgw_demo_front")
+    for name in ("MCPGW_KEY_BACKEND", "MCPGW_KEY_PLATFORM", "MCPGW_KEY_RAHUL"):
+        monkeypatch.delenv(name, raising=False)
+    lines = connect_lines(load_policy(REPO_ROOT / "examples/gateway.yaml").policy, "0.0.0.0", 8080)
+    assert lines == [
+        "# Frontend Team (vk_team_frontend, team frontend)",
+        'claude mcp add --transport http gateway http://127.0.0.1:8080/mcp --header "Authorization: Bearer mgw_demo_front"',
+        "export ANTHROPIC_BASE_URL=http://127.0.0.1:8080 ANTHROPIC_API_KEY=mgw_demo_front",
+    ]
