@@ -76,7 +76,9 @@ class StdioConnection(UpstreamConnection):
         self._process: asyncio.subprocess.Process | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[JsonObject]] = {}
-        self._progress_routes: dict[str | int, NotificationHandler] = {}
+        self._progress_routes: dict[str | int, asyncio.Queue[JsonObject]] = {}
+        """Per-call queues of progress notifications: relayed by each caller's own task, so a slow
+        client never stalls the one reader this upstream's other calls depend on."""
         self._tasks: list[asyncio.Task[None]] = []
         self.stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL)
 
@@ -138,18 +140,21 @@ class StdioConnection(UpstreamConnection):
         future: asyncio.Future[JsonObject] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         message: JsonObject = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        progress: asyncio.Queue[JsonObject] | None = None
         if on_notification is not None:
             params = dict(params or {})
             meta = dict(params.get("_meta") or {})
             meta["progressToken"] = request_id
             params["_meta"] = meta
-            self._progress_routes[request_id] = on_notification
+            progress = self._progress_routes[request_id] = asyncio.Queue()
         if params is not None:
             message["params"] = params
         try:
             await self._write(message)
             async with asyncio.timeout(timeout):
-                return await future
+                if progress is None or on_notification is None:
+                    return await future
+                return await self._await_with_progress(future, progress, on_notification)
         except TimeoutError:
             self._cancel_upstream(request_id, "timed out in the gateway")
             raise UpstreamRequestTimeout(f"no answer within {timeout:g} s") from None
@@ -159,6 +164,24 @@ class StdioConnection(UpstreamConnection):
         finally:
             self._pending.pop(request_id, None)
             self._progress_routes.pop(request_id, None)
+
+    @staticmethod
+    async def _await_with_progress(
+        future: asyncio.Future[JsonObject], progress: asyncio.Queue[JsonObject], relay: NotificationHandler
+    ) -> JsonObject:
+        """Relay progress in arrival order until the response is in (then what was queued before it)."""
+        while not future.done():
+            getter = asyncio.ensure_future(progress.get())
+            try:
+                await asyncio.wait({future, getter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done():
+                    getter.cancel()
+            if getter.done() and not getter.cancelled():
+                await relay(getter.result())
+        while not progress.empty():
+            await relay(progress.get_nowait())
+        return future.result()
 
     def _cancel_upstream(self, request_id: int, reason: str) -> None:
         if self.is_closed:
@@ -224,9 +247,9 @@ class StdioConnection(UpstreamConnection):
         params = message.get("params") or {}
         if method == "notifications/progress":
             token = params.get("progressToken")
-            handler = self._progress_routes.get(token) if isinstance(token, str | int) else None
-            if handler is not None:
-                await handler(message)
+            queue = self._progress_routes.get(token) if isinstance(token, str | int) else None
+            if queue is not None:
+                queue.put_nowait(message)
             return
         if self.on_notification is not None:
             self.on_notification(message)
