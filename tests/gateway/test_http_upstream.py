@@ -75,7 +75,9 @@ async def test_http_upstream_in_either_era(
 ) -> None:
     url, _ = http_upstream
     async with run_gateway(config(url, protocol), tmp_path) as gw:
-        status = gw.runtime.hub.supervisors["web"].status()
+        supervisor = gw.runtime.hub.supervisors["web"]
+        connection = supervisor.connection
+        status = supervisor.status()
         assert status["protocol_version"] == expected
         assert status["server_info"]["name"] == "web"
         progress: list[float] = []
@@ -112,6 +114,10 @@ async def test_http_upstream_in_either_era(
             async with anyio.create_task_group() as tg:
                 for i in range(5):
                     tg.start_soon(call, i)
+        # One long-lived upstream session, reused by every call (never a session per call).
+        assert supervisor.connection is connection
+        pool = connection._pool  # type: ignore[union-attr]
+        assert pool is not None and pool.open_connections <= 6  # five concurrent calls + the listen stream
 
 
 @pytest.mark.anyio
