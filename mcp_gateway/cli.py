@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from policies import ConfigError, GatewayPolicy, LoadedPolicy, load_policy
+from policies import ConfigError, GatewayPolicy, LoadedPolicy, Principal, load_policy
 from policies.secrets import SECRET_PREFIX
 
 from .settings import Settings
@@ -192,6 +192,11 @@ async def _check_connect(policy: GatewayPolicy, timeout: float) -> int:
         print(f"  collision: {collision.describe()}")
     for warning in index.warnings:
         print(f"  warning: {warning}")
+    for key in policy.virtual_keys:
+        grant = policy.tool_grant(Principal(key.id, key.display_name, key.team, "file"))
+        visible = sorted(b.exposed_name for b in bindings.values() if grant.allows(b.server, b.tool))
+        shown = ", ".join(visible) if visible else "nothing"
+        print(f"  key {key.id} ({grant.source}): {len(visible)} tools: {shown}")
     return 1 if failed else 0
 
 

@@ -49,6 +49,11 @@ def test_check_accepts_the_demo_config_and_lists_live_tools() -> None:
         in result.stdout
     )
     assert "server deployment: 3 tools" in result.stdout
+    assert (
+        "key vk_dev_rahul (key:vk_dev_rahul): 2 tools: filesystem__list_directory, filesystem__read_file"
+        in result.stdout
+    )
+    assert "key vk_team_platform (team:platform): 9 tools" in result.stdout
 
 
 def test_keys_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
