@@ -67,9 +67,10 @@ class CountTokensEndpoint:
                     body if target.model == model else orjson.dumps({**payload, "model": target.model})
                 )
                 try:
-                    response = await provider.send(COUNT_TOKENS_PATH, query, upstream_body, headers)
-                    answer = await response.read()
-                    response.release()
+                    async with await provider.send(
+                        COUNT_TOKENS_PATH, query, upstream_body, headers
+                    ) as response:
+                        answer = await response.read()
                 except UPSTREAM_ERRORS as exc:
                     failures.append(f"{provider.name}: {describe_failure(exc)}")
                     continue

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 
+from mcp_gateway.upstream.httpclient import HttpClientError, Response
 from policies.budgeting import BudgetBlock
 from policies.routing import Target
 
@@ -24,7 +24,7 @@ from .upstream import ProviderClient, ProviderUnavailable, describe_failure
 from .usage import first_event_is_error
 
 RETRY_STATUSES = frozenset({401, 403, 408, 429, 500, 502, 503, 504, 529})
-UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, ProviderUnavailable)
+UPSTREAM_ERRORS = (HttpClientError, TimeoutError, OSError, ProviderUnavailable)
 
 
 @dataclass(slots=True)
@@ -40,7 +40,7 @@ class Failure:
 @dataclass(slots=True)
 class Opened:
     target: Target
-    response: aiohttp.ClientResponse
+    response: Response
     first: bytes
     """Non-stream: the whole body (already read, connection released). Stream: the first chunk."""
 
@@ -64,25 +64,26 @@ async def try_target(
         status = response.status
         if status in RETRY_STATUSES:
             raw = await response.read()
-            response.release()
             detail = error_detail(scrub(raw))
             if status in (401, 403):
                 detail = f"the provider refused the gateway's key ({detail})"
             overloaded = status == 529 or "overloaded" in detail
             return Failure(provider.name, status, detail, response.headers.get("retry-after"), overloaded)
         if parsed.stream and status == 200:
-            first = await response.content.readany()
+            first = await response.read_some()
             if first_event_is_error(first):
                 response.close()
                 detail = error_detail(scrub(first.split(b"data:", 1)[-1]))
                 return Failure(provider.name, 200, f"stream opened with an error: {detail}", None, True)
             return Opened(target, response, first)
         whole = await response.read()
-        response.release()
         return Opened(target, response, whole)
     except UPSTREAM_ERRORS as exc:
         response.close()
         return Failure(provider.name, None, describe_failure(exc))
+    except BaseException:  # cancelled: the connection (and its pool slot) must not be left behind
+        response.close()
+        raise
 
 
 def budget_error(block: BudgetBlock) -> ProxyError:

@@ -14,8 +14,9 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-import aiohttp
 from starlette.types import Receive, Send
+
+from mcp_gateway.upstream.httpclient import Response
 
 from .errors import UpstreamFailed, stream_error_event
 from .forward import UPSTREAM_ERRORS, Opened, error_detail, error_type
@@ -28,9 +29,7 @@ if TYPE_CHECKING:
 WATCH_AFTER = 0.05
 
 
-def response_headers(
-    ex: Exchange, response: aiohttp.ClientResponse, content_type: str
-) -> list[tuple[bytes, bytes]]:
+def response_headers(ex: Exchange, response: Response, content_type: str) -> list[tuple[bytes, bytes]]:
     headers = [
         (b"content-type", content_type.encode("latin-1")),
         (b"gateway-request-id", ex.request_id.encode()),
@@ -67,27 +66,26 @@ async def relay_stream(ex: Exchange, opened: Opened, receive: Receive, send: Sen
     headers = response_headers(ex, response, response.headers.get("content-type", "text/event-stream"))
     headers.append((b"cache-control", b"no-cache"))
     ex.response_started = ex.relaying = True
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
     loop = asyncio.get_running_loop()
     watcher: list[asyncio.Task[None]] = []
     timer = loop.call_later(
         WATCH_AFTER, lambda: watcher.append(loop.create_task(_watch_disconnect(ex, receive, response)))
     )
-    content = response.content
     chunk = opened.first
     complete = False
     finished = False
     try:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         while chunk:
             meter.feed(chunk)
             # When the provider's end has already arrived, the last chunk and the end go out in one write.
-            finished = content.at_eof() and meter.error_type is None
+            finished = response.at_eof() and meter.error_type is None
             await send({"type": "http.response.body", "body": chunk, "more_body": not finished})
             if ex.ttfb is None:
                 ex.ttfb = time.perf_counter()
             if finished:
                 break
-            chunk = await content.readany()
+            chunk = await response.read_some()
         complete = True
     except UPSTREAM_ERRORS as exc:
         if not ex.client_gone:
@@ -117,7 +115,7 @@ async def relay_stream(ex: Exchange, opened: Opened, receive: Receive, send: Sen
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _watch_disconnect(ex: Exchange, receive: Receive, response: aiohttp.ClientResponse) -> None:
+async def _watch_disconnect(ex: Exchange, receive: Receive, response: Response) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

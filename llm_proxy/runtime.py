@@ -1,6 +1,6 @@
 """The model proxy's live resources, made in the app's lifespan and closed with it.
 
-`start_llm_runtime` opens a pooled session per provider, starts the ledger and
+`start_llm_runtime` opens a connection pool per provider, starts the ledger and
 alert writers (replaying any fallback file first), rebuilds the spend of the
 current budget periods from the ledger, and logs what an admin must know
 (providers without keys, models without prices).
@@ -104,7 +104,7 @@ class LlmRuntime:
         await self.alerts.aclose()
         await self.ledger.aclose()
         for provider in self.providers.values():
-            await provider.session.close()
+            await provider.aclose()
         logger.info("model ledger flushed: %d rows written", self.ledger.written)
 
 

@@ -1,9 +1,20 @@
-"""Providers as the proxy reaches them: one pooled aiohttp session each, and their keys.
+"""Providers as the proxy reaches them: a keep-alive connection pool each, and their keys.
 
-aiohttp is the upstream client because it was measured to be the cheapest
-library client here: about 0.24 ms of client CPU per request against httpx's
-1.1 ms, and at 32 concurrent requests 3.4 ms p50 against httpx's 53 ms
-(``benchmarks/llm_proxy_clients.py``; ``../shared/notes/hot-path.md``).
+The upstream client is `mcp_gateway.upstream.httpclient.HttpPool` (an asyncio
+protocol around httptools, the MCP side's client too), one pool per provider
+origin. It replaced aiohttp, which cost the proxy about 0.1-0.2 ms more CPU per
+request (``benchmarks/llm_proxy_bench.py``); aiohttp had itself replaced httpx
+(``../shared/notes/hot-path.md``).
+
+What the pool does per provider: ``connect_timeout_seconds`` bounds DNS, TCP
+and TLS set-up; ``timeout_seconds`` is the longest the provider may stay silent
+(before the response headers, or between two reads of the body); idle
+connections are dropped after `IDLE_SECONDS`; a reused connection that dies
+before any byte of the answer is retried once only within `STALE_RETRY_SECONDS`
+of sending (later, the provider may already have worked, and billed, on it).
+No HTTP(S)_PROXY support: environment proxies are ignored, as the aiohttp
+session before it did (``trust_env=False``). No ``Accept-Encoding`` is sent, so
+bodies arrive and are relayed byte for byte (identity encoding).
 
 A provider's key is read from the environment once at start-up, chosen per
 request by weight when there are several, and sent only in the upstream
@@ -17,9 +28,15 @@ import os
 import random
 from dataclasses import dataclass
 
-import aiohttp
-from yarl import URL
-
+from mcp_gateway.upstream.httpclient import (
+    ConnectError,
+    ConnectionLost,
+    HttpPool,
+    MalformedResponse,
+    ReadTimeout,
+    Response,
+    request_target,
+)
 from policies.providers import ProviderConfig
 from policies.servers import MissingEnvironmentVariable, interpolate
 
@@ -27,6 +44,10 @@ logger = logging.getLogger("llm_proxy.upstream")
 
 # Client headers that matter upstream; everything else (the virtual key above all) stays here.
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta", "user-agent")
+MAX_CONNECTIONS = 1024
+"""Per provider; a request beyond it waits for a connection."""
+IDLE_SECONDS = 30.0
+STALE_RETRY_SECONDS = 1.0
 
 
 class ProviderUnavailable(Exception):
@@ -41,12 +62,13 @@ class _Key:
 
 
 class ProviderClient:
-    def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.name = config.name
         self.kind = config.kind
-        self.session = session
         self.base_url = interpolate(config.base_url).rstrip("/")
+        self.pool = make_pool(config, self.base_url)
+        self._prefix = request_target(self.base_url).rstrip("/")
         self.extra_headers = {name: interpolate(value) for name, value in config.headers.items()}
         self.missing_keys: list[str] = []
         keys = []
@@ -59,7 +81,7 @@ class ProviderClient:
         self._keys = keys
         self._weights = [k.weight for k in keys]
         self.needs_key = bool(config.key_envs())
-        self._urls: dict[tuple[str, str], URL] = {}
+        self._targets: dict[tuple[str, str], str] = {}
 
     @property
     def secrets(self) -> list[str]:
@@ -84,17 +106,20 @@ class ProviderClient:
             return self._keys[0].value
         return random.choices(self._keys, self._weights)[0].value
 
-    def url(self, path: str, query: str) -> URL:
-        """``path`` is the Anthropic-style path (``/v1/messages``); OpenAI base URLs already end in /v1."""
-        url = self._urls.get((path, query))
-        if url is None:
+    def target(self, path: str, query: str) -> str:
+        """The request target for an Anthropic-style ``path`` (``/v1/messages``) under the base URL's path.
+
+        OpenAI-compatible base URLs already end in /v1 (``http://host/v1`` + ``/chat/completions``).
+        """
+        target = self._targets.get((path, query))
+        if target is None:
             upstream_path = path[3:] if self.kind == "openai-compatible" and path.startswith("/v1/") else path
-            url = URL(
-                f"{self.base_url}{upstream_path}?{query}" if query else f"{self.base_url}{upstream_path}"
-            )
-            if len(self._urls) < 256:
-                self._urls[(path, query)] = url
-        return url
+            target = f"{self._prefix}{upstream_path}"
+            if query:
+                target = f"{target}?{query}"
+            if len(self._targets) < 256:
+                self._targets[(path, query)] = target
+        return target
 
     def headers(self, client_headers: dict[str, str]) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -113,38 +138,36 @@ class ProviderClient:
                 headers["authorization"] = f"Bearer {key}"
         return headers
 
-    async def send(
-        self, path: str, query: str, body: bytes, client_headers: dict[str, str]
-    ) -> aiohttp.ClientResponse:
-        """POST one upstream request; the caller reads and releases the response."""
-        return await self.session.post(
-            self.url(path, query), data=body, headers=self.headers(client_headers), allow_redirects=False
-        )
+    async def send(self, path: str, query: str, body: bytes, client_headers: dict[str, str]) -> Response:
+        """POST one upstream request; returns at the response headers. The caller reads or closes it."""
+        return await self.pool.request("POST", self.target(path, query), self.headers(client_headers), body)
+
+    async def aclose(self) -> None:
+        await self.pool.close()
 
 
-def make_session(config: ProviderConfig) -> aiohttp.ClientSession:
-    """A pooled session per provider; its timeouts bound connecting and each wait for the provider's bytes."""
-    connector = aiohttp.TCPConnector(limit=1024, limit_per_host=0, keepalive_timeout=30.0, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(
-            total=None, sock_connect=config.connect_timeout_seconds, sock_read=config.timeout_seconds
-        ),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=True,
-        skip_auto_headers=("User-Agent",),
-        trust_env=False,
+def make_pool(config: ProviderConfig, base_url: str) -> HttpPool:
+    """The provider's connection pool (``base_url`` is the interpolated one); see the module docstring."""
+    return HttpPool(
+        base_url,
+        max_connections=MAX_CONNECTIONS,
+        connect_timeout=config.connect_timeout_seconds,
+        read_timeout=config.timeout_seconds,
+        idle_timeout=IDLE_SECONDS,
+        retry_stale_within=STALE_RETRY_SECONDS,
     )
 
 
 def open_providers(configs: list[ProviderConfig]) -> tuple[dict[str, ProviderClient], list[str]]:
-    """A client per provider (one session each) and start-up warnings."""
+    """A client per provider (one connection pool each) and start-up warnings."""
     clients: dict[str, ProviderClient] = {}
     warnings: list[str] = []
     for config in configs:
         try:
-            client = ProviderClient(config, make_session(config))
+            client = ProviderClient(config)
         except MissingEnvironmentVariable as exc:
+            raise ValueError(f"provider {config.name!r}: {exc}") from None
+        except ValueError as exc:  # not an http(s) URL
             raise ValueError(f"provider {config.name!r}: {exc}") from None
         if client.missing_keys:
             warnings.append(
@@ -161,15 +184,15 @@ def open_providers(configs: list[ProviderConfig]) -> tuple[dict[str, ProviderCli
 
 
 def describe_failure(exc: BaseException) -> str:
-    """A log- and client-safe description of a connection failure (no headers, no request repr)."""
+    """A log- and client-safe description of a connection failure (no headers, no request, no host)."""
     if isinstance(exc, ProviderUnavailable):
         return str(exc)
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, ReadTimeout | TimeoutError):
         return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server closed the connection"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "response body broken off"
+    if isinstance(exc, ConnectError):
+        return f"cannot connect ({exc.reason})"
+    if isinstance(exc, ConnectionLost):
+        return "server closed the connection" if exc.before_response else "response body broken off"
+    if isinstance(exc, MalformedResponse):
+        return "malformed HTTP response"
     return f"connection failed ({type(exc).__name__})"

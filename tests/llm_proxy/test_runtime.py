@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import Session, select
 
 from llm_proxy.ledger import LedgerWriter, ModelRequest
-from llm_proxy.upstream import ProviderClient, ProviderUnavailable, make_session
+from llm_proxy.upstream import ProviderClient, ProviderUnavailable
 from mcp_gateway.db import create_schema, make_engine
 from policies.providers import LlmProxySettings, ProviderConfig
 from tests.llm_proxy.conftest import keys_config, mock_api, proxy_config, start_proxy
@@ -31,11 +31,11 @@ async def test_weighted_provider_keys_are_all_used_by_weight(monkeypatch: pytest
             "api_keys": [{"env": "KEY_A", "weight": 3}, {"env": "KEY_B", "weight": 1}],
         }
     )
-    client = ProviderClient(config, make_session(config))
+    client = ProviderClient(config)
     try:
         used = Counter(client.headers({})["x-api-key"] for _ in range(4000))
     finally:
-        await client.session.close()
+        await client.aclose()
     assert set(used) == {"sk-a", "sk-b"}
     assert 2.0 < used["sk-a"] / used["sk-b"] < 4.5
 
@@ -47,13 +47,14 @@ async def test_a_provider_without_its_key_is_skipped_with_a_clear_reason(
     config = ProviderConfig(
         name="p", kind="openai-compatible", base_url="https://x/v1", api_key_env="NOT_SET_ANYWHERE"
     )
-    client = ProviderClient(config, make_session(config))
+    client = ProviderClient(config)
     try:
         with pytest.raises(ProviderUnavailable, match="set NOT_SET_ANYWHERE"):
             client.headers({})
-        assert str(client.url("/v1/chat/completions", "")) == "https://x/v1/chat/completions"
+        assert client.target("/v1/chat/completions", "") == "/v1/chat/completions"
+        assert client.pool.host_header == "x"
     finally:
-        await client.session.close()
+        await client.aclose()
 
 
 async def test_start_up_warns_about_unpriced_models_and_missing_keys(

@@ -101,6 +101,8 @@ async def test_a_stream_cut_off_by_the_client_records_usage_so_far(tmp_path: Pat
             while not rows:
                 await asyncio.sleep(0.01)
                 rows = await proxy.ledger()
+            pool = proxy.llm.providers["primary"].pool
+            assert (pool.in_use, pool.open_connections) == (0, 0)  # the held upstream stream was closed
         api.hold.set()
         [row] = rows
         start_usage = events(received)[0][1]["message"]["usage"]
