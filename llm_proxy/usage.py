@@ -73,7 +73,7 @@ def usage_from_body(body: bytes, openai: bool) -> tuple[Usage, str | None]:
 
 
 _ANTHROPIC_MARKERS = (b"event: message_", b"event: error")
-_OPENAI_MARKERS = (b'"usage"', b'"error"')
+_OPENAI_MARKERS = (b'"usage":{', b'"usage": {', b'"error"')
 
 
 class StreamMeter:
@@ -96,16 +96,23 @@ class StreamMeter:
             self._tail = data
             return
         self._tail = data[last + 2 :]
-        # Most events (text and tool-input deltas) carry nothing to read: one substring scan in C
-        # rejects a whole chunk of them, and only the events that may matter are split out.
+        # Most events (text and tool-input deltas) carry nothing to read: substring scans in C jump
+        # from one event that may matter to the next, in stream order, and only those are split out.
         markers = _OPENAI_MARKERS if self.openai else _ANTHROPIC_MARKERS
-        if not any(data.find(marker, 0, last) != -1 for marker in markers):
-            return
-        start = 0
-        while start < last:
-            end = data.find(b"\n\n", start)
+        pos = 0  # always the start of an event
+        while pos < last:
+            found = -1
+            for marker in markers:
+                at = data.find(marker, pos, last)
+                if at != -1 and (found == -1 or at < found):
+                    found = at
+            if found == -1:
+                return
+            before = data.rfind(b"\n\n", pos, found)
+            start = before + 2 if before != -1 else pos
+            end = data.find(b"\n\n", found)
             self._event(data, start, end)
-            start = end + 2
+            pos = end + 2
 
     @property
     def usage(self) -> Usage:

@@ -72,3 +72,17 @@ def test_whole_bodies() -> None:
     body = orjson.dumps({"model": "claude-haiku-4-5", "usage": USAGE})
     assert usage_from_body(body, openai=False) == (EXPECTED, "claude-haiku-4-5")
     assert usage_from_body(b"not json", openai=False) == (Usage(), None)
+
+
+def test_event_names_quoted_inside_text_are_not_events() -> None:
+    text = 'event: message_delta\ndata: {"usage":{"output_tokens":999999}}\n\nevent: error'
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+    quoting = b"event: content_block_delta\ndata: " + orjson.dumps(delta) + b"\n\n"
+    at = STREAM.index(b"event: content_block_delta")
+    tricky = STREAM[:at] + quoting + STREAM[at:]
+    assert tricky.count(b"event: message_delta") == 2 and tricky.count(b"event: error") == 1
+    for pieces in ([tricky], cuts(tricky, 7)):
+        meter = StreamMeter(openai=False)
+        for piece in pieces:
+            meter.feed(piece)
+        assert meter.usage == EXPECTED and meter.error_type is None
