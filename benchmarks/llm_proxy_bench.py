@@ -7,8 +7,16 @@ virtual key, rate limits (key and team), budgets (org, team, key) and the ledger
 ratios, and the gateway's CPU per proxied request (from /proc, so Linux only).
 
 The mock and the gateway run as separate processes pinned to core 0 and this load
-generator to core 1 (on a machine with at least two cores), as in
-../shared/notes/hot-path.md.
+generator (the gateway's own keep-alive client, `HttpPool`, one pool per target) to
+core 1 (on a machine with at least two cores), as in ../shared/notes/hot-path.md.
+
+Until the model proxy dropped aiohttp, aiohttp was this load generator. HttpPool
+costs less on core 1, so direct latencies are lower and, at one client, requests
+come faster; the gateway's CPU per request then reads lower too (presumably
+per-interval work such as the 50 ms ledger drains is spread over more requests):
+for the same gateway, 0.37 ms per streamed request at one client here against
+0.43-0.45 ms with aiohttp driving it. Compare runs made with the same load
+generator only.
 
     .venv/bin/python benchmarks/llm_proxy_bench.py [--seconds 2] [--rounds 3]
 """
@@ -27,8 +35,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import yaml
+
+from mcp_gateway.upstream.httpclient import HttpPool
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "mgw_bench_0123456789abcdef"
@@ -125,9 +134,7 @@ class Phase:
         return len(self.latencies) / self.wall if self.wall else 0.0
 
 
-async def run_phase(
-    session: aiohttp.ClientSession, url: str, body: bytes, concurrency: int, seconds: float, gateway_pid: int
-) -> Phase:
+async def run_phase(pool: HttpPool, body: bytes, concurrency: int, seconds: float, gateway_pid: int) -> Phase:
     phase = Phase()
     headers = {"content-type": "application/json", "anthropic-version": "2023-06-01", "x-api-key": SECRET}
     stop = time.perf_counter() + seconds
@@ -135,9 +142,9 @@ async def run_phase(
     async def worker() -> None:
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as response:
+            async with await pool.request("POST", "/v1/messages", headers, body) as response:
                 first = None
-                async for _chunk in response.content.iter_any():
+                async for _chunk in response.iter_chunks():
                     if first is None:
                         first = time.perf_counter()
                 if response.status != 200:
@@ -155,23 +162,24 @@ async def run_phase(
 
 
 async def bench(args: argparse.Namespace, mock_url: str, gateway_url: str, gateway_pid: int) -> int:
-    connector = aiohttp.TCPConnector(limit=256, limit_per_host=256)
     total_proxied = 0
-    async with aiohttp.ClientSession(connector=connector) as session:
-        for url in (mock_url, gateway_url):  # warm up connections and caches
+    pools = {"direct": HttpPool(mock_url), "proxy": HttpPool(gateway_url)}
+    try:
+        for pool in pools.values():  # warm up connections and caches
             for body in (BODY, STREAM_BODY):
-                await run_phase(session, f"{url}/v1/messages", body, 8, 0.5, gateway_pid)
+                await run_phase(pool, body, 8, 0.5, gateway_pid)
         results: dict[tuple[str, int, str], Phase] = {}
         for _ in range(args.rounds):
             for mode, body in (("non-stream", BODY), ("stream", STREAM_BODY)):
                 for concurrency in (1, 32):
-                    for target, url in (("direct", mock_url), ("proxy", gateway_url)):
-                        phase = await run_phase(
-                            session, f"{url}/v1/messages", body, concurrency, args.seconds, gateway_pid
-                        )
+                    for target, pool in pools.items():
+                        phase = await run_phase(pool, body, concurrency, args.seconds, gateway_pid)
                         results.setdefault((mode, concurrency, target), Phase()).add(phase)
                         if target == "proxy":
                             total_proxied += len(phase.latencies)
+    finally:
+        for pool in pools.values():
+            await pool.close()
 
     print(
         f"\n{'mode':10} {'C':>3} {'target':7} {'p50 ms':>8} {'p99 ms':>8} {'TTFB p50':>9} "

@@ -1,4 +1,9 @@
-"""Which HTTP client should the model proxy use upstream? aiohttp and httpx against the mock model API.
+"""Which HTTP client should the model proxy use upstream? HttpPool and httpx against the mock model API.
+
+``HttpPool`` (``mcp_gateway.upstream.httpclient``) is the proxy's upstream client; httpx
+is the library the project uses elsewhere (tests, webhooks). aiohttp, the proxy's
+previous upstream client, is no longer a dependency; ``../shared/notes/hot-path.md``
+has the three side by side.
 
 Each client sends the same /v1/messages request (non-streaming and streaming) to the
 mock on loopback, at 1 and 32 concurrent requests, interleaved round by round. It
@@ -22,8 +27,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 import httpx
+
+from mcp_gateway.upstream.httpclient import HttpPool
 
 REPO = Path(__file__).resolve().parents[1]
 BODY = (
@@ -96,13 +102,12 @@ async def main() -> None:
     mock = start_mock(port)
     url = f"http://127.0.0.1:{port}/v1/messages"
     try:
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=256)
-        aio = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        pool = HttpPool(url, max_connections=256)
         hx = httpx.AsyncClient(limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
 
-        async def aiohttp_send(body: bytes) -> None:
-            async with aio.post(url, data=body, headers=HEADERS) as resp:
-                async for _ in resp.content.iter_any():
+        async def httppool_send(body: bytes) -> None:
+            async with await pool.request("POST", "/v1/messages", HEADERS, body) as resp:
+                while await resp.read_some():
                     pass
 
         async def httpx_send(body: bytes) -> None:
@@ -110,7 +115,7 @@ async def main() -> None:
                 async for _ in resp.aiter_raw():
                     pass
 
-        clients: dict[str, Send] = {"aiohttp": aiohttp_send, "httpx": httpx_send}
+        clients: dict[str, Send] = {"HttpPool": httppool_send, "httpx": httpx_send}
         results: dict[tuple[str, str, int], list[tuple[list[float], float, float]]] = {}
         for send in clients.values():  # warm up connections
             for _ in range(50):
@@ -134,7 +139,7 @@ async def main() -> None:
                 f"{name:8} {mode:10} {concurrency:>3} {q[49] * 1000:8.3f} {q[98] * 1000:8.3f} "
                 f"{count / wall:8.0f} {cpu / count * 1000:10.3f}"
             )
-        await aio.close()
+        await pool.close()
         await hx.aclose()
     finally:
         mock.terminate()
