@@ -52,6 +52,7 @@ class BatchWriter:
         self.fallback_path = Path(fallback_path) if fallback_path else None
         self._pending: list[Row] = []
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._io_lock = threading.Lock()
@@ -82,10 +83,11 @@ class BatchWriter:
             await self.flush()
 
     async def flush(self) -> None:
-        """Write everything pending now."""
-        while self._pending:
-            batch, self._pending = self._pending, []
-            await asyncio.to_thread(self._write, batch)
+        """Write everything submitted so far, including a batch the background task is writing now."""
+        async with self._flushing:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await asyncio.to_thread(self._write, batch)
 
     async def aclose(self) -> None:
         self._closing = True

@@ -62,7 +62,12 @@ class HttpConnection(UpstreamConnection):
             "Content-Type": "application/json",
             **{name: interpolate(value) for name, value in self.config.headers.items()},
         }
-        self._pool = HttpPool(self.url, connect_timeout=min(timeout, 10.0))
+        # Idle connections are dropped after 30 s (servers and NATs drop them too, not always with a FIN);
+        # a kept-alive connection found dead is retried only within 0.5 s of sending, when the server
+        # cannot have acted on the call.
+        self._pool = HttpPool(
+            self.url, connect_timeout=min(timeout, 10.0), idle_timeout=30.0, retry_stale_within=0.5
+        )
         self._path = request_target(self.url)
         async with asyncio.timeout(timeout):
             if self.config.protocol != "2025-11-25" and await self._discover():

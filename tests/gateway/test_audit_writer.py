@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -161,3 +164,29 @@ async def test_postgres_is_a_drop_in_database(tmp_path: Path) -> None:
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM tool_calls WHERE key_id = :k"), {"k": f"pg-{marker}"})
     engine.dispose()
+
+
+@pytest.mark.anyio
+async def test_flush_waits_for_a_batch_already_being_written(sqlite_engine: Engine, tmp_path: Path) -> None:
+    """flush() returns only once every row submitted before it is in the database, even the rows
+    the background task took a moment earlier."""
+    writer = AuditWriter(
+        sqlite_engine, AuditSettings(flush_interval_ms=1, fallback_file=str(tmp_path / "fb"))
+    )
+    slow_write = writer._write
+    started = threading.Event()
+
+    def write(batch: list[dict[str, Any]]) -> None:
+        started.set()
+        time.sleep(0.2)
+        slow_write(batch)
+
+    writer._write = write  # type: ignore[method-assign]
+    await writer.start()
+    writer.submit(row(id="in-flight"))
+    while not started.is_set():  # the background task holds the row, pending is empty again
+        await asyncio.sleep(0.001)
+    await writer.flush()
+    with Session(sqlite_engine) as db:
+        assert db.get(ToolCall, "in-flight") is not None
+    await writer.aclose()
