@@ -65,9 +65,31 @@ async def test_claude_mcp_list_connects_with_a_key_and_fails_without(
 ) -> None:
     home = tmp_path / "home"
     async with run_gateway(CONFIG, tmp_path) as gw:
-        run_claude(claude, home, "mcp", "add", "--transport", "http", "gateway", gw.url, "--header", f"Authorization: Bearer {KEY}")
+        run_claude(
+            claude,
+            home,
+            "mcp",
+            "add",
+            "--transport",
+            "http",
+            "gateway",
+            gw.url,
+            "--header",
+            f"Authorization: Bearer {KEY}",
+        )
         run_claude(claude, home, "mcp", "add", "--transport", "http", "nokey", gw.url)
-        run_claude(claude, home, "mcp", "add", "--transport", "http", "wrongkey", gw.url, "--header", "Authorization: Bearer nope")
+        run_claude(
+            claude,
+            home,
+            "mcp",
+            "add",
+            "--transport",
+            "http",
+            "wrongkey",
+            gw.url,
+            "--header",
+            "Authorization: Bearer nope",
+        )
         output = await anyio.to_thread.run_sync(run_claude, claude, home, "mcp", "list")
     lines = {line.split(":", 1)[0]: line for line in output.splitlines() if ": http" in line}
     assert "✔ Connected" in lines["gateway"], output
