@@ -15,9 +15,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_gateway.server.wire import ClientGone
+
 from .dialects import CHAT_COMPLETIONS, MESSAGES, Dialect, parse_count_tokens
 from .errors import (
-    ClientGone,
     NotFound,
     PermissionDenied,
     ProxyError,

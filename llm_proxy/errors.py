@@ -77,10 +77,6 @@ class Overloaded(ProxyError):
     status, error_type, code = 529, "overloaded_error", "overloaded"
 
 
-class ClientGone(Exception):
-    """The client disconnected before its request was read; nothing can be answered."""
-
-
 def error_response(exc: BaseException, flavor: Flavor) -> tuple[int, Headers, bytes]:
     """Status, headers and body for ``exc`` in the shape the route's clients understand."""
     if isinstance(exc, ProxyError):

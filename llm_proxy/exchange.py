@@ -20,6 +20,8 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from mcp_gateway.auth import bearer_token
+from mcp_gateway.server.wire import ClientGone
+from mcp_gateway.server.wire import read_body as read_limited_body
 from policies import Principal
 from policies.budgeting import BudgetBlock, Reservation
 from policies.pricing import ZERO_USAGE, Rates, Usage
@@ -29,7 +31,6 @@ from policies.routing import Target
 from .dialects import Dialect, ParsedRequest
 from .errors import (
     AuthenticationFailed,
-    ClientGone,
     Overloaded,
     PermissionDenied,
     ProxyError,
@@ -79,23 +80,13 @@ async def authenticate(rt: LlmRuntime, headers: dict[str, str]) -> Principal:
     return principal
 
 
+def _too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(f"Request body is larger than the gateway's limit of {limit} bytes")
+
+
 async def read_body(receive: Receive, limit: int, content_length: str | None) -> bytes:
-    too_large = RequestTooLarge(f"Request body is larger than the gateway's limit of {limit} bytes")
-    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    """The request body within the proxy's limit; too large is a 413 in the API's own error shape."""
+    return await read_limited_body(receive, limit, content_length, _too_large)
 
 
 class Exchange:

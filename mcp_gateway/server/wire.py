@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -73,12 +74,22 @@ async def send_problem(send: Send, problem: HttpProblem) -> None:
     await send_json(send, problem.status, {"error": problem.error, "message": problem.message}, headers)
 
 
-async def read_body(receive: Receive, limit: int, content_length: str | None) -> bytes:
-    too_large = HttpProblem(
+def _too_large(limit: int) -> Exception:
+    return HttpProblem(
         413, "request_too_large", f"Request body is larger than the gateway's limit of {limit} bytes"
     )
+
+
+async def read_body(
+    receive: Receive,
+    limit: int,
+    content_length: str | None,
+    too_large: Callable[[int], Exception] = _too_large,
+) -> bytes:
+    """The whole request body, refused (``too_large(limit)``) as soon as it is known to exceed ``limit``:
+    from Content-Length before reading, else while reading. Raises `ClientGone` on a disconnect."""
     if content_length is not None and content_length.isdigit() and int(content_length) > limit:
-        raise too_large
+        raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -88,10 +99,10 @@ async def read_body(receive: Receive, limit: int, content_length: str | None) ->
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class Responder:
