@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -243,3 +244,26 @@ async def test_a_client_cancelling_a_call_cancels_it_upstream(
             while not (rows := await cancelled_row()):
                 await anyio.sleep(0.05)
     assert rows[0].status == "cancelled"
+
+
+@pytest.mark.anyio
+async def test_a_frozen_upstream_fails_its_health_check_and_is_restarted(
+    tmp_path: Path, keys_env: dict[str, str]
+) -> None:
+    cfg = config(
+        upstream_stdio(
+            "alpha", health_interval_seconds=0.3, startup_timeout_seconds=1, max_restart_delay_seconds=0.5
+        )
+    )
+    async with run_gateway(cfg, tmp_path) as gw, mcp_client(gw.url, KEY, "2026-07-28") as client:
+        alpha = gw.runtime.hub.supervisors["alpha"]
+        frozen = alpha.status()["pid"]
+        os.kill(frozen, signal.SIGSTOP)  # alive, but answers nothing
+        try:
+            await wait_for(lambda: alpha.restarts >= 1 and upstream_state(gw, "alpha") == "ready", 20)
+            assert alpha.status()["pid"] != frozen
+            assert "health check failed" in (alpha.last_error or "")
+            assert (await client.call_tool("alpha__echo", {"text": "thawed"})).content[0].text == "thawed"  # type: ignore[union-attr]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(frozen, signal.SIGKILL)
