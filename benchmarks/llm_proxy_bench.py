@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from _support import cpu_seconds, free_port, pin
 
 from mcp_gateway.upstream.httpclient import HttpPool
 
@@ -46,23 +47,6 @@ BODY = (
     b'"messages":[{"role":"user","content":"Say hello in one short sentence, please."}]}'
 )
 STREAM_BODY = BODY[:-1] + b',"stream":true}'
-TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pin(pid: int, core: int) -> None:
-    if (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(pid, {core})
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def wait_for(port: int, proc: subprocess.Popen[bytes], what: str) -> None:

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+from _support import free_port, pin
 
 from mcp_gateway.upstream.httpclient import HttpPool
 
@@ -40,17 +41,6 @@ STREAM_BODY = BODY[:-1] + b',"stream":true}'
 HEADERS = {"content-type": "application/json", "anthropic-version": "2023-06-01", "x-api-key": "k"}
 
 Send = Callable[[bytes], Awaitable[None]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pin(pid: int, core: int) -> None:
-    if (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(pid, {core})
 
 
 def start_mock(port: int) -> subprocess.Popen[bytes]:

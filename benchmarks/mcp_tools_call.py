@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httptools
 import orjson
+from _support import cpu_seconds, free_port, pin
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-key-0123456789abcdef"
@@ -49,25 +50,6 @@ ENVELOPE = {
     "io.modelcontextprotocol/clientCapabilities": {},
     "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pin(pid: int, cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(pid, {cpu})
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def request_bytes(port: int, tool: str, authorization: str | None) -> bytes:
