@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.schema import Column
 from sqlmodel import SQLModel
 
 
@@ -60,3 +61,34 @@ def create_schema(engine: Engine) -> None:
     from .keystore import ApiKey as _api_key  # noqa: F401
 
     SQLModel.metadata.create_all(engine)
+    add_missing_columns(engine)
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Add columns that newer releases declare to tables an older release created.
+
+    ``create_all`` creates missing tables but never alters existing ones, so a database
+    from an earlier release would refuse every row that names a new column. New columns
+    are always nullable (or have a default the model fills in), so adding them is safe.
+    Returns ``table.column`` for each column added.
+    """
+    inspector = inspect(engine)
+    existing_tables = set(inspector.get_table_names())
+    added: list[str] = []
+    with engine.begin() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            if table.name not in existing_tables:
+                continue
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                conn.execute(text(_add_column_sql(engine, table.name, column)))
+                added.append(f"{table.name}.{column.name}")
+    return added
+
+
+def _add_column_sql(engine: Engine, table: str, column: Column[Any]) -> str:
+    preparer = engine.dialect.identifier_preparer
+    kind = column.type.compile(dialect=engine.dialect)
+    return f"ALTER TABLE {preparer.quote(table)} ADD COLUMN {preparer.quote(column.name)} {kind}"
