@@ -20,6 +20,7 @@ flight; HTTP 429 with a short retry, since it frees up as they settle).
 from __future__ import annotations
 
 import calendar
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,8 +42,12 @@ COMMITTED_RETRY_AFTER = 2.0
 
 
 def period_bounds(period: Period, now: float) -> tuple[datetime, datetime]:
-    """Start (inclusive) and end (exclusive) of the UTC calendar period containing ``now``."""
-    moment = datetime.fromtimestamp(now, UTC)
+    """Start (inclusive) and end (exclusive) of the UTC calendar period containing ``now``.
+
+    Computed from whole seconds: ``datetime.fromtimestamp`` rounds to the microsecond, which put
+    the last half-microsecond of a period into the next one.
+    """
+    moment = datetime.fromtimestamp(math.floor(now), UTC)
     day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
     if period == "daily":
         return day, day + timedelta(days=1)

@@ -16,6 +16,7 @@ from typing import Any
 import httpx2
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, settings
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from sqlmodel import Session, select
@@ -26,6 +27,21 @@ from mcp_gateway.runtime import GatewayRuntime
 from mcp_gateway.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Property and fuzz tests: a fixed seed and a bounded number of examples by default (CI);
+# HYPOTHESIS_PROFILE=deep explores far more inputs with a random seed.
+settings.register_profile(
+    "ci",
+    max_examples=200,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "deep", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 PYTHON = sys.executable
 
 
