@@ -58,7 +58,9 @@ def test_check_accepts_the_demo_config_and_lists_live_tools() -> None:
 
 def test_keys_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'keys.db'}"
-    assert main(["keys", "create", "vk_dev_sam", "--team", "backend", "--database-url", url]) == 0
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"teams": [{"name": "backend"}], "gateway": {"database_url": url}}))
+    assert main(["keys", "create", "vk_dev_sam", "--team", "backend", "--config", str(policy)]) == 0
     out = capsys.readouterr().out
     secret = out.strip().splitlines()[-1]
     assert secret.startswith("mgw_") and len(secret) > 40
