@@ -64,26 +64,58 @@ def _configure_logging(level: str) -> None:
     )
 
 
-def connect_lines(policy: GatewayPolicy, host: str, port: int) -> list[str]:
-    """How to connect Claude Code with every key whose secret this process can see: the
-    ``claude mcp add`` line, and the environment for model traffic when providers are configured."""
+def connect_lines(
+    policy: GatewayPolicy,
+    host: str,
+    port: int,
+    *,
+    config_path: str = "gateway.yaml",
+    show_secrets: bool = False,
+) -> list[str]:
+    """How to connect Claude Code with each enabled key: who it is, where its secret comes from, the
+    ``claude mcp add`` line and, when providers are configured, the environment for model traffic.
+
+    Secrets are never printed unless ``show_secrets`` (``serve --show-demo-secrets``, for a local demo):
+    the line uses the key's environment variable (``$MCPGW_KEY_...``, which a shell holding it expands)
+    or a placeholder instead.
+    """
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - display only
     base = f"http://{shown_host}:{port}"
     name = policy.mcp.tool_naming.client_server_name
     lines = []
     for key in policy.virtual_keys:
+        if key.disabled:
+            continue
+        team = f", team {key.team}" if key.team else ""
         secret = os.environ.get(key.secret_env) if key.secret_env else None
-        if secret and not key.disabled:
-            team = f", team {key.team}" if key.team else ""
+        if show_secrets and secret:
             lines.append(f"# {key.display_name} ({key.id}{team})")
-            if policy.mcp.servers:
-                lines.append(
-                    f"claude mcp add --transport http {name} {base}/mcp "
-                    f'--header "Authorization: Bearer {secret}"'
-                )
-            if policy.providers:
-                lines.append(f"export ANTHROPIC_BASE_URL={base} ANTHROPIC_API_KEY={secret}")
+            token = secret
+        else:
+            create = f"mcp-gateway keys create {key.id} --config {config_path}"
+            if key.secret_env:
+                source = f"secret in ${key.secret_env}"
+                token = f"${key.secret_env}"
+            elif key.secret_sha256:
+                source = f"secret: the one whose SHA-256 the policy holds (or a new one: {create})"
+                token = f"<secret of {key.id}>"
+            else:
+                source = f"secret from: {create}"
+                token = f"<secret of {key.id}>"
+            lines.append(f"# {key.display_name} ({key.id}{team}): {source}")
+        if policy.mcp.servers:
+            lines.append(
+                f'claude mcp add --transport http {name} {base}/mcp --header "Authorization: Bearer {token}"'
+            )
+        if policy.providers:
+            lines.append(f"export ANTHROPIC_BASE_URL={base} ANTHROPIC_API_KEY={token}")
     return lines
+
+
+SHOWN_SECRETS_WARNING = (
+    "WARNING: --show-demo-secrets: the banner below prints virtual key secrets. Use it only for a "
+    "local demo: anything that keeps this output (a terminal log, a log collector) now holds them."
+)
 
 
 # -- serve -------------------------------------------------------------------------------
@@ -101,9 +133,7 @@ class GatewayServer(uvicorn.Server):
     async def startup(self, sockets: list[Any] | None = None) -> None:
         await super().startup(sockets)
         if self.started and self._banner:
-            print(
-                "\nConnect Claude Code with one of these keys:\n" + "\n".join(self._banner) + "\n", flush=True
-            )
+            print("\n" + "\n".join(self._banner) + "\n", flush=True)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit:
@@ -139,11 +169,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
         proxy_headers=False,
     )
-    server = GatewayServer(
-        config, app.state.shutdown, connect_lines(settings.policy, gateway.host, gateway.port)
-    )
+    server = GatewayServer(config, app.state.shutdown, _banner(args, settings, gateway.host, gateway.port))
     server.run()
     return 0
+
+
+def _banner(args: argparse.Namespace, settings: Settings, host: str, port: int) -> list[str]:
+    lines = connect_lines(
+        settings.policy, host, port, config_path=args.config, show_secrets=args.show_demo_secrets
+    )
+    if not lines:
+        return []
+    if args.show_demo_secrets:
+        logger.warning("%s", SHOWN_SECRETS_WARNING)
+        return [SHOWN_SECRETS_WARNING, "Connect Claude Code with one of these keys:", *lines]
+    heading = [
+        "Connect Claude Code with one of these keys (secrets are not printed; "
+        "`serve --show-demo-secrets` prints them for a local demo):"
+    ]
+    if args.env_file:
+        heading.append(f"  in a shell with the key variables: set -a; . {args.env_file}; set +a")
+    return [*heading, *lines]
 
 
 # -- check -------------------------------------------------------------------------------
@@ -366,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url")
     serve.add_argument("--env-file", help="KEY=VALUE file loaded into the environment first")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--show-demo-secrets",
+        action="store_true",
+        help="print the keys' secrets in the start-up banner (local demo only; `make run` uses it)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate a policy file")
