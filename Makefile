@@ -26,7 +26,8 @@ run: $(STAMP)
 	fi; \
 	echo "Claude models are routed to: $$CLAUDE_PROVIDER"; \
 	CLAUDE_PROVIDER=$$CLAUDE_PROVIDER MOCK_MODEL_API_URL=http://127.0.0.1:$(MOCK_MODEL_API_PORT) \
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mcp-gateway serve --config $(CONFIG) --env-file data/demo-secrets.env
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mcp-gateway serve --config $(CONFIG) --env-file data/demo-secrets.env \
+	  --show-demo-secrets
 
 test: $(STAMP) e2e-deps
 	$(BIN)/ruff format --check .

@@ -26,6 +26,7 @@ from .health import healthz, readyz
 from .hub import UpstreamHub
 from .runtime import GatewayRuntime, ShutdownSignal
 from .server.endpoint import McpEndpoint
+from .server.guard import HostGuard, refusal_response
 from .server.sessions import SessionStore
 from .settings import Settings
 from .upstream.base import UpstreamConnection
@@ -63,24 +64,34 @@ _OAUTH_PATHS = (
 
 
 class GatewayApp(Starlette):
-    """Starlette, with the hottest POST endpoints dispatched before the middleware stack.
+    """Starlette, with the Host/Origin guard in front of every HTTP request and the hottest POST
+    endpoints dispatched before the middleware stack.
 
     Those endpoints answer every error themselves, so Starlette's error middleware
     has nothing to add there, while wrapping ``send`` costs a call per message:
     per event of a relayed model stream. Every other request goes through Starlette.
+    The guard runs first for all of them (websocket and lifespan scopes are not HTTP).
     """
 
-    def __init__(self, *args: Any, fast_paths: dict[str, ASGIApp], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fast_paths: dict[str, ASGIApp], guard: HostGuard, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fast_paths = fast_paths
+        self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            fast = self.fast_paths.get(scope["path"])
-            if fast is not None:
-                scope["app"] = self
-                await fast(scope, receive, send)
+        if scope["type"] == "http":
+            problem = self.guard.refusal(scope["headers"])
+            if problem is not None:
+                status, headers, body = refusal_response(scope["path"], problem)
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
                 return
+            if scope["method"] == "POST":
+                fast = self.fast_paths.get(scope["path"])
+                if fast is not None:
+                    scope["app"] = self
+                    await fast(scope, receive, send)
+                    return
         await super().__call__(scope, receive, send)
 
 
@@ -151,6 +162,7 @@ def create_app(
         ],
         lifespan=lifespan,
         exception_handlers={404: _not_found},
+        guard=HostGuard(policy.gateway),
     )
     app.state.shutdown = shutdown
     app.state.settings = settings

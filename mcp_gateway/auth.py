@@ -2,9 +2,10 @@
 
 Secrets are looked up by their SHA-256 digest and the digest is compared in
 constant time. Keys from the policy file are fixed for the life of the
-process; database keys are reloaded every few seconds (and at once, at most
-once a second, when an unknown secret arrives) so that a created or revoked
-key takes effect without a restart.
+process, except that ``mcp-gateway keys revoke`` can revoke one in the
+database; database keys and those revocations are reloaded every few seconds
+(and at once, at most once a second, when an unknown secret arrives) so that a
+created or revoked key takes effect without a restart.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from policies import GatewayPolicy, Principal
 from policies.secrets import digests_equal, hash_secret
 
-from .keystore import active_keys, utcnow
+from .keystore import active_keys, revoked_file_key_ids, utcnow
 
 logger = logging.getLogger("mcp_gateway.auth")
 
@@ -48,7 +49,10 @@ class KeyRing:
         self.policy = policy
         self.engine = engine
         self.refresh_seconds = refresh_seconds
+        self._declared: dict[str, _Entry] = {}
+        """Every file key with a secret, revoked or not."""
         self._file: dict[str, _Entry] = {}
+        """The file keys not revoked in the database: what requests are checked against."""
         self._db: dict[str, _Entry] = {}
         self._loaded_at = 0.0
         self._miss_refresh_at = 0.0
@@ -69,7 +73,8 @@ class KeyRing:
             expires = key.expires_at
             if expires is not None and expires.tzinfo is None:
                 expires = expires.replace(tzinfo=UTC)
-            self._file[digest] = _Entry(digest, principal, expires)
+            self._declared[digest] = _Entry(digest, principal, expires)
+        self._file = dict(self._declared)
 
     def _principal_for_db_key(self, key_id: str, name: str | None, team: str | None) -> Principal | None:
         declared = self.policy.key(key_id)
@@ -79,27 +84,42 @@ class KeyRing:
             return Principal(key_id, declared.display_name, declared.team, "database")
         return Principal(key_id, name or key_id, team, "database")
 
-    def _load_db_keys(self) -> dict[str, _Entry]:
+    def _load_db_keys(self) -> tuple[dict[str, _Entry], set[str]]:
+        """The database's active secrets, and the ids of file keys revoked there."""
         if self.engine is None:
-            return {}
+            return {}, set()
         entries = {}
         for record in active_keys(self.engine):
             principal = self._principal_for_db_key(record.key_id, record.name, record.team)
             if principal is not None:
                 entries[record.secret_sha256] = _Entry(record.secret_sha256, principal, record.expires_at)
-        return entries
+        return entries, revoked_file_key_ids(self.engine)
 
     async def refresh(self) -> None:
         async with self._lock:
             try:
-                self._db = await asyncio.to_thread(self._load_db_keys)
+                self._db, revoked = await asyncio.to_thread(self._load_db_keys)
             except SQLAlchemyError as exc:
                 logger.error("could not reload keys from the database: %s", exc)
+            else:
+                self._file = {
+                    digest: entry
+                    for digest, entry in self._declared.items()
+                    if entry.principal.key_id not in revoked
+                }
             self._loaded_at = time.monotonic()
 
     @property
     def file_key_count(self) -> int:
         return len(self._file)
+
+    def file_key_digests(self) -> frozenset[str]:
+        """Digests of every file key's secret (revoked ones included): never usable as admin tokens."""
+        return frozenset(self._declared)
+
+    def holds(self, digest: str) -> bool:
+        """Whether a digest belongs to a virtual key this ring knows (file, revoked file, or database)."""
+        return digest in self._declared or digest in self._db
 
     async def authenticate(
         self, authorization_or_secret: str | None, *, raw: bool = False

@@ -64,26 +64,58 @@ def _configure_logging(level: str) -> None:
     )
 
 
-def connect_lines(policy: GatewayPolicy, host: str, port: int) -> list[str]:
-    """How to connect Claude Code with every key whose secret this process can see: the
-    ``claude mcp add`` line, and the environment for model traffic when providers are configured."""
+def connect_lines(
+    policy: GatewayPolicy,
+    host: str,
+    port: int,
+    *,
+    config_path: str = "gateway.yaml",
+    show_secrets: bool = False,
+) -> list[str]:
+    """How to connect Claude Code with each enabled key: who it is, where its secret comes from, the
+    ``claude mcp add`` line and, when providers are configured, the environment for model traffic.
+
+    Secrets are never printed unless ``show_secrets`` (``serve --show-demo-secrets``, for a local demo):
+    the line uses the key's environment variable (``$MCPGW_KEY_...``, which a shell holding it expands)
+    or a placeholder instead.
+    """
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - display only
     base = f"http://{shown_host}:{port}"
     name = policy.mcp.tool_naming.client_server_name
     lines = []
     for key in policy.virtual_keys:
+        if key.disabled:
+            continue
+        team = f", team {key.team}" if key.team else ""
         secret = os.environ.get(key.secret_env) if key.secret_env else None
-        if secret and not key.disabled:
-            team = f", team {key.team}" if key.team else ""
+        if show_secrets and secret:
             lines.append(f"# {key.display_name} ({key.id}{team})")
-            if policy.mcp.servers:
-                lines.append(
-                    f"claude mcp add --transport http {name} {base}/mcp "
-                    f'--header "Authorization: Bearer {secret}"'
-                )
-            if policy.providers:
-                lines.append(f"export ANTHROPIC_BASE_URL={base} ANTHROPIC_API_KEY={secret}")
+            token = secret
+        else:
+            create = f"mcp-gateway keys create {key.id} --config {config_path}"
+            if key.secret_env:
+                source = f"secret in ${key.secret_env}"
+                token = f"${key.secret_env}"
+            elif key.secret_sha256:
+                source = f"secret: the one whose SHA-256 the policy holds (or a new one: {create})"
+                token = f"<secret of {key.id}>"
+            else:
+                source = f"secret from: {create}"
+                token = f"<secret of {key.id}>"
+            lines.append(f"# {key.display_name} ({key.id}{team}): {source}")
+        if policy.mcp.servers:
+            lines.append(
+                f'claude mcp add --transport http {name} {base}/mcp --header "Authorization: Bearer {token}"'
+            )
+        if policy.providers:
+            lines.append(f"export ANTHROPIC_BASE_URL={base} ANTHROPIC_API_KEY={token}")
     return lines
+
+
+SHOWN_SECRETS_WARNING = (
+    "WARNING: --show-demo-secrets: the banner below prints virtual key secrets. Use it only for a "
+    "local demo: anything that keeps this output (a terminal log, a log collector) now holds them."
+)
 
 
 # -- serve -------------------------------------------------------------------------------
@@ -101,9 +133,7 @@ class GatewayServer(uvicorn.Server):
     async def startup(self, sockets: list[Any] | None = None) -> None:
         await super().startup(sockets)
         if self.started and self._banner:
-            print(
-                "\nConnect Claude Code with one of these keys:\n" + "\n".join(self._banner) + "\n", flush=True
-            )
+            print("\n" + "\n".join(self._banner) + "\n", flush=True)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit:
@@ -139,11 +169,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
         proxy_headers=False,
     )
-    server = GatewayServer(
-        config, app.state.shutdown, connect_lines(settings.policy, gateway.host, gateway.port)
-    )
+    server = GatewayServer(config, app.state.shutdown, _banner(args, settings, gateway.host, gateway.port))
     server.run()
     return 0
+
+
+def _banner(args: argparse.Namespace, settings: Settings, host: str, port: int) -> list[str]:
+    lines = connect_lines(
+        settings.policy, host, port, config_path=args.config, show_secrets=args.show_demo_secrets
+    )
+    if not lines:
+        return []
+    if args.show_demo_secrets:
+        logger.warning("%s", SHOWN_SECRETS_WARNING)
+        return [SHOWN_SECRETS_WARNING, "Connect Claude Code with one of these keys:", *lines]
+    heading = [
+        "Connect Claude Code with one of these keys (secrets are not printed; "
+        "`serve --show-demo-secrets` prints them for a local demo):"
+    ]
+    if args.env_file:
+        heading.append(f"  in a shell with the key variables: set -a; . {args.env_file}; set +a")
+    return [*heading, *lines]
 
 
 # -- check -------------------------------------------------------------------------------
@@ -203,46 +249,102 @@ async def _check_connect(policy: GatewayPolicy, timeout: float) -> int:
 # -- keys --------------------------------------------------------------------------------
 
 
-def _engine_for(args: argparse.Namespace) -> Any:
+def _engine_for(args: argparse.Namespace, policy: GatewayPolicy | None = None) -> Any:
     from .db import create_schema, make_engine
 
     url = args.database_url
     if url is None:
         if args.config is None:
             raise SystemExit("give --config FILE (its gateway.database_url is used) or --database-url URL")
-        url = _load(args.config).policy.gateway.database_url
+        url = (policy or _load(args.config).policy).gateway.database_url
     engine = make_engine(url)
     create_schema(engine)
     return engine
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from .keystore import create_key, list_keys, revoke_key
+    from .keystore import KeyRequestError, check_new_key
 
-    engine = _engine_for(args)
+    policy = _load(args.config).policy if args.config else None
     if args.keys_command == "create":
-        expires = timedelta(days=args.expires_in_days) if args.expires_in_days else None
-        record, secret = create_key(engine, args.key_id, name=args.name, team=args.team, expires_in=expires)
-        print(f"Created a secret for key {record.key_id!r} (prefix {record.prefix}). It is shown once:")
-        print(secret)
-        return 0
+        if args.team is not None and policy is None:
+            print("--team needs --config FILE: the team is checked against the policy", file=sys.stderr)
+            return 2
+        if policy is not None:
+            try:
+                check_new_key(policy, args.key_id, args.team)
+            except KeyRequestError as exc:
+                print(f"refused: {exc}", file=sys.stderr)
+                return 2
+        return _create_key(args, _engine_for(args, policy))
+    engine = _engine_for(args, policy)
     if args.keys_command == "list":
-        rows = list_keys(engine, include_revoked=args.all)
-        print(f"{'KEY ID':24} {'PREFIX':12} {'TEAM':14} {'CREATED (UTC)':20} {'EXPIRES':20} STATE")
-        for row in rows:
-            state = "revoked" if row.revoked_at else ("active" if row.is_active() else "expired")
-            until = row.expires_at.strftime("%Y-%m-%d %H:%M") if row.expires_at else "-"
-            print(
-                f"{row.key_id:24} {row.prefix:12} {row.team or '-':14} "
-                f"{row.created_at.strftime('%Y-%m-%d %H:%M'):20} {until:20} {state}"
-            )
-        return 0
-    count = revoke_key(engine, args.key_id)
-    if count == 0:
-        print(f"no active secret for key {args.key_id!r}", file=sys.stderr)
-        return 1
-    print(f"revoked {count} secret(s) of key {args.key_id!r}; gateways stop accepting them within seconds")
+        return _list_keys(args, engine)
+    return _revoke_key(args, engine, policy)
+
+
+def _create_key(args: argparse.Namespace, engine: Any) -> int:
+    from .keystore import create_key, revoked_file_key_ids
+
+    expires = timedelta(days=args.expires_in_days) if args.expires_in_days else None
+    record, secret = create_key(engine, args.key_id, name=args.name, team=args.team, expires_in=expires)
+    print(f"Created a secret for key {record.key_id!r} (prefix {record.prefix}). It is shown once:")
+    print(secret)
+    if record.key_id in revoked_file_key_ids(engine):
+        print(
+            f"(the policy-file secret of {record.key_id!r} stays revoked; this new secret works)",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _list_keys(args: argparse.Namespace, engine: Any) -> int:
+    from .keystore import file_key_revocations, list_keys
+
+    rows = list_keys(engine, include_revoked=args.all)
+    print(f"{'KEY ID':24} {'PREFIX':12} {'TEAM':14} {'CREATED (UTC)':20} {'EXPIRES':20} STATE")
+    for row in rows:
+        state = "revoked" if row.revoked_at else ("active" if row.is_active() else "expired")
+        until = row.expires_at.strftime("%Y-%m-%d %H:%M") if row.expires_at else "-"
+        print(
+            f"{row.key_id:24} {row.prefix:12} {row.team or '-':14} "
+            f"{row.created_at.strftime('%Y-%m-%d %H:%M'):20} {until:20} {state}"
+        )
+    if args.all:
+        for revocation in file_key_revocations(engine):
+            revoked = revocation.revoked_at.strftime("%Y-%m-%d %H:%M")
+            print(f"{revocation.key_id:24} {'(file)':12} {'-':14} {'-':20} {'-':20} revoked {revoked}")
+    return 0
+
+
+def _revoke_key(args: argparse.Namespace, engine: Any, policy: GatewayPolicy | None) -> int:
+    from .keystore import revoke_file_key, revoke_key
+
+    key_id = args.key_id
+    count = revoke_key(engine, key_id)
+    declared = policy.key(key_id) if policy is not None else None
+    has_file_secret = declared is not None and bool(declared.secret_env or declared.secret_sha256)
+    file_revoked = has_file_secret and revoke_file_key(engine, key_id)
+    if count:
+        print(f"revoked {count} database secret(s) of key {key_id!r}")
+        if policy is None:
+            print("(a policy-file secret of this id is only revoked with --config FILE)", file=sys.stderr)
+    if file_revoked:
+        print(f"revoked the policy-file secret of key {key_id!r} (whatever value it has now or later)")
+    if count or file_revoked:
+        print("running gateways stop accepting them within gateway.key_refresh_seconds")
+        return 0
+    if has_file_secret:
+        print(f"key {key_id!r} is already revoked", file=sys.stderr)
+    elif policy is None:
+        print(
+            f"no active database secret for key {key_id!r} (to revoke a key declared in a policy file, "
+            "give --config FILE)",
+            file=sys.stderr,
+        )
+    else:
+        print(f"no active secret for key {key_id!r}", file=sys.stderr)
+    return 1
 
 
 # -- audit -------------------------------------------------------------------------------
@@ -310,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url")
     serve.add_argument("--env-file", help="KEY=VALUE file loaded into the environment first")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--show-demo-secrets",
+        action="store_true",
+        help="print the keys' secrets in the start-up banner (local demo only; `make run` uses it)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate a policy file")
@@ -323,13 +430,16 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     for name in ("create", "list", "revoke"):
         cmd = keys_sub.add_parser(name)
-        cmd.add_argument("--config", help="policy file whose gateway.database_url to use")
-        cmd.add_argument("--database-url")
+        cmd.add_argument(
+            "--config",
+            help="policy file: its gateway.database_url, its teams (create) and its keys (revoke)",
+        )
+        cmd.add_argument("--database-url", help="overrides the policy file's gateway.database_url")
         if name in ("create", "revoke"):
             cmd.add_argument("key_id", metavar="ID")
         if name == "create":
             cmd.add_argument("--name")
-            cmd.add_argument("--team")
+            cmd.add_argument("--team", help="a team the policy (--config) knows; not for keys it declares")
             cmd.add_argument("--expires-in-days", type=float)
         if name == "list":
             cmd.add_argument("--all", action="store_true", help="include revoked secrets")

@@ -1,12 +1,23 @@
-"""/healthz (the process answers) and /readyz (what each upstream is doing)."""
+"""/healthz (the process answers) and /readyz (what each upstream is doing).
+
+Anyone may learn the readiness status (a load balancer needs it); the detail
+behind it (upstream PIDs, their stderr, errors, audit state) is for operators:
+a request with an admin token, or, unless ``gateway.health_details: token``, a
+peer on this host. Behind a reverse proxy on the same host every peer is
+loopback, so such deployments set ``token``.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from policies.secrets import hash_secret
+
+from .auth import bearer_token
 from .runtime import GatewayRuntime
 
 
@@ -46,6 +57,48 @@ def readiness(runtime: GatewayRuntime) -> tuple[int, dict[str, Any]]:
     return code, body
 
 
+def is_loopback_peer(client: tuple[str, int] | None) -> bool:
+    """Whether the ASGI peer address is on this host (an unknown peer is not)."""
+    if not client:
+        return False
+    try:
+        address = ipaddress.ip_address(client[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+def _may_see_details(request: Request, runtime: GatewayRuntime) -> bool:
+    """True for an admin token (either role) or, if the policy allows, a loopback peer. A token that
+    is not an admin token (a virtual key included) raises: a caller who sent one wants to know."""
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        token = bearer_token(authorization)
+        identity = runtime.admin.identify(token)
+        if identity is None or token is None or runtime.keys.holds(hash_secret(token)):
+            raise _Unauthorized
+        return True
+    return runtime.policy.gateway.health_details == "loopback" and is_loopback_peer(request.client)
+
+
 async def readyz(request: Request) -> JSONResponse:
-    code, body = readiness(request.state.runtime)
-    return JSONResponse(body, status_code=code)
+    runtime: GatewayRuntime = request.state.runtime
+    try:
+        detailed = _may_see_details(request, runtime)
+    except _Unauthorized:
+        return JSONResponse(
+            {
+                "error": "unauthorized",
+                "message": "Not an admin token: send 'Authorization: Bearer <admin token>'",
+            },
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="mcp-gateway-admin"'},
+        )
+    code, body = readiness(runtime)
+    return JSONResponse(body if detailed else {"status": body["status"]}, status_code=code)

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
 from policies import GatewayPolicy, Principal, ToolGrant
+from policies.admin import AdminTokens
 from policies.ratelimit import RateLimiter
 
 from .audit import AuditWriter
 from .auth import KeyRing
 from .hub import UpstreamHub
-from .server.guard import HostGuard
 from .server.sessions import SessionStore
+
+logger = logging.getLogger("mcp_gateway")
 
 
 class ShutdownSignal:
@@ -58,11 +62,16 @@ class GatewayRuntime:
     limiter: RateLimiter | None = None
     """Counts tools/call against ``tool_calls_per_minute`` (shared with the model proxy's limits)."""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    guard: HostGuard = field(init=False)
+    admin: AdminTokens = field(init=False)
+    """Admin and auditor tokens from the policy file (secrets from this process's environment)."""
     _grants: dict[tuple[str, str | None], ToolGrant] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.guard = HostGuard(self.policy.gateway)
+        self.admin, warnings = AdminTokens.from_settings(
+            self.policy.admin, os.environ, key_digests=self.keys.file_key_digests()
+        )
+        for warning in warnings:
+            logger.warning("%s", warning)
 
     def grant(self, principal: Principal) -> ToolGrant:
         key = (principal.key_id, principal.team)

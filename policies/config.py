@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .admin import AdminSettings, admin_conflicts
 from .budgets import BudgetsConfig
 from .errors import ConfigError, ConfigIssue
 from .keys import Principal, TeamConfig, VirtualKeyConfig
@@ -48,13 +49,24 @@ class GatewaySettings(BaseModel):
     allowed_hosts: list[str] | None = Field(
         default=None,
         description=(
-            "Host header values accepted on /mcp (DNS-rebinding protection). Default: localhost names when "
-            "listening on loopback, anything otherwise. '*' accepts any."
+            "Host header values accepted on every route (DNS-rebinding protection); others get 421. Default: "
+            "localhost names when listening on loopback, anything otherwise. '*' accepts any."
         ),
     )
     allowed_origins: list[str] = Field(
         default_factory=list,
-        description="Browser origins accepted besides localhost; requests without Origin always pass.",
+        description=(
+            "Browser origins accepted on every route besides localhost ones; others (and 'Origin: null') "
+            "get 403. Requests without Origin pass."
+        ),
+    )
+    health_details: Literal["loopback", "token"] = Field(
+        default="loopback",
+        description=(
+            "Who sees the /readyz detail (upstreams, PIDs, stderr, audit state): 'loopback' lets a peer on "
+            "this host and any admin token holder see it; 'token' requires an admin token. Others get only "
+            "the status. Behind a reverse proxy on the same host every peer is loopback: use 'token'."
+        ),
     )
     session_idle_seconds: float = Field(default=3600.0, gt=0)
     audit: AuditSettings = Field(default_factory=AuditSettings)
@@ -99,6 +111,10 @@ class GatewayPolicy(BaseModel):
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
     llm_proxy: LlmProxySettings = Field(default_factory=LlmProxySettings)
+    admin: AdminSettings = Field(
+        default_factory=AdminSettings,
+        description="Admin and auditor tokens (operational detail today; an admin API later).",
+    )
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -269,6 +285,7 @@ def _cross_check(policy: GatewayPolicy) -> tuple[list[tuple[DocPath, str]], list
             errors.append(
                 (("budgets", "providers", i, "name"), f"provider {provider_budget.name!r} is not defined")
             )
+    errors.extend(admin_conflicts(policy.admin, policy.virtual_keys))
     return errors, warnings
 
 

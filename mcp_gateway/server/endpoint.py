@@ -67,7 +67,6 @@ class McpEndpoint:
         received_at = time.perf_counter()
         headers = read_headers(scope)
         try:
-            runtime.guard.check(headers.get("host"), headers.get("origin"))
             principal = await runtime.keys.authenticate(headers.get("authorization"))
             if principal is None:
                 raise HttpProblem(

@@ -58,7 +58,9 @@ def test_check_accepts_the_demo_config_and_lists_live_tools() -> None:
 
 def test_keys_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'keys.db'}"
-    assert main(["keys", "create", "vk_dev_sam", "--team", "backend", "--database-url", url]) == 0
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"teams": [{"name": "backend"}], "gateway": {"database_url": url}}))
+    assert main(["keys", "create", "vk_dev_sam", "--team", "backend", "--config", str(policy)]) == 0
     out = capsys.readouterr().out
     secret = out.strip().splitlines()[-1]
     assert secret.startswith("mgw_") and len(secret) > 40
@@ -197,15 +199,20 @@ def test_a_policy_written_by_yaml_dump_round_trips(tmp_path: Path) -> None:
 
 
 def test_the_start_up_banner_shows_how_to_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --show-demo-secrets (the local demo): ready-to-paste lines with the secrets a process can see."""
     from mcp_gateway.cli import connect_lines
     from policies import load_policy
 
     monkeypatch.setenv("MCPGW_KEY_FRONTEND", "mgw_demo_front")
     for name in ("MCPGW_KEY_BACKEND", "MCPGW_KEY_PLATFORM", "MCPGW_KEY_RAHUL"):
         monkeypatch.delenv(name, raising=False)
-    lines = connect_lines(load_policy(REPO_ROOT / "examples/gateway.yaml").policy, "0.0.0.0", 8080)
-    assert lines == [
+    policy = load_policy(REPO_ROOT / "examples/gateway.yaml").policy
+    lines = connect_lines(policy, "0.0.0.0", 8080, show_secrets=True)
+    assert lines[:3] == [
         "# Frontend Team (vk_team_frontend, team frontend)",
         'claude mcp add --transport http gateway http://127.0.0.1:8080/mcp --header "Authorization: Bearer mgw_demo_front"',
         "export ANTHROPIC_BASE_URL=http://127.0.0.1:8080 ANTHROPIC_API_KEY=mgw_demo_front",
     ]
+    # A key whose secret this process cannot see gets the placeholder lines even then.
+    assert lines[3] == "# Backend Team (vk_team_backend, team backend): secret in $MCPGW_KEY_BACKEND"
+    assert "mgw_demo_front" not in "\n".join(connect_lines(policy, "0.0.0.0", 8080))

@@ -191,8 +191,8 @@ async def start_proxy(
             await app({**scope, "state": dict(state)}, receive, send)
 
         transport = httpx.ASGITransport(app=with_state)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30) as client:
-            yield Proxy(app, state["llm"], client, "http://gateway")
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=30) as client:
+            yield Proxy(app, state["llm"], client, "http://localhost")
 
 
 @pytest.fixture
