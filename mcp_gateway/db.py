@@ -29,7 +29,7 @@ class DatabaseNotFound(LookupError):
     """`open_database` was given a database that does not exist (or is not the gateway's)."""
 
 
-def _sqlite_file(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (None for other databases and for in-memory or URI forms)."""
     parsed = make_url(normalise_database_url(url))
     database = parsed.database
@@ -46,7 +46,7 @@ def make_engine(url: str, *, create_dirs: bool = True) -> Engine:
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"json_serializer": _json_serializer, "json_deserializer": orjson.loads}
     if parsed.get_backend_name() == "sqlite":
-        file = _sqlite_file(url)
+        file = sqlite_file(url)
         if file is not None and create_dirs:
             file.parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -73,7 +73,7 @@ def open_database(url: str) -> Engine:
     gateway's tables, instead of creating an empty one. Tables and columns a newer release added
     are created, so queries through the current models work on an older database.
     """
-    file = _sqlite_file(url)
+    file = sqlite_file(url)
     if file is not None and not file.is_file():
         raise DatabaseNotFound(
             f"no gateway database at {file.resolve()} ({url}): the gateway creates it when it first "

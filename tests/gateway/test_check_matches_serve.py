@@ -222,3 +222,30 @@ def test_a_valid_file_passes_check_and_serves_with_every_value_expanded_once(
     # uvicorn re-raises the signal it stopped on once shutdown is complete
     assert process.returncode in (0, -signal.SIGTERM), stderr[-2000:]
     assert "Application shutdown complete" in stderr
+
+
+def test_check_connect_refuses_a_database_serve_cannot_reach(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"gateway: {{database_url: 'postgresql://127.0.0.1:{free_port()}/gateway'}}\n")
+    assert main(["check", "--config", str(config)]) == 0  # the file itself is fine...
+    assert main(["check", "--config", str(config), "--connect"]) == 1  # ...the database is not there
+    assert "database: cannot connect" in capsys.readouterr().out
+    served = subprocess.run(
+        [sys.executable, "-m", "mcp_gateway", "serve", "--config", str(config), "--port", str(free_port())],
+        cwd=tmp_path,
+        env=_env({}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert served.returncode != 0 and "Application startup failed" in served.stderr
+
+
+def test_check_connect_reaches_a_running_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"gateway: {{database_url: 'sqlite:///{tmp_path}/data/gateway.db'}}\n")
+    assert main(["check", "--config", str(config), "--connect"]) == 0
+    assert f"database: {tmp_path}/data/gateway.db is created at start" in capsys.readouterr().out
+    assert not (tmp_path / "data").exists()
