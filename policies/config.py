@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .budgets import BudgetsConfig
 from .database_url import check_database_url
 from .errors import ConfigError, ConfigIssue
+from .files import check_file_path
 from .interpolation import expand_document
 from .keys import Principal, TeamConfig, VirtualKeyConfig
 from .naming import NamingRules, PrefixMode
@@ -44,6 +45,11 @@ class AuditSettings(BaseModel):
         default="data/audit-fallback.jsonl",
         description="Where records go if the database refuses them, so none is lost.",
     )
+
+    @field_validator("fallback_file")
+    @classmethod
+    def _fallback_file(cls, value: str) -> str:
+        return check_file_path(value, "fallback_file")
 
 
 class GatewaySettings(BaseModel):

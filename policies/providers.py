@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .files import check_file_path
 from .urls import check_http_url
 
 PROVIDER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -161,3 +162,8 @@ class LlmProxySettings(BaseModel):
     alert_webhook_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Longest wait for budgets.alert_webhook to answer; then it is dropped."
     )
+
+    @field_validator("ledger_fallback_file")
+    @classmethod
+    def _fallback_file(cls, value: str) -> str:
+        return check_file_path(value, "ledger_fallback_file")

@@ -97,6 +97,18 @@ BROKEN = [
         id="webhook-url",
     ),
     pytest.param(
+        "gateway:\n  audit: {fallback_file: data}",
+        {},
+        "2: gateway.audit.fallback_file: fallback_file 'data' is a directory",
+        id="audit-fallback-is-a-directory",
+    ),
+    pytest.param(
+        "llm_proxy:\n  ledger_fallback_file: data",
+        {},
+        "2: llm_proxy.ledger_fallback_file: ledger_fallback_file 'data' is a directory",
+        id="ledger-fallback-is-a-directory",
+    ),
+    pytest.param(
         "mcp:\n  instructions: 'Ask ${ for help'",
         {},
         "2: mcp.instructions: '${' must start ${NAME} or ${NAME:-default}",
@@ -122,6 +134,8 @@ def test_check_and_serve_refuse_the_same_file(
 ) -> None:
     config = tmp_path / "gateway.yaml"
     config.write_text(yaml_text + "\n")
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)  # relative paths in the file are relative to where both commands run
     for name in ("DB_URL", "GW_PORT", "UPSTREAM_URL", "FS_ROOT"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
