@@ -66,7 +66,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 @dataclass
 class Demo:
     root: Path
-    """Plays the repository's directory: data/ lives here, as after `make run`."""
+    """Plays the repository's directory (its .venv and examples/ are links to this one's); data/
+    lives here, as after `make run`."""
     port: int
 
 
@@ -87,7 +88,9 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     root = tmp_path_factory.mktemp("repo")
-    config = str(REPO / "examples" / "gateway.yaml")
+    (root / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    (root / "examples").symlink_to(REPO / "examples")
+    config = "examples/gateway.yaml"
     mock_port, port = free_port(), free_port()
     env = clean_env(MOCK_MODEL_API_URL=f"http://127.0.0.1:{mock_port}")
     cli = [sys.executable, "-m", "mcp_gateway"]
@@ -187,10 +190,25 @@ def test_the_claude_code_demo_works_as_written(demo: Demo, version: str, tmp_pat
     assert '"entries"' in outcome["result"]
 
 
-def test_the_check_command_works_as_written() -> None:
-    result = run_shell(block("check"), REPO, clean_env())
+def test_the_check_command_works_as_written(demo: Demo) -> None:
+    result = run_shell(block("check"), demo.root, clean_env())
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("examples/gateway.yaml: OK")
+    assert "warning" not in result.stdout  # every demo key has its secret from data/demo-secrets.env
+
+
+def test_the_keys_commands_work_as_written(demo: Demo) -> None:
+    result = run_shell(block("keys"), demo.root, clean_env())
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"Created a secret for key 'vk_dev_sam' .*\nmgw_\S+\n", result.stdout), result.stdout
+    assert re.search(r"^vk_dev_sam +mgw_\S+ +backend .* active$", result.stdout, re.MULTILINE), result.stdout
+    assert "revoked 1 secret(s) of key 'vk_dev_sam'" in result.stdout
+
+
+def test_the_audit_commands_work_as_written(demo: Demo) -> None:
+    result = run_shell(block("audit-cli"), demo.root, clean_env())
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^KEY +TEAM +SERVER +TOOL +STATUS +CALLS$", result.stdout, re.MULTILINE), result.stdout
 
 
 def _seed(database: Path) -> None:
