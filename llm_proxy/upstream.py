@@ -43,7 +43,6 @@ from mcp_gateway.upstream.httpclient import (
     request_target,
 )
 from policies.providers import ProviderConfig
-from policies.servers import MissingEnvironmentVariable, interpolate
 
 logger = logging.getLogger("llm_proxy.upstream")
 
@@ -71,10 +70,10 @@ class ProviderClient:
         self.config = config
         self.name = config.name
         self.kind = config.kind
-        self.base_url = interpolate(config.base_url).rstrip("/")
+        self.base_url = config.base_url.rstrip("/")
         self.pool = make_pool(config, self.base_url)
         self._prefix = request_target(self.base_url).rstrip("/")
-        self.extra_headers = {name: interpolate(value) for name, value in config.headers.items()}
+        self.extra_headers = dict(config.headers)
         self.missing_keys: list[str] = []
         keys = []
         for weighted in config.key_envs():
@@ -152,7 +151,7 @@ class ProviderClient:
 
 
 def make_pool(config: ProviderConfig, base_url: str) -> HttpPool:
-    """The provider's connection pool (``base_url`` is the interpolated one); see the module docstring."""
+    """The provider's connection pool (``base_url`` without its trailing slash); see the module docstring."""
     return HttpPool(
         base_url,
         max_connections=MAX_CONNECTIONS,
@@ -170,8 +169,6 @@ def open_providers(configs: list[ProviderConfig]) -> tuple[dict[str, ProviderCli
     for config in configs:
         try:
             client = ProviderClient(config)
-        except MissingEnvironmentVariable as exc:
-            raise ValueError(f"provider {config.name!r}: {exc}") from None
         except ValueError as exc:  # not an http(s) URL
             raise ValueError(f"provider {config.name!r}: {exc}") from None
         if client.missing_keys:

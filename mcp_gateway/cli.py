@@ -208,8 +208,33 @@ def cmd_check(args: argparse.Namespace) -> int:
     for warning in loaded.warnings:
         print(f"  warning: {warning}")
     if args.connect:
-        return asyncio.run(_check_connect(policy, args.timeout))
+        database_ok = _check_database(policy.gateway.database_url)
+        return max(asyncio.run(_check_connect(policy, args.timeout)), 0 if database_ok else 1)
     return 0
+
+
+def _check_database(url: str) -> bool:
+    """Can the gateway open its database? (SQLite files that do not exist yet are created at start.)"""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .db import make_engine, sqlite_file
+
+    file = sqlite_file(url)
+    if file is not None:
+        state = "exists" if file.is_file() else "is created at start"
+        print(f"  database: {file.resolve()} {state}")
+        return True
+    engine = make_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        print(f"  database: cannot connect ({str(exc).splitlines()[0]})")
+        return False
+    finally:
+        engine.dispose()
+    print("  database: connected")
+    return True
 
 
 async def _check_connect(policy: GatewayPolicy, timeout: float) -> int:
@@ -249,14 +274,23 @@ async def _check_connect(policy: GatewayPolicy, timeout: float) -> int:
 # -- keys --------------------------------------------------------------------------------
 
 
-def _engine_for(args: argparse.Namespace, policy: GatewayPolicy | None = None) -> Any:
-    from .db import create_schema, make_engine
+def _engine_for(
+    args: argparse.Namespace, policy: GatewayPolicy | None = None, *, read_only: bool = False
+) -> Any:
+    """The gateway's database; commands that only read it never create one (`open_database`)."""
+    from .db import DatabaseNotFound, create_schema, make_engine, open_database
 
     url = args.database_url
     if url is None:
         if args.config is None:
             raise SystemExit("give --config FILE (its gateway.database_url is used) or --database-url URL")
         url = (policy or _load(args.config).policy).gateway.database_url
+    if read_only:
+        try:
+            return open_database(url)
+        except DatabaseNotFound as exc:
+            print(f"mcp-gateway: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
     engine = make_engine(url)
     create_schema(engine)
     return engine
@@ -277,7 +311,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 print(f"refused: {exc}", file=sys.stderr)
                 return 2
         return _create_key(args, _engine_for(args, policy))
-    engine = _engine_for(args, policy)
+    engine = _engine_for(args, policy, read_only=args.keys_command == "list")
     if args.keys_command == "list":
         return _list_keys(args, engine)
     return _revoke_key(args, engine, policy)
@@ -353,7 +387,7 @@ def _revoke_key(args: argparse.Namespace, engine: Any, policy: GatewayPolicy | N
 def cmd_audit(args: argparse.Namespace) -> int:
     from .audit.query import parse_since, recent_calls, summary
 
-    engine = _engine_for(args)
+    engine = _engine_for(args, read_only=True)
     since = parse_since(args.since) if args.since else None
     if args.summary:
         print(f"{'KEY':20} {'TEAM':14} {'SERVER':14} {'TOOL':24} {'STATUS':14} CALLS")

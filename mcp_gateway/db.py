@@ -1,7 +1,10 @@
 """Database engine set-up shared by the audit log, the key store and the spend ledger.
 
 Any SQLAlchemy URL works; SQLite (the default) gets WAL mode so readers (the
-CLI, a notebook) never block the gateway's writes.
+CLI, a notebook) never block the gateway's writes. The gateway creates its
+database (`make_engine` + `create_schema`); readers use `open_database`, which
+refuses to create one: a relative ``sqlite:///data/gateway.db`` opened from
+the wrong directory is a clear error, not a new empty database.
 """
 
 from __future__ import annotations
@@ -15,26 +18,37 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.schema import Column
 from sqlmodel import SQLModel
 
+from policies.database_url import normalise_database_url
+
 
 def _json_serializer(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def normalise_url(url: str) -> str:
-    """``postgresql://`` means psycopg 3 here (the driver we ship)."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
+class DatabaseNotFound(LookupError):
+    """`open_database` was given a database that does not exist (or is not the gateway's)."""
 
 
-def make_engine(url: str) -> Engine:
-    url = normalise_url(url)
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and for in-memory or URI forms)."""
+    parsed = make_url(normalise_database_url(url))
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def make_engine(url: str, *, create_dirs: bool = True) -> Engine:
+    """An engine for ``url``; for SQLite, the file's directory is created unless ``create_dirs`` is false."""
+    url = normalise_database_url(url)
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"json_serializer": _json_serializer, "json_deserializer": orjson.loads}
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        file = sqlite_file(url)
+        if file is not None and create_dirs:
+            file.parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
@@ -52,14 +66,49 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def create_schema(engine: Engine) -> None:
-    """Create every table the gateway knows (idempotent)."""
+def open_database(url: str) -> Engine:
+    """An engine on the gateway's existing database, for reading it (the CLI, notebooks, scripts).
+
+    Raises `DatabaseNotFound` when a SQLite file does not exist or a database holds none of the
+    gateway's tables, instead of creating an empty one. Tables and columns a newer release added
+    are created, so queries through the current models work on an older database.
+    """
+    file = sqlite_file(url)
+    if file is not None and not file.is_file():
+        raise DatabaseNotFound(
+            f"no gateway database at {file.resolve()} ({url}): the gateway creates it when it first "
+            "starts; run this from the directory the gateway runs in, or give the file's absolute "
+            "path (sqlite:////absolute/path/gateway.db)"
+        )
+    engine = make_engine(url, create_dirs=False)
+    try:
+        present = set(inspect(engine).get_table_names())
+        known = {table.name for table in _gateway_tables()}
+        if not present & known:
+            raise DatabaseNotFound(
+                f"{file.resolve() if file is not None else url} is not a gateway database "
+                f"(none of its tables: {', '.join(sorted(known))})"
+            )
+        create_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _gateway_tables() -> list[Any]:
     # Importing registers the tables on SQLModel.metadata.
     from llm_proxy import ledger as _ledger  # noqa: F401
 
     from .audit import models as _audit  # noqa: F401
     from .keystore import ApiKey as _api_key  # noqa: F401
 
+    return list(SQLModel.metadata.sorted_tables)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every table the gateway knows (idempotent)."""
+    _gateway_tables()
     SQLModel.metadata.create_all(engine)
     add_missing_columns(engine)
 

@@ -8,17 +8,23 @@ and monthly limits over calendar-aligned UTC periods.
 
 from __future__ import annotations
 
-from typing import Annotated
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from .urls import check_http_url
 
 
 class BudgetLimits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    daily_limit_usd: float | None = Field(default=None, ge=0)
-    weekly_limit_usd: float | None = Field(default=None, ge=0)
-    monthly_limit_usd: float | None = Field(default=None, ge=0)
+    daily_limit_usd: float | None = Field(
+        default=None, ge=0, description="USD per UTC calendar day (from midnight)."
+    )
+    weekly_limit_usd: float | None = Field(
+        default=None, ge=0, description="USD per ISO week (from Monday 00:00 UTC)."
+    )
+    monthly_limit_usd: float | None = Field(
+        default=None, ge=0, description="USD per calendar month (from the 1st, 00:00 UTC)."
+    )
     alert_threshold: float | None = Field(
         default=None, gt=0, le=1, description="Fraction of a limit at which an alert fires once per period."
     )
@@ -42,26 +48,45 @@ class BudgetLimits(BaseModel):
 
 
 class TeamBudget(BudgetLimits):
-    name: Annotated[str, Field(min_length=1)]
+    name: str = Field(min_length=1, description="The team it applies to (shared by all its keys).")
 
 
 class KeyBudget(BudgetLimits):
-    id: Annotated[str, Field(min_length=1)]
+    id: str = Field(min_length=1, description="The virtual key it applies to.")
 
 
 class ProviderBudget(BudgetLimits):
-    name: Annotated[str, Field(min_length=1)]
+    name: str = Field(
+        min_length=1,
+        description="The provider it applies to; a spent provider is skipped like a failing one.",
+    )
 
 
 class BudgetsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    org: BudgetLimits | None = Field(default=None, alias="org_level")
-    teams: list[TeamBudget] = Field(default_factory=list)
-    keys: list[KeyBudget] = Field(default_factory=list, alias="virtual_key_overrides")
-    providers: list[ProviderBudget] = Field(default_factory=list)
-    default_alert_threshold: float | None = Field(default=None, gt=0, le=1)
-    alert_webhook: str | None = Field(default=None, description="URL that receives a JSON POST per alert.")
+    org: BudgetLimits | None = Field(
+        default=None, alias="org_level", description="Budget for all model traffic through the gateway."
+    )
+    teams: list[TeamBudget] = Field(default_factory=list, description="Budgets per team.")
+    keys: list[KeyBudget] = Field(
+        default_factory=list, alias="virtual_key_overrides", description="Budgets per virtual key."
+    )
+    providers: list[ProviderBudget] = Field(default_factory=list, description="Budgets per provider.")
+    default_alert_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="alert_threshold for budgets that set none (none: no early alert).",
+    )
+    alert_webhook: str | None = Field(
+        default=None, description="http(s) URL that receives a JSON POST per alert."
+    )
+
+    @field_validator("alert_webhook")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value, "alert_webhook")
 
     @model_validator(mode="before")
     @classmethod

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .admin import AdminSettings, admin_conflicts
 from .budgets import BudgetsConfig
+from .database_url import check_database_url
 from .errors import ConfigError, ConfigIssue
+from .files import check_file_path
+from .interpolation import expand_document
 from .keys import Principal, TeamConfig, VirtualKeyConfig
 from .naming import NamingRules, PrefixMode
 from .permissions import PermissionSpec, ToolGrant
 from .providers import LlmProxySettings, ModelRoute, PricingConfig, ProviderConfig
 from .servers import HttpServerConfig, StdioServerConfig, UpstreamServerConfig
+from .urls import is_host_name
 from .yaml_source import DocPath, LocatedDocument, format_path, parse_yaml, read_yaml_file
 
 ServerConfig = StdioServerConfig | HttpServerConfig
@@ -25,14 +30,27 @@ ServerConfig = StdioServerConfig | HttpServerConfig
 class AuditSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_arguments_bytes: int = Field(default=65_536, ge=256)
-    max_result_bytes: int = Field(default=65_536, ge=256)
-    flush_interval_ms: int = Field(default=50, ge=1, le=60_000)
-    batch_size: int = Field(default=500, ge=1)
+    max_arguments_bytes: int = Field(
+        default=65_536,
+        ge=256,
+        description="Arguments kept per audited call; longer ones are cut and flagged.",
+    )
+    max_result_bytes: int = Field(
+        default=65_536, ge=256, description="Result kept per audited call; longer ones are cut and flagged."
+    )
+    flush_interval_ms: int = Field(
+        default=50, ge=1, le=60_000, description="How often queued audit rows are written (ms)."
+    )
+    batch_size: int = Field(default=500, ge=1, description="Most audit rows written in one batch.")
     fallback_file: str = Field(
         default="data/audit-fallback.jsonl",
         description="Where records go if the database refuses them, so none is lost.",
     )
+
+    @field_validator("fallback_file")
+    @classmethod
+    def _fallback_file(cls, value: str) -> str:
+        return check_file_path(value, "fallback_file")
 
 
 class GatewaySettings(BaseModel):
@@ -40,12 +58,31 @@ class GatewaySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65_535)
-    database_url: str = "sqlite:///data/gateway.db"
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
-    key_refresh_seconds: float = Field(default=10.0, gt=0)
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address to listen on (an IP address or host name); 0.0.0.0 for every interface.",
+    )
+    port: int = Field(default=8080, ge=0, le=65_535, description="TCP port to listen on.")
+    database_url: str = Field(
+        default="sqlite:///data/gateway.db",
+        description=(
+            "SQLAlchemy URL of the database for the audit log, keys and spend ledger: sqlite:///PATH "
+            "(relative to the working directory) or postgresql://... (psycopg 3)."
+        ),
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest /mcp request body; larger ones get 413."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long calls in flight may take to finish."
+    )
+    key_refresh_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "How often keys created or revoked with `mcp-gateway keys` are re-read from the database (s)."
+        ),
+    )
     allowed_hosts: list[str] | None = Field(
         default=None,
         description=(
@@ -68,15 +105,41 @@ class GatewaySettings(BaseModel):
             "the status. Behind a reverse proxy on the same host every peer is loopback: use 'token'."
         ),
     )
-    session_idle_seconds: float = Field(default=3600.0, gt=0)
-    audit: AuditSettings = Field(default_factory=AuditSettings)
+    session_idle_seconds: float = Field(
+        default=3600.0, gt=0, description="A 2025-11-25 client session unused this long is closed."
+    )
+    audit: AuditSettings = Field(default_factory=AuditSettings, description="The tool-call audit log.")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not is_host_name(value):
+            raise ValueError("host must be an IP address or a host name, e.g. 127.0.0.1 or 0.0.0.0")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return check_database_url(value)
 
 
 class ToolNaming(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    separator: Annotated[str, Field(min_length=1, max_length=8, pattern=r"^[A-Za-z0-9_.-]+$")] = "__"
-    prefix: PrefixMode = PrefixMode.ALWAYS
+    separator: str = Field(
+        default="__",
+        min_length=1,
+        max_length=8,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Between the server name and the tool name in exposed names.",
+    )
+    prefix: PrefixMode = Field(
+        default=PrefixMode.ALWAYS,
+        description=(
+            "always: every tool is <server><separator><tool>; never: bare tool names; "
+            "on_conflict: bare unless two servers share a name."
+        ),
+    )
     client_server_name: str = Field(
         default="gateway",
         description="The name clients register the gateway under (for name-length warnings).",
@@ -89,11 +152,27 @@ class ToolNaming(BaseModel):
 class McpSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    servers: list[UpstreamServerConfig] = Field(default_factory=list)
-    virtual_key_permissions: dict[str, PermissionSpec] = Field(default_factory=dict)
-    team_permissions: dict[str, PermissionSpec] = Field(default_factory=dict)
-    tool_naming: ToolNaming = Field(default_factory=ToolNaming)
-    call_timeout_seconds: float = Field(default=60.0, gt=0)
+    servers: list[UpstreamServerConfig] = Field(
+        default_factory=list,
+        description="Upstream MCP servers: stdio children (`command`) or streamable-HTTP servers (`url`).",
+    )
+    virtual_key_permissions: dict[str, PermissionSpec] = Field(
+        default_factory=dict,
+        description=(
+            'Per key id: "*", a list of servers, or {server: [tool globs] or "*"}; '
+            "replaces the team's entry."
+        ),
+    )
+    team_permissions: dict[str, PermissionSpec] = Field(
+        default_factory=dict,
+        description="Per team, in the same shapes: what its keys see unless they have their own entry.",
+    )
+    tool_naming: ToolNaming = Field(
+        default_factory=ToolNaming, description="How tools are named for clients (decided once for everyone)."
+    )
+    call_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Per tools/call timeout for servers that set none."
+    )
     instructions: str | None = Field(default=None, description="Sent to clients as the server instructions.")
 
 
@@ -102,15 +181,30 @@ class GatewayPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
-    teams: list[TeamConfig] = Field(default_factory=list)
-    virtual_keys: list[VirtualKeyConfig] = Field(default_factory=list)
-    mcp: McpSection = Field(default_factory=McpSection)
-    providers: list[ProviderConfig] = Field(default_factory=list)
-    routes: list[ModelRoute] = Field(default_factory=list)
-    pricing: PricingConfig = Field(default_factory=PricingConfig)
-    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
-    llm_proxy: LlmProxySettings = Field(default_factory=LlmProxySettings)
+    gateway: GatewaySettings = Field(
+        default_factory=GatewaySettings, description="The gateway process: address, database, limits."
+    )
+    teams: list[TeamConfig] = Field(
+        default_factory=list,
+        description="Teams; once this list exists, every team named elsewhere must be one of its entries.",
+    )
+    virtual_keys: list[VirtualKeyConfig] = Field(
+        default_factory=list, description="Keys declared in the file (more can be created with the CLI)."
+    )
+    mcp: McpSection = Field(default_factory=McpSection, description="The /mcp endpoint and its upstreams.")
+    providers: list[ProviderConfig] = Field(default_factory=list, description="Upstream model APIs.")
+    routes: list[ModelRoute] = Field(
+        default_factory=list, description="Which provider serves a requested model; exact names before globs."
+    )
+    pricing: PricingConfig = Field(
+        default_factory=PricingConfig, description="Model prices for the spend ledger and budgets."
+    )
+    budgets: BudgetsConfig = Field(
+        default_factory=BudgetsConfig, description="Spend limits in USD per org, team, key and provider."
+    )
+    llm_proxy: LlmProxySettings = Field(
+        default_factory=LlmProxySettings, description="The model proxy's own settings."
+    )
     admin: AdminSettings = Field(
         default_factory=AdminSettings,
         description="Admin and auditor tokens (operational detail today; an admin API later).",
@@ -268,9 +362,6 @@ def _cross_check(policy: GatewayPolicy) -> tuple[list[tuple[DocPath, str]], list
                     f"routes[{exact_routes[route.match]}]; this route is never used"
                 )
             exact_routes.setdefault(route.match, i)
-    webhook = policy.budgets.alert_webhook
-    if webhook is not None and not webhook.startswith(("http://", "https://")):
-        errors.append((("budgets", "alert_webhook"), "alert_webhook must be an http:// or https:// URL"))
 
     for i, team_budget in enumerate(policy.budgets.teams):
         team_ref(("budgets", "teams", i, "name"), team_budget.name)
@@ -316,11 +407,13 @@ class LoadedPolicy:
         self.source = source
 
 
-def validate_document(doc: LocatedDocument) -> LoadedPolicy:
+def validate_document(doc: LocatedDocument, environ: Mapping[str, str] | None = None) -> LoadedPolicy:
+    """Expand ``${VAR}`` references (from ``environ``, default the process environment), then validate."""
     if not isinstance(doc.data, dict):
         raise ConfigError(
             [ConfigIssue("", "the policy must be a YAML mapping at the top level", 1)], doc.source
         )
+    doc = expand_document(doc, environ)
     try:
         policy = GatewayPolicy.model_validate(doc.data)
     except ValidationError as exc:
@@ -330,6 +423,8 @@ def validate_document(doc: LocatedDocument) -> LoadedPolicy:
             message = err["msg"]
             if err["type"] == "extra_forbidden":
                 message = f"unknown field {path[-1]!r}" if path else "unknown field"
+            elif err["type"] == "value_error":
+                message = message.removeprefix("Value error, ")
             issues.append(ConfigIssue(format_path(path), message, doc.line_for(path)))
         raise ConfigError(issues, doc.source) from None
     errors, warnings = _cross_check(policy)
@@ -338,8 +433,9 @@ def validate_document(doc: LocatedDocument) -> LoadedPolicy:
             [ConfigIssue(format_path(path), message, doc.line_for(path)) for path, message in errors],
             doc.source,
         )
+    env = os.environ if environ is None else environ
     for key in policy.virtual_keys:
-        if key.secret_env and key.secret_env not in os.environ:
+        if key.secret_env and key.secret_env not in env:
             warnings.append(
                 f"virtual key {key.id!r}: environment variable {key.secret_env} is not set; "
                 "the key only works with a secret from `mcp-gateway keys create`"

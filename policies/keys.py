@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -18,12 +18,16 @@ TEAM_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 class TeamConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[str, Field(pattern=TEAM_NAME_PATTERN)]
-    description: str | None = None
+    name: str = Field(
+        pattern=TEAM_NAME_PATTERN, description="Unique team name; keys, permissions and budgets refer to it."
+    )
+    description: str | None = Field(default=None, description="Free text for people reading the file.")
     allowed_models: list[str] | None = Field(
         default=None, description="Model globs for keys of this team that set none themselves."
     )
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimit | None = Field(
+        default=None, description="Limits shared by all keys of the team together."
+    )
 
 
 class VirtualKeyConfig(BaseModel):
@@ -36,20 +40,34 @@ class VirtualKeyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: Annotated[str, Field(pattern=KEY_ID_PATTERN)]
-    name: str | None = None
-    team: str | None = None
-    secret_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
-    secret_sha256: str | None = None
+    id: str = Field(
+        pattern=KEY_ID_PATTERN,
+        description="Unique key id: what the audit log, the ledger, limits and permissions are keyed by.",
+    )
+    name: str | None = Field(default=None, description="Display name; default: the id.")
+    team: str | None = Field(
+        default=None, description="Team the key belongs to: it inherits the team's permissions and models."
+    )
+    secret_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable that holds the key's secret.",
+    )
+    secret_sha256: str | None = Field(
+        default=None,
+        description="SHA-256 (hex) of the key's secret, when the secret itself is kept elsewhere.",
+    )
     provider_config: str | None = Field(
         default=None, description="Default provider for models that no route matches."
     )
     allowed_models: list[str] | None = Field(
         default=None, description="Model names or globs; absent inherits the team's, else any routed model."
     )
-    rate_limit: RateLimit | None = None
-    expires_at: datetime | None = None
-    disabled: bool = False
+    rate_limit: RateLimit | None = Field(default=None, description="Limits for this key alone.")
+    expires_at: datetime | None = Field(
+        default=None, description="ISO 8601 time after which the key is refused (UTC unless it names a zone)."
+    )
+    disabled: bool = Field(default=False, description="true refuses the key without deleting it.")
 
     @field_validator("secret_sha256")
     @classmethod

@@ -1,36 +1,29 @@
 """Model providers, model routing, price overrides and the model proxy's own settings.
 
-``base_url``, header values and a route's ``provider``/``model`` may use
-``${VAR}`` or ``${VAR:-default}``. Routes are resolved when the file is loaded
-(so a reference to an unknown provider is still an error naming its line);
-``base_url`` and headers when the gateway starts.
+Like every string in the policy file, ``base_url``, header values and a route's
+``provider``/``model`` may use ``${VAR}`` or ``${VAR:-default}`` (see
+`policies.interpolation`); they are expanded when the file is loaded, so a
+reference to an unknown provider is still an error naming its line.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .servers import MissingEnvironmentVariable, interpolate
+from .files import check_file_path
+from .urls import check_http_url
 
 PROVIDER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-
-def _resolve_env(value: str | None) -> str | None:
-    if value is None or "${" not in value:
-        return value
-    try:
-        return interpolate(value)
-    except MissingEnvironmentVariable as exc:
-        raise ValueError(f"{exc} (write ${{{exc.name}:-default}} to give a default)") from None
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class WeightedKey(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    weight: float = Field(default=1.0, gt=0)
+    env: str = Field(pattern=ENV_NAME_PATTERN, description="Environment variable holding one provider key.")
+    weight: float = Field(default=1.0, gt=0, description="Relative share of requests sent with this key.")
 
 
 class ProviderConfig(BaseModel):
@@ -38,10 +31,23 @@ class ProviderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[str, Field(pattern=PROVIDER_NAME_PATTERN)]
-    kind: Literal["anthropic", "openai-compatible"]
-    base_url: Annotated[str, Field(min_length=1)]
-    api_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    name: str = Field(
+        pattern=PROVIDER_NAME_PATTERN, description="Unique provider name, used by routes and budgets."
+    )
+    kind: Literal["anthropic", "openai-compatible"] = Field(
+        description="API shape: the Anthropic Messages API, or OpenAI chat completions."
+    )
+    base_url: str = Field(
+        min_length=1,
+        description="http(s) URL of the API; OpenAI-compatible base URLs end in /v1.",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=ENV_NAME_PATTERN,
+        description=(
+            "Environment variable holding the provider's key (the gateway's own, never a virtual key)."
+        ),
+    )
     api_keys: list[WeightedKey] | None = Field(
         default=None, description="Several provider keys, chosen by weight per request."
     )
@@ -51,7 +57,9 @@ class ProviderConfig(BaseModel):
         validation_alias=AliasChoices("timeout_seconds", "timeout"),
         description="Longest wait for the provider's next bytes (first byte, or between stream events).",
     )
-    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    connect_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest DNS, TCP and TLS set-up for a new connection."
+    )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream.")
     models: list[str] = Field(
         default_factory=list, description="Model names this provider serves, listed by GET /v1/models."
@@ -60,9 +68,7 @@ class ProviderConfig(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://", "${")):
-            raise ValueError("base_url must start with http:// or https://")
-        return value.rstrip("/")
+        return check_http_url(value, "base_url").rstrip("/")
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ProviderConfig:
@@ -81,15 +87,10 @@ class ProviderConfig(BaseModel):
 class RouteTarget(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    provider: str
+    provider: str = Field(description="Provider to try (a name under providers).")
     model: str | None = Field(
         default=None, description="Upstream model name; absent keeps the requested one."
     )
-
-    @field_validator("provider", "model")
-    @classmethod
-    def _env(cls, value: str | None) -> str | None:
-        return _resolve_env(value)
 
 
 class ModelRoute(BaseModel):
@@ -97,8 +98,11 @@ class ModelRoute(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    match: Annotated[str, Field(min_length=1)]
-    provider: str
+    match: str = Field(
+        min_length=1,
+        description="Requested model name: an exact name (alias, tried first) or a glob such as claude-*.",
+    )
+    provider: str = Field(description="Provider that serves it (a name under providers).")
     model: str | None = Field(
         default=None, description="Upstream model name; absent keeps the requested one."
     )
@@ -106,11 +110,6 @@ class ModelRoute(BaseModel):
         default_factory=list,
         description="Tried in order on connection errors, 5xx and 429, before the client sees a byte.",
     )
-
-    @field_validator("provider", "model")
-    @classmethod
-    def _env(cls, value: str | None) -> str | None:
-        return _resolve_env(value)
 
     def targets(self) -> list[RouteTarget]:
         return [RouteTarget(provider=self.provider, model=self.model), *self.fallbacks]
@@ -121,10 +120,14 @@ class ModelPrice(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-    cache_read_per_mtok: float | None = Field(default=None, ge=0)
-    cache_write_per_mtok: float | None = Field(default=None, ge=0)
+    input_per_mtok: float = Field(ge=0, description="USD per million uncached input tokens.")
+    output_per_mtok: float = Field(ge=0, description="USD per million output tokens.")
+    cache_read_per_mtok: float | None = Field(
+        default=None, ge=0, description="USD per million cache-read tokens; default: the input price."
+    )
+    cache_write_per_mtok: float | None = Field(
+        default=None, ge=0, description="USD per million cache-write tokens; default: the input price."
+    )
 
 
 class PricingConfig(BaseModel):
@@ -134,7 +137,10 @@ class PricingConfig(BaseModel):
         default="block",
         description="A model with no known price: refuse it (block) or count its cost as zero.",
     )
-    models: dict[str, ModelPrice] = Field(default_factory=dict)
+    models: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="Prices by model name or glob; they override the genai-prices data.",
+    )
 
 
 class LlmProxySettings(BaseModel):
@@ -145,10 +151,19 @@ class LlmProxySettings(BaseModel):
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Largest request body accepted (Anthropic's is 32 MB)."
     )
-    ledger_flush_interval_ms: int = Field(default=50, ge=1, le=60_000)
-    ledger_batch_size: int = Field(default=500, ge=1)
+    ledger_flush_interval_ms: int = Field(
+        default=50, ge=1, le=60_000, description="How often queued ledger rows are written (ms)."
+    )
+    ledger_batch_size: int = Field(default=500, ge=1, description="Most ledger rows written in one batch.")
     ledger_fallback_file: str = Field(
         default="data/ledger-fallback.jsonl",
         description="Where ledger rows go if the database refuses them; replayed at the next start.",
     )
-    alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    alert_webhook_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Longest wait for budgets.alert_webhook to answer; then it is dropped."
+    )
+
+    @field_validator("ledger_fallback_file")
+    @classmethod
+    def _fallback_file(cls, value: str) -> str:
+        return check_file_path(value, "ledger_fallback_file")

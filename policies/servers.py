@@ -2,51 +2,30 @@
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from .urls import check_http_url
+
 SERVER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-class MissingEnvironmentVariable(LookupError):
-    """A ``${VAR}`` reference whose variable is not set and has no default."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"environment variable {name} is not set")
-        self.name = name
-
-
-def interpolate(value: str, environ: Mapping[str, str] | None = None) -> str:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` with values from the environment."""
-    env = os.environ if environ is None else environ
-
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        raise MissingEnvironmentVariable(name)
-
-    return _ENV_REF.sub(substitute, value)
-
-
-def referenced_env_vars(value: str) -> list[str]:
-    """Variables a string needs that have no default."""
-    return [m.group(1) for m in _ENV_REF.finditer(value) if m.group(2) is None]
+TRANSPORT_DESCRIPTION = "stdio or http: implied by `command` (stdio) or `url` (http), so rarely written."
 
 
 class _ServerBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[str, Field(pattern=SERVER_NAME_PATTERN)]
-    description: str | None = None
-    enabled: bool = True
+    name: str = Field(
+        pattern=SERVER_NAME_PATTERN,
+        description=(
+            "Unique server name (letters, digits, _ and -; up to 48): the prefix of its tools' names "
+            "and what permissions refer to."
+        ),
+    )
+    description: str | None = Field(default=None, description="Free text for people reading the file.")
+    enabled: bool = Field(
+        default=True, description="false keeps the entry in the file but never starts or lists the server."
+    )
     allowed_tools: list[str] | None = Field(
         default=None,
         description="Tool names or glob patterns this server may expose at all; absent means every tool.",
@@ -54,7 +33,9 @@ class _ServerBase(BaseModel):
     timeout_seconds: float | None = Field(
         default=None, gt=0, description="Per-call timeout; defaults to mcp.call_timeout_seconds."
     )
-    startup_timeout_seconds: float = Field(default=30.0, gt=0)
+    startup_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="How long starting and listing the tools may take before a retry."
+    )
     max_restart_delay_seconds: float = Field(
         default=30.0, gt=0, description="Reconnect backoff doubles from 0.5 s up to this."
     )
@@ -66,10 +47,16 @@ class _ServerBase(BaseModel):
 class StdioServerConfig(_ServerBase):
     """A server the gateway spawns and supervises, speaking MCP over stdin/stdout."""
 
-    transport: Literal["stdio"] = "stdio"
-    command: Annotated[str, Field(min_length=1)]
-    args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    transport: Literal["stdio"] = Field(default="stdio", description=TRANSPORT_DESCRIPTION)
+    command: str = Field(
+        min_length=1,
+        description="Program to run (looked up on PATH; `python` is the gateway's own interpreter).",
+    )
+    args: list[str] = Field(default_factory=list, description="Its command-line arguments.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Variables set for the child, on top of a minimal environment (PATH, HOME, locale...).",
+    )
     inherit_env: bool = Field(
         default=False,
         description=(
@@ -77,15 +64,22 @@ class StdioServerConfig(_ServerBase):
             "keys and other secrets of the gateway never reach a tool server."
         ),
     )
-    cwd: str | None = None
+    cwd: str | None = Field(
+        default=None, description="Working directory of the child; default: the gateway's own."
+    )
 
 
 class HttpServerConfig(_ServerBase):
     """A server reached over streamable HTTP."""
 
-    transport: Literal["http"] = "http"
-    url: Annotated[str, Field(min_length=1)]
-    headers: dict[str, str] = Field(default_factory=dict)
+    transport: Literal["http"] = Field(default="http", description=TRANSPORT_DESCRIPTION)
+    url: str = Field(
+        min_length=1,
+        description="The server's streamable-HTTP endpoint (http:// or https://), e.g. https://host/mcp.",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers sent with every request to it (e.g. its own token)."
+    )
     protocol: Literal["auto", "2025-11-25", "2026-07-28"] = Field(
         default="auto",
         description="Protocol era to speak upstream; auto tries server/discover, then initialize.",
@@ -94,9 +88,7 @@ class HttpServerConfig(_ServerBase):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://", "${")):
-            raise ValueError("url must start with http:// or https://")
-        return value
+        return check_http_url(value, "url")
 
 
 def _server_kind(value: Any) -> str | None:

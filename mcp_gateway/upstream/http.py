@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from mcp_types.version import LATEST_MODERN_VERSION, MODERN_PROTOCOL_VERSIONS
 
-from policies.servers import HttpServerConfig, interpolate
+from policies.servers import HttpServerConfig
 
 from .base import (
     CLIENT_INFO,
@@ -56,11 +56,11 @@ class HttpConnection(UpstreamConnection):
         self._listener: asyncio.Task[None] | None = None
 
     async def open(self, timeout: float) -> None:
-        self.url = interpolate(self.config.url)
+        self.url = self.config.url
         self._base_headers = {
             "Accept": "application/json, text/event-stream",
             "Content-Type": "application/json",
-            **{name: interpolate(value) for name, value in self.config.headers.items()},
+            **self.config.headers,
         }
         # Idle connections are dropped after 30 s (servers and NATs drop them too, not always with a FIN);
         # a kept-alive connection found dead is retried only within 0.5 s of sending, when the server

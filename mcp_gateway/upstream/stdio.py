@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from policies.servers import StdioServerConfig, interpolate
+from policies.servers import StdioServerConfig
 
 from .base import (
     JsonObject,
@@ -64,7 +64,7 @@ def child_environment(config: StdioServerConfig) -> dict[str, str]:
     interpreter_dir = os.path.dirname(sys.executable)
     path = env.get("PATH", os.defpath).split(os.pathsep)
     env["PATH"] = os.pathsep.join([interpreter_dir, *(p for p in path if p != interpreter_dir)])
-    env.update({name: interpolate(value) for name, value in config.env.items()})
+    env.update(config.env)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -87,10 +87,10 @@ class StdioConnection(UpstreamConnection):
         return self._process.pid if self._process else None
 
     async def open(self, timeout: float) -> None:
-        args = [interpolate(a) for a in self.config.args]
+        args = self.config.args
         try:
             self._process = await asyncio.create_subprocess_exec(
-                interpolate(self.config.command),
+                self.config.command,
                 *args,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,

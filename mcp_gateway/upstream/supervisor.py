@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from policies import ServerConfig
-from policies.servers import HttpServerConfig, MissingEnvironmentVariable
+from policies.servers import HttpServerConfig
 
 from .base import JsonObject, UpstreamConnection, UpstreamError
 from .http import HttpConnection
@@ -154,7 +154,7 @@ class UpstreamSupervisor:
             try:
                 await conn.open(self.config.startup_timeout_seconds)
                 self.tools = await self._list_tools(conn)
-            except (UpstreamError, OSError, TimeoutError, MissingEnvironmentVariable) as exc:
+            except (UpstreamError, OSError, TimeoutError) as exc:
                 self.last_error = f"start failed: {describe(exc)}"
                 logger.warning("[%s] %s", self.name, self.last_error)
                 await conn.close()

@@ -37,7 +37,7 @@ def test_tokens_by_variable_or_digest_with_a_role() -> None:
     [
         (
             "admin:\n  tokens:\n    - {id: a, role: admin}\n",
-            "p.yaml:3: admin.tokens[0]: Value error, give exactly one of secret_env or secret_sha256",
+            "p.yaml:3: admin.tokens[0]: give exactly one of secret_env or secret_sha256",
         ),
         (
             "admin:\n  tokens:\n    - {id: a, role: admin, secret_env: X, secret_sha256: " + "a" * 64 + "}\n",

@@ -9,9 +9,9 @@ import pytest
 
 from policies import ConfigError, Principal, load_policy, load_policy_text
 from policies.catalogue import build_catalogue
+from policies.interpolation import UnsetVariable, expand
 from policies.naming import NamingRules, PrefixMode, assign_names
 from policies.permissions import ToolGrant
-from policies.servers import MissingEnvironmentVariable, interpolate
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = """
@@ -267,7 +267,7 @@ def test_server_ceiling_hides_tools_from_everyone() -> None:
 
 def test_env_interpolation() -> None:
     env = {"TOKEN": "s3cret"}
-    assert interpolate("Bearer ${TOKEN}", env) == "Bearer s3cret"
-    assert interpolate("${MISSING:-fallback}", env) == "fallback"
-    with pytest.raises(MissingEnvironmentVariable, match="MISSING"):
-        interpolate("${MISSING}", env)
+    assert expand("Bearer ${TOKEN}", env) == "Bearer s3cret"
+    assert expand("${MISSING:-fallback}", env) == "fallback"
+    with pytest.raises(UnsetVariable, match="MISSING"):
+        expand("${MISSING}", env)
