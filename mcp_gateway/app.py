@@ -149,8 +149,7 @@ def create_app(
             await _step("flush the audit log", audit.aclose)
             logger.info("audit log flushed: %d records written", audit.written)
             await _step("flush the model ledger", llm.ledger.aclose)
-            await _step("flush the budget alerts", llm.alerts.aclose)
-            await _step("close the model proxy", llm.aclose)
+            await _step("close the model proxy", llm.aclose)  # alerts and provider pools, each guarded
             await _step("close the database", lambda: asyncio.to_thread(engine.dispose))
 
     mcp_endpoint = McpEndpoint()
