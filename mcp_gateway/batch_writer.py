@@ -6,11 +6,11 @@ fills) with one executemany in a worker thread. Nothing in one row or one batch
 can stop the writer or cost the other rows their place:
 
 - a row that ``prepare`` fails on is stored anyway: each JSON value the database
-  could not encode is replaced by ``{"_unstorable": "<reason>"}`` (`unstorable`);
+  could not encode is replaced by ``{"_unstorable": "<reason>"}`` (`rows.unstorable`);
 - a batch the database refuses for any reason but being unavailable is written
   again row by row, and only the rows it still refuses go to the fallback file;
 - while the database is unavailable (three tries), whole batches go to the
-  fallback file, a JSON-lines file that takes any row (values it cannot encode
+  fallback file (`fallback_file`), which takes any row (values it cannot encode
   become the marker) and is replayed into the database at the next start;
 - if the background task ends anyway (a bug), that is logged at CRITICAL,
   `stopped` says why (``/readyz`` fails), the rows stay queued and the task is
@@ -26,79 +26,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-from sqlalchemy import JSON, DateTime, Engine, Table, insert, select
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError, StatementError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy import Engine, Table
+from sqlalchemy.exc import SQLAlchemyError
 
-from policies.bounds import MAX_ERROR_CHARS, clip
+from .fallback_file import FallbackFile
+from .rows import Row, describe, encodable, holds_json, store_rows, unstorable
+
+__all__ = ["BatchWriter", "Row"]
 
 logger = logging.getLogger("mcp_gateway.audit")
-
-Row = dict[str, Any]
-
-UNSTORABLE = "_unstorable"
-"""Key of the marker that replaces a value the database could not store: ``{"_unstorable": reason}``."""
-UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
-"""Errors that say the database cannot take anything right now, as opposed to refusing one row."""
-ATTEMPTS = 3
-"""Tries per batch while the database is unavailable, before the batch goes to the fallback file."""
-REPLAY_CHUNK = 500
-
-
-def unstorable(reason: str) -> dict[str, str]:
-    return {UNSTORABLE: clip(reason, MAX_ERROR_CHARS) or ""}
-
-
-def describe(exc: BaseException) -> str:
-    """One bounded line about an exception; never fails (a message may itself be unprintable)."""
-    cause = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
-    try:
-        text = str(cause).strip().splitlines()
-        detail = text[0] if text else ""
-    except Exception:
-        detail = "(message could not be rendered)"
-    return (
-        clip(f"{type(cause).__name__}: {detail}" if detail else type(cause).__name__, MAX_ERROR_CHARS) or ""
-    )
-
-
-def encodable(value: Any) -> bool:
-    """Whether the database's JSON encoder (orjson, as `mcp_gateway.db` configures it) accepts ``value``."""
-    try:
-        orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-    except Exception:
-        return False
-    return True
-
-
-def _holds_datetimes(column: Any) -> bool:
-    """DateTime columns, including SQLModel's UTC type decorator around one."""
-    return isinstance(column.type, DateTime) or isinstance(getattr(column.type, "impl", None), DateTime)
-
-
-def _holds_json(column: Any) -> bool:
-    return isinstance(column.type, JSON) or isinstance(getattr(column.type, "impl", None), JSON)
-
-
-@dataclass
-class Stored:
-    """What became of the rows of one insert."""
-
-    written: int = 0
-    refused: list[tuple[Row, Exception]] = field(default_factory=list)
-    """Rows the database refused one by one, with what it said."""
-    unavailable: list[Row] = field(default_factory=list)
-    """Rows not written because the database could not be reached (``error`` says why)."""
-    error: str | None = None
 
 
 class BatchWriter:
@@ -120,10 +61,10 @@ class BatchWriter:
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.fallback_path = Path(fallback_path) if fallback_path else None
+        self._fallback = FallbackFile(self.fallback_path, table) if self.fallback_path else None
         self.restart_delay = 0.5
         self.max_restart_delay = 30.0
-        self._json_columns = tuple(c.name for c in table.columns if _holds_json(c))
-        self._date_columns = tuple(c.name for c in table.columns if _holds_datetimes(c))
+        self._json_columns = tuple(c.name for c in table.columns if holds_json(c))
         self._pending: list[Row] = []
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
@@ -279,7 +220,7 @@ class BatchWriter:
         """Store a batch: database, else fallback file; rows neither takes wait in ``_stranded``."""
         rows = [self._prepared(row) for row in batch]
         with self._io_lock:
-            stored = self._store(rows)
+            stored = store_rows(self.engine, self.table, rows)
         self.written += stored.written
         self.last_error = stored.error  # None: the database took or judged every row
         if stored.refused:
@@ -318,55 +259,15 @@ class BatchWriter:
         except Exception:
             return fixed
 
-    def _store(self, rows: list[Row]) -> Stored:
-        """Insert rows: all at once, else (unless the database is unavailable) one by one."""
-        if not rows:
-            return Stored()
-        failure: Exception | None = None
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(self.table), rows)
-                return Stored(written=len(rows))
-            except UNAVAILABLE as exc:
-                failure = exc
-                if attempt < ATTEMPTS:
-                    threading.Event().wait(0.05 * attempt)
-            except Exception as exc:
-                failure = exc
-                break
-        assert failure is not None
-        if isinstance(failure, UNAVAILABLE):
-            return Stored(unavailable=rows, error=describe(failure))
-        if len(rows) == 1:
-            return Stored(refused=[(rows[0], failure)])
-        stored = Stored()
-        for index, row in enumerate(rows):
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(self.table), [row])
-                stored.written += 1
-            except UNAVAILABLE as exc:
-                stored.unavailable = rows[index:]
-                stored.error = describe(exc)
-                break
-            except Exception as exc:
-                stored.refused.append((row, exc))
-        return stored
-
     # -- fallback file -------------------------------------------------------------------
 
     def _divert(self, rows: list[Row]) -> list[Row]:
         """Append rows to the fallback file; returns them if the file cannot be written either."""
-        if self.fallback_path is None:
+        if self._fallback is None:
             logger.error("%d %s rows were not stored and no fallback file is set", len(rows), self.name)
             return []
         try:
-            self.fallback_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.fallback_path.open("ab") as fh:
-                fh.write(b"".join(self._fallback_line(row) for row in rows))
-                fh.flush()
-                os.fsync(fh.fileno())
+            self._fallback.append(rows)
         except OSError as exc:
             logger.critical(
                 "could not write %d %s rows to the fallback file %s (%s); they stay queued",
@@ -386,99 +287,36 @@ class BatchWriter:
         )
         return []
 
-    @staticmethod
-    def _fallback_line(row: Row) -> bytes:
-        """One JSON line for any row: values that cannot be encoded become the marker."""
-        try:
-            return orjson.dumps(row, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
-        except Exception as exc:
-            reason = f"could not be encoded for the fallback file: {describe(exc)}"
-            fixed = {str(k): v if encodable(v) else unstorable(reason) for k, v in row.items()}
-            return orjson.dumps(fixed, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
-
-    def _revive(self, line: bytes) -> Row:
-        row: Row = orjson.loads(line)
-        for name in self._date_columns:
-            if isinstance(row.get(name), str):
-                row[name] = datetime.fromisoformat(row[name])
-        return row
-
     def _replay_fallback(self) -> None:
         """Put the rows of an earlier run's fallback file into the database; keep what still fails."""
-        path = self.fallback_path
-        if path is None:
+        fallback = self._fallback
+        if fallback is None:
             return
         try:
-            if not path.exists() or path.stat().st_size == 0:
-                return
-            lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+            lines = fallback.read()
         except OSError as exc:
-            logger.error("could not read the fallback file %s: %s", path, describe(exc))
+            logger.error("could not read the fallback file %s: %s", fallback.path, describe(exc))
             return
-        replayed = present = 0
-        kept: list[bytes] = []
-        problem: str | None = None
+        if not lines:
+            return
         with self._io_lock:
-            for start in range(0, len(lines), REPLAY_CHUNK):
-                chunk = lines[start : start + REPLAY_CHUNK]
-                rows: list[Row] = []
-                owner: dict[int, bytes] = {}
-                for line in chunk:
-                    try:
-                        row = self._revive(line)
-                    except Exception as exc:
-                        kept.append(line)
-                        problem = f"unreadable line: {describe(exc)}"
-                        continue
-                    owner[id(row)] = line
-                    rows.append(row)
-                stored = self._store(rows)
-                replayed += stored.written
-                for row, refusal in stored.refused:
-                    if isinstance(refusal, IntegrityError) and self._already_present(row):
-                        present += 1  # written before it reached the file (a batch that was retried)
-                    else:
-                        kept.append(owner[id(row)])
-                        problem = describe(refusal)
-                if stored.unavailable:
-                    kept += [owner[id(row)] for row in stored.unavailable]
-                    kept += lines[start + REPLAY_CHUNK :]
-                    problem = stored.error
-                    break
+            result = fallback.replay(self.engine, lines)
         try:
-            self._rewrite(path, kept)
+            fallback.keep_only(result.kept)
         except OSError as exc:  # the file stays whole; rows already in are skipped at the next replay
-            logger.error("could not rewrite the fallback file %s: %s", path, describe(exc))
+            logger.error("could not rewrite the fallback file %s: %s", fallback.path, describe(exc))
         logger.warning(
-            "replayed %d %s rows from %s (%d were already present)", replayed, self.name, path, present
+            "replayed %d %s rows from %s (%d were already present)",
+            result.written,
+            self.name,
+            fallback.path,
+            result.present,
         )
-        if kept:
+        if result.kept:
             logger.error(
                 "%d %s rows in %s could not be replayed (%s); they stay in the file",
-                len(kept),
+                len(result.kept),
                 self.name,
-                path,
-                problem,
+                fallback.path,
+                result.problem,
             )
-
-    def _already_present(self, row: Row) -> bool:
-        """Whether a row with this row's primary key is in the table (a duplicate, not a bad row)."""
-        keys = list(self.table.primary_key.columns)
-        if not keys or any(row.get(column.name) is None for column in keys):
-            return False
-        try:
-            query = select(*keys).where(*(column == row[column.name] for column in keys))
-            with self.engine.connect() as conn:
-                return conn.execute(query).first() is not None
-        except Exception:
-            return False
-
-    @staticmethod
-    def _rewrite(path: Path, lines: Iterable[bytes]) -> None:
-        kept = list(lines)
-        if not kept:
-            path.unlink()
-            return
-        spare = path.with_name(path.name + ".tmp")
-        spare.write_bytes(b"".join(line + b"\n" for line in kept))
-        os.replace(spare, path)

@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 
 from policies.config import AuditSettings
 
-from ..batch_writer import UNSTORABLE, BatchWriter, Row, describe, unstorable
+from ..batch_writer import BatchWriter
+from ..rows import Row, describe, is_marker, unstorable
 from .models import ToolCall
 
 
@@ -54,10 +55,6 @@ class AuditWriter(BatchWriter):
         )
         result, row["result_truncated"] = cap_json(row.get("result"), self.settings.max_result_bytes)
         row["arguments"], row["result"] = arguments, result
-        if _marked(arguments) or _marked(result):
+        if is_marker(arguments) or is_marker(result):
             self.salvaged += 1
         return row
-
-
-def _marked(value: Any) -> bool:
-    return isinstance(value, dict) and UNSTORABLE in value

@@ -23,8 +23,9 @@ from sqlalchemy import Engine, event
 from sqlmodel import Session, select
 
 from mcp_gateway.audit import AuditWriter, ToolCall
-from mcp_gateway.batch_writer import UNSTORABLE, BatchWriter
+from mcp_gateway.batch_writer import BatchWriter
 from mcp_gateway.db import create_schema, make_engine
+from mcp_gateway.rows import UNSTORABLE
 from policies.config import AuditSettings
 from tests.conftest import run_gateway, upstream_stdio
 from tests.gateway.test_audit_writer import row
