@@ -11,8 +11,8 @@ The walk goes level by level with `gc.get_referents`, which lists the items of
 any number of lists and the values of any number of dicts in one C call.
 Strings and numbers have no referents, so brackets inside strings never count,
 and the loop stops at the document's real depth: a tools/call body costs about
-0.5 µs, a 230 KB Claude Code request with 8,000 values about 60 µs (a tenth of
-parsing it); see ``benchmarks/json_depth.py``.
+1 µs, a 230 KB Claude Code request with 8,400 values about 65 µs (parsing it
+takes 430-800 µs); see ``benchmarks/json_depth.py``.
 """
 
 from __future__ import annotations
