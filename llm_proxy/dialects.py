@@ -13,9 +13,29 @@ from typing import Any, Literal
 
 import orjson
 
+from mcp_gateway.json_depth import is_depth_refusal, nesting_exceeds
 from policies.routing import ProviderKind
 
 from .errors import Flavor, InvalidRequest
+
+
+def _load(body: bytes, max_depth: int) -> Any:
+    """Parse a body, refusing nesting beyond ``max_depth`` before anything else reads it."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if is_depth_refusal(exc.msg):
+            raise _too_deep(max_depth) from None
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    if nesting_exceeds(payload, max_depth):
+        raise _too_deep(max_depth)
+    return payload
+
+
+def _too_deep(limit: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"The request body nests JSON objects and arrays deeper than this gateway's limit of {limit} levels"
+    )
 
 
 @dataclass(slots=True)
@@ -48,13 +68,10 @@ class Dialect:
     def openai(self) -> bool:
         return self.flavor == "openai"
 
-    def parse(self, body: bytes) -> ParsedRequest:
+    def parse(self, body: bytes, max_depth: int) -> ParsedRequest:
         if not body:
             raise InvalidRequest("The request body is empty; send a JSON object")
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+        payload = _load(body, max_depth)
         if not isinstance(payload, dict):
             raise InvalidRequest("The request body must be a JSON object")
         model = payload.get("model")
@@ -86,12 +103,9 @@ MESSAGES = Dialect("messages", "anthropic", "anthropic", "/v1/messages")
 CHAT_COMPLETIONS = Dialect("chat.completions", "openai", "openai-compatible", "/v1/chat/completions")
 
 
-def parse_count_tokens(body: bytes) -> tuple[dict[str, Any], str]:
+def parse_count_tokens(body: bytes, max_depth: int) -> tuple[dict[str, Any], str]:
     """A count_tokens body: any JSON object with a model."""
-    try:
-        payload = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    payload = _load(body, max_depth) if body else None
     if not isinstance(payload, dict):
         raise InvalidRequest("The request body must be a JSON object")
     model = payload.get("model")

@@ -54,7 +54,7 @@ class CountTokensEndpoint:
         try:
             principal = await authenticate(rt, headers)
             body = await read_body(receive, rt.settings.max_body_bytes, headers.get("content-length"))
-            payload, model = parse_count_tokens(body)
+            payload, model = parse_count_tokens(body, rt.policy.gateway.max_json_depth)
             routed = rt.router.route(model, principal)
             targets = [t for t in routed.targets if t.kind == "anthropic"] if routed is not None else []
             if not targets:

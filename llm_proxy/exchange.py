@@ -155,7 +155,7 @@ class Exchange:
             body = await read_body(
                 receive, self.rt.settings.max_body_bytes, self.headers.get("content-length")
             )
-            self.parsed = self.dialect.parse(body)
+            self.parsed = self.dialect.parse(body, self.rt.policy.gateway.max_json_depth)
             await self._run(receive, send)
         except ClientGone:
             self.status, self.error = "cancelled", "the client went away before its request was read"

@@ -1,8 +1,10 @@
 """The spend ledger: one `ModelRequest` row per model request, and one `BudgetAlertRecord` per alert.
 
-Rows are written by a `BatchWriter` (batched, off the request path, never lost:
-a database that refuses them sends them to a fallback file replayed at the next
-start). Query them with SQLModel, e.g. spend per team this month::
+Rows are written by a `BatchWriter`: batched, off the request path, and kept
+when the database refuses them (in a fallback file replayed at the next start).
+A graceful stop writes every row; a killed process loses the rows still in
+memory (README, "Durability"). Query them with SQLModel, e.g. spend per team
+this month::
 
     from datetime import UTC, datetime
     from sqlmodel import Session, func, select
@@ -119,6 +121,7 @@ class LedgerWriter(BatchWriter):
             flush_interval=settings.ledger_flush_interval_ms / 1000,
             batch_size=settings.ledger_batch_size,
             fallback_path=settings.ledger_fallback_file,
+            name="ledger",
         )
 
 
@@ -132,6 +135,7 @@ class AlertWriter(BatchWriter):
             BudgetAlertRecord.__table__,  # type: ignore[attr-defined]
             flush_interval=0.2,
             fallback_path=fallback,
+            name="alerts",
         )
 
 

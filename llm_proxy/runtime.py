@@ -101,10 +101,14 @@ class LlmRuntime:
         return body
 
     async def aclose(self) -> None:
-        await self.alerts.aclose()
-        await self.ledger.aclose()
-        for provider in self.providers.values():
-            await provider.aclose()
+        """Close everything; a step that fails is logged and the others still run."""
+        steps = [("the budget alerts", self.alerts.aclose), ("the ledger", self.ledger.aclose)]
+        steps += [(f"provider {name!r}", provider.aclose) for name, provider in self.providers.items()]
+        for what, close in steps:
+            try:
+                await close()
+            except Exception:
+                logger.exception("model proxy: could not close %s", what)
         logger.info("model ledger flushed: %d rows written", self.ledger.written)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -103,6 +104,16 @@ async def _sweep_sessions(runtime: GatewayRuntime) -> None:
             logger.info("closed %d idle sessions", evicted)
 
 
+async def _step(what: str, action: Callable[[], Awaitable[object] | object]) -> None:
+    """One step of the shutdown: a failure is logged and the next step still runs."""
+    try:
+        outcome = action()
+        if inspect.isawaitable(outcome):
+            await outcome
+    except Exception:
+        logger.exception("shutdown: could not %s", what)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -143,12 +154,14 @@ def create_app(
             gc.unfreeze()
             shutdown.trigger()
             sweeper.cancel()
-            sessions.close_all()
-            await hub.stop()
-            await audit.aclose()
+            # Every step runs even if an earlier one failed: the rows in memory must reach the database.
+            await _step("close sessions", sessions.close_all)
+            await _step("stop the upstream servers", hub.stop)
+            await _step("flush the audit log", audit.aclose)
             logger.info("audit log flushed: %d records written", audit.written)
-            await llm.aclose()
-            await asyncio.to_thread(engine.dispose)
+            await _step("flush the model ledger", llm.ledger.aclose)
+            await _step("close the model proxy", llm.aclose)  # alerts and provider pools, each guarded
+            await _step("close the database", lambda: asyncio.to_thread(engine.dispose))
 
     mcp_endpoint = McpEndpoint()
     app = GatewayApp(

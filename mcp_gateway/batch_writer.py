@@ -2,10 +2,23 @@
 
 Requests hand a plain dict to `submit` (no I/O, no await). A background task
 writes everything pending every ``flush_interval`` (or sooner when a batch
-fills) with one executemany in a worker thread. If the database refuses a
-batch, the rows go to a JSON-lines fallback file, which is replayed into the
-database at the next start. `aclose` writes everything still pending, so a
-graceful stop loses nothing.
+fills) with one executemany in a worker thread. Nothing in one row or one batch
+can stop the writer or cost the other rows their place:
+
+- a row that ``prepare`` fails on is stored anyway: each JSON value the database
+  could not encode is replaced by ``{"_unstorable": "<reason>"}`` (`rows.unstorable`);
+- a batch the database refuses for any reason but being unavailable is written
+  again row by row, and only the rows it still refuses go to the fallback file;
+- while the database is unavailable (three tries), whole batches go to the
+  fallback file (`fallback_file`), which takes any row (values it cannot encode
+  become the marker) and is replayed into the database at the next start;
+- if the background task ends anyway (a bug), that is logged at CRITICAL,
+  `stopped` says why (``/readyz`` fails), the rows stay queued and the task is
+  restarted with backoff.
+
+`aclose` writes everything still pending, so a graceful stop loses nothing.
+A killed process loses what is still in memory: rows submitted since the last
+flush and the batch being written (README, "Durability").
 """
 
 from __future__ import annotations
@@ -15,22 +28,18 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-from sqlalchemy import DateTime, Engine, Table, insert
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Engine, Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from .fallback_file import FallbackFile
+from .rows import Row, describe, encodable, holds_json, store_rows, unstorable
+
+__all__ = ["BatchWriter", "Row"]
 
 logger = logging.getLogger("mcp_gateway.audit")
-
-Row = dict[str, Any]
-
-
-def _holds_datetimes(column: Any) -> bool:
-    """DateTime columns, including SQLModel's UTC type decorator around one."""
-    return isinstance(column.type, DateTime) or isinstance(getattr(column.type, "impl", None), DateTime)
 
 
 class BatchWriter:
@@ -43,26 +52,62 @@ class BatchWriter:
         flush_interval: float = 0.05,
         batch_size: int = 500,
         fallback_path: str | Path | None = None,
+        name: str | None = None,
     ) -> None:
         self.engine = engine
         self.table = table
+        self.name = name or table.name
         self._prepare = prepare or (lambda row: row)
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.fallback_path = Path(fallback_path) if fallback_path else None
+        self._fallback = FallbackFile(self.fallback_path, table) if self.fallback_path else None
+        self.restart_delay = 0.5
+        self.max_restart_delay = 30.0
+        self._json_columns = tuple(c.name for c in table.columns if holds_json(c))
         self._pending: list[Row] = []
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._io_lock = threading.Lock()
+        self._stranded: list[Row] = []
+        """Rows neither the database nor the fallback file took; queued again after each flush."""
+        self._failure: str | None = None
+        self._cycles = 0
         self.written = 0
         self.diverted = 0
+        self.refused = 0
+        self.salvaged = 0
+        self.restarts = 0
         self.last_error: str | None = None
+        """Why the database last could not take a batch; None once one goes in."""
 
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the background task is not running (None while it runs, before start and after close)."""
+        if self._failure is not None:
+            return self._failure
+        task = self._task
+        if task is not None and task.done() and not self._closing:
+            return "the writer task ended"
+        return None
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "written": self.written,
+            "pending": len(self._pending),
+            "diverted_to_fallback": self.diverted,
+            "refused_rows": self.refused,
+            "stored_with_marker": self.salvaged,
+            "last_error": self.last_error,
+            "stopped": self.stopped,
+            "restarts": self.restarts,
+        }
 
     def submit(self, row: Row) -> None:
         """Queue one row. Never blocks and never raises: this runs on the request path."""
@@ -72,7 +117,40 @@ class BatchWriter:
 
     async def start(self) -> None:
         await asyncio.to_thread(self._replay_fallback)
-        self._task = asyncio.create_task(self._run(), name=f"batch-writer-{self.table.name}")
+        self._task = asyncio.create_task(self._supervise(), name=f"batch-writer-{self.name}")
+
+    async def _supervise(self) -> None:
+        """Run the write loop; if it ends for any reason but closing, say so loudly and run it again."""
+        delay: float | None = None
+        while not self._closing:
+            cycles = self._cycles
+            try:
+                await self._run()
+            except Exception as exc:
+                if delay is None or self._cycles > cycles:  # first failure, or it had run well since
+                    delay = self.restart_delay
+                else:
+                    delay = min(delay * 2, self.max_restart_delay)
+                self._failure = describe(exc)
+                self.restarts += 1
+                logger.critical(
+                    "the %s writer stopped (%s); its %d rows stay queued; restarting it in %.1f s",
+                    self.name,
+                    self._failure,
+                    len(self._pending),
+                    delay,
+                    exc_info=not isinstance(exc, SQLAlchemyError),  # their text can embed whole rows
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._closed()
+            else:
+                return
+
+    async def _closed(self) -> None:
+        while not self._closing:
+            self._wake.clear()
+            await self._wake.wait()
 
     async def _run(self) -> None:
         while not self._closing:
@@ -81,13 +159,29 @@ class BatchWriter:
                     await self._wake.wait()
             self._wake.clear()
             await self.flush()
+            self._cycles += 1
+            if self._failure is not None:
+                logger.warning("the %s writer runs again", self.name)
+                self._failure = None
 
     async def flush(self) -> None:
-        """Write everything submitted so far, including a batch the background task is writing now."""
+        """Write everything submitted so far, including a batch the background task is writing now.
+
+        Rows that neither the database nor the fallback file would take stay queued for the next flush.
+        """
         async with self._flushing:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                await asyncio.to_thread(self._write, batch)
+            try:
+                while self._pending:
+                    batch, self._pending = self._pending, []
+                    try:
+                        await asyncio.to_thread(self._write, batch)
+                    except asyncio.CancelledError:
+                        raise  # the worker thread still owns the batch and finishes it
+                    except BaseException:
+                        self._pending[:0] = batch
+                        raise
+            finally:
+                self._requeue_stranded()
 
     async def aclose(self) -> None:
         self._closing = True
@@ -95,78 +189,134 @@ class BatchWriter:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception as exc:
+            logger.critical("the %s writer failed at close: %s", self.name, describe(exc))
+        if self._pending:
+            logger.critical(
+                "%d %s rows could not be stored: the database and the fallback file %s both refused them",
+                len(self._pending),
+                self.name,
+                self.fallback_path,
+            )
 
     def flush_sync(self) -> None:
         """Last resort at interpreter exit: write what is left from this thread."""
         batch, self._pending = self._pending, []
         if batch:
             self._write(batch)
+        self._requeue_stranded()
+
+    def _requeue_stranded(self) -> None:
+        with self._io_lock:
+            stranded, self._stranded = self._stranded, []
+        if stranded:
+            self._pending[:0] = stranded
 
     # -- worker thread -------------------------------------------------------------------
 
     def _write(self, batch: list[Row]) -> None:
-        rows = []
-        for row in batch:
-            try:
-                rows.append(self._prepare(row))
-            except Exception:
-                logger.exception("could not prepare a %s row; keeping it raw", self.table.name)
-                rows.append(row)
+        """Store a batch: database, else fallback file; rows neither takes wait in ``_stranded``."""
+        rows = [self._prepared(row) for row in batch]
         with self._io_lock:
-            for attempt in (1, 2, 3):
-                try:
-                    with self.engine.begin() as conn:
-                        conn.execute(insert(self.table), rows)
-                    self.written += len(rows)
-                    self.last_error = None
-                    return
-                except SQLAlchemyError as exc:
-                    self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                    if attempt < 3:
-                        threading.Event().wait(0.05 * attempt)
-            self._divert(rows)
-
-    def _divert(self, rows: list[Row]) -> None:
-        if self.fallback_path is None:
+            stored = store_rows(self.engine, self.table, rows)
+        self.written += stored.written
+        self.last_error = stored.error  # None: the database took or judged every row
+        if stored.refused:
+            self.refused += len(stored.refused)
             logger.error(
-                "database refused %d %s rows and no fallback file is set", len(rows), self.table.name
+                "the database refused %d of %d %s rows (%s); keeping them in the fallback file",
+                len(stored.refused),
+                len(rows),
+                self.name,
+                describe(stored.refused[-1][1]),
             )
-            return
-        self.fallback_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.fallback_path.open("ab") as fh:
-            for row in rows:
-                fh.write(orjson.dumps(row, default=str) + b"\n")
+        unstored = [row for row, _ in stored.refused] + stored.unavailable
+        if unstored:
+            stranded = self._divert(unstored)
+            with self._io_lock:
+                self._stranded += stranded
+
+    def _prepared(self, row: Row) -> Row:
+        try:
+            return self._prepare(row)
+        except Exception as exc:
+            reason = f"could not be prepared for the database: {describe(exc)}"
+            self.salvaged += 1
+            logger.error("a %s row %s; storing it with a marker", self.name, reason)
+            return self.salvage(row, reason)
+
+    def salvage(self, row: Row, reason: str) -> Row:
+        """What to store of a row ``prepare`` failed on: each JSON value that cannot be encoded
+        becomes ``{"_unstorable": reason}``, then ``prepare`` gets one more try."""
+        fixed = dict(row)
+        for name in self._json_columns:
+            if name in fixed and not encodable(fixed[name]):
+                fixed[name] = unstorable(reason)
+        try:
+            return self._prepare(fixed)
+        except Exception:
+            return fixed
+
+    # -- fallback file -------------------------------------------------------------------
+
+    def _divert(self, rows: list[Row]) -> list[Row]:
+        """Append rows to the fallback file; returns them if the file cannot be written either."""
+        if self._fallback is None:
+            logger.error("%d %s rows were not stored and no fallback file is set", len(rows), self.name)
+            return []
+        try:
+            self._fallback.append(rows)
+        except OSError as exc:
+            logger.critical(
+                "could not write %d %s rows to the fallback file %s (%s); they stay queued",
+                len(rows),
+                self.name,
+                self.fallback_path,
+                describe(exc),
+            )
+            return rows
         self.diverted += len(rows)
         logger.error(
-            "database refused %d %s rows (%s); kept them in %s for replay",
+            "kept %d %s rows in %s for replay at the next start (%s)",
             len(rows),
-            self.table.name,
-            self.last_error,
+            self.name,
             self.fallback_path,
+            self.last_error or "refused by the database",
         )
+        return []
 
     def _replay_fallback(self) -> None:
-        path = self.fallback_path
-        if path is None or not path.exists() or path.stat().st_size == 0:
+        """Put the rows of an earlier run's fallback file into the database; keep what still fails."""
+        fallback = self._fallback
+        if fallback is None:
             return
-        date_columns = {c.name for c in self.table.columns if _holds_datetimes(c)}
-        replayed = skipped = 0
-        with self._io_lock, self.engine.begin() as conn:
-            for line in path.read_bytes().splitlines():
-                if not line.strip():
-                    continue
-                row = orjson.loads(line)
-                for name in date_columns:
-                    if isinstance(row.get(name), str):
-                        row[name] = datetime.fromisoformat(row[name])
-                try:
-                    with conn.begin_nested():
-                        conn.execute(insert(self.table), [row])
-                    replayed += 1
-                except IntegrityError:
-                    skipped += 1
-        path.unlink()
+        try:
+            lines = fallback.read()
+        except OSError as exc:
+            logger.error("could not read the fallback file %s: %s", fallback.path, describe(exc))
+            return
+        if not lines:
+            return
+        with self._io_lock:
+            result = fallback.replay(self.engine, lines)
+        try:
+            fallback.keep_only(result.kept)
+        except OSError as exc:  # the file stays whole; rows already in are skipped at the next replay
+            logger.error("could not rewrite the fallback file %s: %s", fallback.path, describe(exc))
         logger.warning(
-            "replayed %d %s rows from %s (%d were already present)", replayed, self.table.name, path, skipped
+            "replayed %d %s rows from %s (%d were already present)",
+            result.written,
+            self.name,
+            fallback.path,
+            result.present,
         )
+        if result.kept:
+            logger.error(
+                "%d %s rows in %s could not be replayed (%s); they stay in the file",
+                len(result.kept),
+                self.name,
+                fallback.path,
+                result.problem,
+            )

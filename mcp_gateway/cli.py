@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -498,9 +499,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. SIGPIPE stays ignored for every command (Python's default): a write to a closed
+    pipe or socket is an error handled where it happens, never a silent death of the server or of its
+    stdio children's parent. An output command whose reader stops early (``| head``) ends quietly."""
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    return int(args.func(args))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    if args.func is cmd_serve:
+        return int(args.func(args))
+    try:
+        code = int(args.func(args))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader is gone: send what is still buffered nowhere, so exiting does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return code
 
 
 if __name__ == "__main__":

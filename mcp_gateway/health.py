@@ -1,4 +1,4 @@
-"""/healthz (the process answers) and /readyz (what each upstream is doing).
+"""/healthz (the process answers) and /readyz (what each upstream and each row writer is doing).
 
 Anyone may learn the readiness status (a load balancer needs it); the detail
 behind it (upstream PIDs, their stderr, errors, audit state) is for operators:
@@ -10,7 +10,7 @@ loopback, so such deployments set ``token``.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,23 +18,39 @@ from starlette.responses import JSONResponse
 from policies.secrets import hash_secret
 
 from .auth import bearer_token
+from .batch_writer import BatchWriter
 from .runtime import GatewayRuntime
+
+if TYPE_CHECKING:
+    from llm_proxy.runtime import LlmRuntime
 
 
 async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def readiness(runtime: GatewayRuntime) -> tuple[int, dict[str, Any]]:
+def writers(runtime: GatewayRuntime, llm: LlmRuntime | None) -> dict[str, BatchWriter]:
+    """Every background row writer whose failure makes the gateway unready."""
+    found: dict[str, BatchWriter] = {"audit": runtime.audit}
+    if llm is not None:
+        found["ledger"] = llm.ledger
+        found["alerts"] = llm.alerts.writer
+    return found
+
+
+def readiness(runtime: GatewayRuntime, llm: LlmRuntime | None = None) -> tuple[int, dict[str, Any]]:
     upstreams = runtime.hub.status()
     enabled = [u for u in upstreams if u["state"] != "disabled"]
     ready = [u for u in enabled if u["state"] == "ready"]
-    audit = runtime.audit
-    audit_ok = audit.last_error is None
+    rows = writers(runtime, llm)
+    stopped = next((name for name, writer in rows.items() if writer.stopped is not None), None)
+    failing = next((name for name, writer in rows.items() if writer.last_error is not None), None)
     if runtime.shutdown.is_set:
         status, code = "stopping", 503
-    elif not audit_ok:
-        status, code = "audit_failing", 503
+    elif stopped is not None:
+        status, code = f"{stopped}_writer_stopped", 503
+    elif failing is not None:
+        status, code = f"{failing}_failing", 503
     elif enabled and not ready:
         status, code = "no_upstream_ready", 503
     elif len(ready) < len(enabled):
@@ -47,12 +63,7 @@ def readiness(runtime: GatewayRuntime) -> tuple[int, dict[str, Any]]:
         "tools": len(runtime.hub.bindings),
         "catalogue_problems": runtime.hub.catalogue_problems(),
         "sessions": len(runtime.sessions),
-        "audit": {
-            "written": audit.written,
-            "pending": audit.pending,
-            "diverted_to_fallback": audit.diverted,
-            "last_error": audit.last_error,
-        },
+        **{name: writer.health() for name, writer in rows.items()},
     }
     return code, body
 
@@ -100,5 +111,5 @@ async def readyz(request: Request) -> JSONResponse:
             status_code=401,
             headers={"WWW-Authenticate": 'Bearer realm="mcp-gateway-admin"'},
         )
-    code, body = readiness(runtime)
+    code, body = readiness(runtime, getattr(request.state, "llm", None))
     return JSONResponse(body if detailed else {"status": body["status"]}, status_code=code)

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from .errors import InvalidRequest, JsonRpcId, ParseError
+from .json_depth import is_depth_refusal, nesting_exceeds
 
 loads = orjson.loads
 
@@ -15,12 +16,26 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
-def parse_message(body: bytes) -> dict[str, Any]:
-    """Decode one JSON-RPC request or notification; anything else is a clear error."""
+def too_deep(limit: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"Invalid Request: JSON objects and arrays are nested deeper than this gateway's limit of {limit} "
+        "levels (gateway.max_json_depth)"
+    )
+
+
+def parse_message(body: bytes, *, max_depth: int) -> dict[str, Any]:
+    """Decode one JSON-RPC request or notification; anything else is a clear error.
+
+    Nesting beyond ``max_depth`` is refused here, before anything walks the message.
+    """
     try:
         message = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if is_depth_refusal(exc.msg):
+            raise too_deep(max_depth) from None
         raise ParseError(f"Parse error: body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if nesting_exceeds(message, max_depth):
+        raise too_deep(max_depth)
     if isinstance(message, list):
         raise InvalidRequest("Invalid Request: JSON-RPC batches are not supported; send one message per POST")
     if not isinstance(message, dict):

@@ -108,6 +108,16 @@ class GatewaySettings(BaseModel):
     session_idle_seconds: float = Field(
         default=3600.0, gt=0, description="A 2025-11-25 client session unused this long is closed."
     )
+    max_json_depth: int = Field(
+        default=64,
+        ge=1,
+        le=200,
+        description=(
+            "Deepest nesting of JSON objects and arrays accepted in a request body, on /mcp and the model "
+            "API; deeper bodies are refused (JSON-RPC -32600 or HTTP 400) before anything reads them. At "
+            "most 200: the gateway re-encodes what it stores and forwards, and its encoder stops at 254."
+        ),
+    )
     audit: AuditSettings = Field(default_factory=AuditSettings, description="The tool-call audit log.")
 
     @field_validator("host")

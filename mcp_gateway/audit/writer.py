@@ -1,6 +1,9 @@
 """The audit writer: a `BatchWriter` for `ToolCall` rows that caps large arguments and results.
 
 Capping and JSON encoding happen in the writer's thread, not on the request path.
+An argument or result the database could not store (orjson refuses more than 254
+levels of nesting) is replaced by ``{"_unstorable": "<reason>"}`` with its
+``*_truncated`` flag set; the rest of the row is stored as usual.
 """
 
 from __future__ import annotations
@@ -12,15 +15,20 @@ from sqlalchemy import Engine
 
 from policies.config import AuditSettings
 
-from ..batch_writer import BatchWriter, Row
+from ..batch_writer import BatchWriter
+from ..rows import Row, describe, is_marker, unstorable
 from .models import ToolCall
 
 
 def cap_json(value: Any, limit: int) -> tuple[Any, bool]:
-    """``value`` itself if its JSON fits in ``limit`` bytes, else a marked preview of it."""
+    """``value`` itself if its JSON fits in ``limit`` bytes, else a marked preview of it, or the
+    ``_unstorable`` marker if it cannot be encoded at all. The flag says whether it was replaced."""
     if value is None:
         return None, False
-    encoded = orjson.dumps(value, default=str)
+    try:
+        encoded = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)  # as the database will encode it
+    except Exception as exc:
+        return unstorable(f"cannot be encoded as JSON: {describe(exc)}"), True
     if len(encoded) <= limit:
         return value, False
     preview = encoded[:limit].decode("utf-8", "ignore")
@@ -37,12 +45,16 @@ class AuditWriter(BatchWriter):
             flush_interval=settings.flush_interval_ms / 1000,
             batch_size=settings.batch_size,
             fallback_path=settings.fallback_file,
+            name="audit",
         )
 
     def _cap(self, row: Row) -> Row:
         row = dict(row)
-        row["arguments"], row["arguments_truncated"] = cap_json(
+        arguments, row["arguments_truncated"] = cap_json(
             row.get("arguments"), self.settings.max_arguments_bytes
         )
-        row["result"], row["result_truncated"] = cap_json(row.get("result"), self.settings.max_result_bytes)
+        result, row["result_truncated"] = cap_json(row.get("result"), self.settings.max_result_bytes)
+        row["arguments"], row["result"] = arguments, result
+        if is_marker(arguments) or is_marker(result):
+            self.salvaged += 1
         return row

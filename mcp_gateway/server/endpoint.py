@@ -119,7 +119,7 @@ class McpEndpoint:
             )
         body = await read_body(receive, runtime.policy.gateway.max_body_bytes, headers.get("content-length"))
         try:
-            message = jsonrpc.parse_message(body)
+            message = jsonrpc.parse_message(body, max_depth=runtime.policy.gateway.max_json_depth)
         except GatewayError as exc:
             await send_json(send, exc.http_status, jsonrpc.error_response(None, jsonrpc_error(exc)))
             return
