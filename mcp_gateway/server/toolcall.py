@@ -50,6 +50,8 @@ _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count()
 _OK = Outcome.OK.value
 _TOOL_ERROR = Outcome.TOOL_ERROR.value
+_GATEWAY_ERROR = Outcome.GATEWAY_ERROR.value
+"""Plain strings for the hot path (an enum's ``.value`` costs a descriptor call)."""
 _DETAIL_CHARS = 300
 """How much of an upstream's own failure text (e.g. its last stderr line) an error message quotes."""
 
@@ -60,26 +62,37 @@ def new_row_id() -> str:
 
 
 def _audit_row(ctx: RequestContext, name: str, arguments: Any) -> dict[str, Any]:
+    # Client strings are clipped where they are long (inline checks: this runs on every call).
+    # The protocol version needs none: it is always one the gateway itself supports.
     request_id = ctx.request_id
+    if request_id is not None:
+        request_id = str(request_id)  # an integer id is at most 20 digits (orjson: 64 bits)
+        if len(request_id) > MAX_ID_CHARS:
+            request_id = clip(request_id, MAX_ID_CHARS)
+    client_name, client_version = ctx.client_name, ctx.client_version
+    if client_name is not None and len(client_name) > MAX_ID_CHARS:
+        client_name = clip(client_name, MAX_ID_CHARS)
+    if client_version is not None and len(client_version) > MAX_ID_CHARS:
+        client_version = clip(client_version, MAX_ID_CHARS)
     return {
         "id": new_row_id(),
         "timestamp": datetime.now(UTC),
-        "request_id": None if request_id is None else clip(str(request_id), MAX_ID_CHARS),
+        "request_id": request_id,
         "key_id": ctx.principal.key_id,
         "key_name": ctx.principal.key_name,
         "team": ctx.principal.team,
-        "client_name": clip(ctx.client_name, MAX_ID_CHARS),
-        "client_version": clip(ctx.client_version, MAX_ID_CHARS),
+        "client_name": client_name,
+        "client_version": client_version,
         "session_id": ctx.session.id if ctx.session else None,
-        "protocol_version": clip(ctx.protocol_version, MAX_ID_CHARS),
-        "exposed_name": clip(name, MAX_NAME_CHARS),
+        "protocol_version": ctx.protocol_version,
+        "exposed_name": name if len(name) <= MAX_NAME_CHARS else clip(name, MAX_NAME_CHARS),
         "server": None,
         "tool": None,
         "arguments": arguments,
         "arguments_truncated": False,
         "result": None,
         "result_truncated": False,
-        "status": Outcome.GATEWAY_ERROR.value,
+        "status": _GATEWAY_ERROR,  # replaced by the real outcome before the row is submitted
         "error": None,
         "blocked_by": None,
         "latency_ms": 0.0,
@@ -135,7 +148,7 @@ async def call_tool(ctx: RequestContext, params: JsonObject) -> JsonObject:
         row["error"] = "the client went away or the gateway is stopping"
         raise
     except BaseException as exc:
-        row["status"] = Outcome.GATEWAY_ERROR.value
+        row["status"] = _GATEWAY_ERROR
         row["error"] = clip(f"gateway failure: {type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
         raise
     finally:
