@@ -208,7 +208,7 @@ class CuttingProxy:
 
 
 @pytest.fixture
-def http_upstream_port(tmp_path: Path) -> Iterator[int]:
+def http_upstream(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
     with (tmp_path / "upstream.log").open("wb") as log:
         proc = subprocess.Popen(
@@ -218,7 +218,7 @@ def http_upstream_port(tmp_path: Path) -> Iterator[int]:
             stderr=subprocess.STDOUT,
         )
     try:
-        yield port
+        yield port, proc
     finally:
         proc.terminate()
         try:
@@ -243,10 +243,11 @@ async def wait_port(port: int) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("protocol", ["2026-07-28", "2025-11-25"])
 async def test_one_cut_http_response_fails_that_call_only(
-    tmp_path: Path, keys_env: dict[str, str], http_upstream_port: int, protocol: str
+    tmp_path: Path, keys_env: dict[str, str], http_upstream: tuple[int, Any], protocol: str
 ) -> None:
-    await wait_port(http_upstream_port)
-    proxy = CuttingProxy(http_upstream_port, b"cut-this-response")
+    upstream_port, _ = http_upstream
+    await wait_port(upstream_port)
+    proxy = CuttingProxy(upstream_port, b"cut-this-response")
     port = await proxy.start()
     web = {"name": "web", "url": f"http://127.0.0.1:{port}/mcp", "protocol": protocol}
     try:
@@ -280,3 +281,36 @@ async def test_one_cut_http_response_fails_that_call_only(
         ("ok", "web", "echo"),
     ]
     assert "failed during the call" in (rows[0].error or "")
+
+
+@pytest.mark.anyio
+async def test_a_refused_http_upstream_is_unavailable_and_its_health_check_takes_it_down(
+    tmp_path: Path, keys_env: dict[str, str], http_upstream: tuple[int, Any]
+) -> None:
+    port, proc = http_upstream
+    await wait_port(port)
+    web = {
+        "name": "web",
+        "url": f"http://127.0.0.1:{port}/mcp",
+        "max_restart_delay_seconds": 0.5,
+        "health_interval_seconds": 600,  # only the early check the failed call asks for can run
+    }
+    async with run_gateway(keys(servers=[web], server="web"), tmp_path) as gw:
+        supervisor = gw.runtime.hub.supervisors["web"]
+        async with mcp_client(gw.url, ALICE, "2026-07-28") as alice:
+            assert (await alice.call_tool("web__echo", {"text": "1"})).content[0].text == "1"  # type: ignore[union-attr]
+            proc.kill()  # gone without a goodbye: connections are refused from now on
+            proc.wait(timeout=5)
+            with pytest.raises(MCPError) as refused:
+                await alice.call_tool("web__echo", {"text": "2"})
+            assert refused.value.error.code == -32010
+            assert refused.value.error.message.startswith("server 'web' is unavailable (")
+            assert refused.value.error.data == {"server": "web", "retryable": True}
+            # The early health check finds nobody listening: the server is down, its tools stay.
+            await wait_for(lambda: supervisor.state != "ready")
+            assert "web__echo" in {t.name for t in (await alice.list_tools()).tools}
+        rows = [r for r in await gw.flushed_calls() if r.exposed_name == "web__echo"]
+    assert [(r.status, r.server, r.tool) for r in rows] == [
+        ("ok", "web", "echo"),
+        ("upstream_unavailable", "web", "echo"),
+    ]
