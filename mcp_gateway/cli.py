@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 
 from policies import ConfigError, GatewayPolicy, LoadedPolicy, Principal, load_policy
+from policies.outcomes import OUTCOMES, parse_outcome
 from policies.secrets import SECRET_PREFIX
 
 from .settings import Settings
@@ -391,10 +392,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     engine = _engine_for(args, read_only=True)
     since = parse_since(args.since) if args.since else None
     if args.summary:
-        print(f"{'KEY':20} {'TEAM':14} {'SERVER':14} {'TOOL':24} {'STATUS':14} CALLS")
-        for row in summary(engine, since=since, key_id=args.key, team=args.team):
+        print(f"{'KEY':20} {'TEAM':14} {'SERVER':14} {'TOOL':24} {'STATUS':20} CALLS")
+        for row in summary(engine, since=since, key_id=args.key, team=args.team, status=args.status):
             print(
-                f"{row[0]:20} {row[1] or '-':14} {row[2] or '-':14} {row[3] or '-':24} {row[4]:14} {row[5]}"
+                f"{row[0]:20} {row[1] or '-':14} {row[2] or '-':14} {row[3] or '-':24} {row[4]:20} {row[5]}"
             )
         return 0
     rows = recent_calls(
@@ -402,12 +403,21 @@ def cmd_audit(args: argparse.Namespace) -> int:
     )
     for call in rows:
         stamp = call.timestamp.strftime("%Y-%m-%d %H:%M:%S")
+        target = f"{call.server}/{call.tool}" if call.server else "-"
         error = f"  {call.error}" if call.error else ""
         print(
-            f"{stamp} {call.key_id:16} {call.exposed_name:32} {call.status:14} "
+            f"{stamp} {call.key_id:16} {call.exposed_name:32} {target:28} {call.status:20} "
             f"{call.latency_ms:8.1f} ms{error}"
         )
     return 0
+
+
+def _outcome(text: str) -> str:
+    """``--status``: one value of the outcome vocabulary, in any case (``Rate-Limited``)."""
+    try:
+        return parse_outcome(text).value
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # -- demo secrets ------------------------------------------------------------------------
@@ -486,7 +496,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--since", help="e.g. 15m, 2h, 7d or an ISO timestamp")
     audit.add_argument("--key")
     audit.add_argument("--team")
-    audit.add_argument("--status")
+    audit.add_argument(
+        "--status",
+        type=_outcome,
+        help=f"only rows with this outcome, in any case: {', '.join(OUTCOMES)}",
+    )
     audit.add_argument("--limit", type=int, default=50)
     audit.add_argument("--summary", action="store_true", help="counts per key, team, server, tool and status")
     audit.set_defaults(func=cmd_audit)

@@ -3,7 +3,8 @@
 Domain code raises these; only the /mcp endpoint calls `jsonrpc_error` (and
 `http_status`) to decide what a client sees. Messages are written for the
 person reading them in Claude Code: they say what happened and, where it helps,
-what to do.
+what to do. Any client string quoted in a message goes through `policies.bounds.echo`
+(bounded, quoted). Each error also names the `Outcome` an audit row records for it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from mcp_types.jsonrpc import (
     UNSUPPORTED_PROTOCOL_VERSION,
 )
 
+from policies.bounds import echo
+from policies.outcomes import Outcome
+
 # Implementation-defined codes (-32000..-32019 is ours; -32000/-32001/-32002 are taken or retired).
 UPSTREAM_UNAVAILABLE = -32010
 RATE_LIMITED = -32011
@@ -33,6 +37,8 @@ class GatewayError(Exception):
 
     code: int = INTERNAL_ERROR
     http_status: int = 200
+    outcome: Outcome = Outcome.GATEWAY_ERROR
+    """What an audit row records when this error ends a call."""
 
     def __init__(self, message: str, data: Any = None) -> None:
         super().__init__(message)
@@ -43,59 +49,101 @@ class GatewayError(Exception):
 class ParseError(GatewayError):
     code = PARSE_ERROR
     http_status = 400
+    outcome = Outcome.INVALID_REQUEST
 
 
 class InvalidRequest(GatewayError):
     code = INVALID_REQUEST
     http_status = 400
+    outcome = Outcome.INVALID_REQUEST
 
 
 class MethodNotFound(GatewayError):
     code = METHOD_NOT_FOUND
     http_status = 404
 
+    outcome = Outcome.INVALID_REQUEST
+
     def __init__(self, method: str) -> None:
-        super().__init__(f"Method not found: {method}")
+        super().__init__(f"Method not found: {echo(method)}")
 
 
 class InvalidParams(GatewayError):
     code = INVALID_PARAMS
     http_status = 400
+    outcome = Outcome.INVALID_REQUEST
 
 
 class UnknownTool(InvalidParams):
     """A tool that is not in the caller's catalogue: absent and forbidden look the same."""
 
+    outcome = Outcome.DENIED
+
     def __init__(self, name: str) -> None:
-        super().__init__(f"Unknown tool: {name}")
+        super().__init__(f"Unknown tool: {echo(name)}")
 
 
 class HeaderMismatch(GatewayError):
     code = HEADER_MISMATCH
     http_status = 400
+    outcome = Outcome.INVALID_REQUEST
 
 
 class UnsupportedProtocolVersion(GatewayError):
     code = UNSUPPORTED_PROTOCOL_VERSION
     http_status = 400
+    outcome = Outcome.INVALID_REQUEST
 
 
 class UpstreamUnavailable(GatewayError):
-    """The server that owns the tool is down, restarting or failed mid-call."""
+    """The server that owns the tool is down or restarting: nothing was sent, so a retry is safe."""
 
     code = UPSTREAM_UNAVAILABLE
+    outcome = Outcome.UPSTREAM_UNAVAILABLE
+
+    def __init__(self, server: str, detail: str) -> None:
+        super().__init__(
+            f"server {server!r} is unavailable ({detail}); the gateway is reconnecting, try again shortly",
+            {"server": server, "retryable": True},
+        )
+
+
+class UpstreamFailed(GatewayError):
+    """The server failed during the call (broken connection, malformed answer): it may have acted on it."""
+
+    code = UPSTREAM_UNAVAILABLE
+    outcome = Outcome.UPSTREAM_ERROR
+
+    def __init__(self, server: str, detail: str) -> None:
+        super().__init__(
+            f"server {server!r} failed during the call: {detail}", {"server": server, "retryable": False}
+        )
+
+
+class UpstreamRpcError(GatewayError):
+    """A JSON-RPC error the upstream returned; relayed to the client as it is."""
+
+    outcome = Outcome.UPSTREAM_ERROR
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(str(error.get("message", "upstream error")), error.get("data"))
+        code = error.get("code")
+        self.code = code if isinstance(code, int) else INTERNAL_ERROR
 
 
 class UpstreamTimeout(GatewayError):
     code = REQUEST_TIMEOUT
+    outcome = Outcome.TIMEOUT
 
 
 class RateLimited(GatewayError):
     code = RATE_LIMITED
+    outcome = Outcome.RATE_LIMITED
 
-    def __init__(self, message: str, retry_after: float) -> None:
+    def __init__(self, message: str, retry_after: float, blocked_by: str | None = None) -> None:
         super().__init__(message, {"retryAfterSeconds": round(retry_after, 3)})
         self.retry_after = retry_after
+        self.blocked_by = blocked_by
 
 
 class HttpProblem(Exception):

@@ -1,4 +1,11 @@
-"""All upstreams together: their supervisors and the catalogue built from their live tool lists."""
+"""All upstreams together: their supervisors and the catalogue built from their tool lists.
+
+The catalogue holds each server's last-known tools whether or not it is up at the moment:
+a restart neither changes any key's tools/list (no list_changed, no refetch by clients
+that cache it) nor turns a permitted call into "Unknown tool"; `server.toolcall` answers
+such a call with a retryable "server X is unavailable". Tools of a server that has never
+answered since the gateway started are unknown.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +55,7 @@ class UpstreamHub:
         }
         self.index = CatalogueIndex()
         self.bindings: dict[str, ToolBinding] = {}
+        """Every exposed tool, whoever asks: callers check their grant (`ToolGrant.allows`) themselves."""
         self.version = 0
         self._signature = b""
         self._reported: set[str] = set()
@@ -78,12 +86,12 @@ class UpstreamHub:
         self.rebuild()
 
     def rebuild(self) -> None:
-        ready = {name: s for name, s in self.supervisors.items() if s.state == "ready"}
-        tools_by_server = {name: [t["name"] for t in s.tools] for name, s in ready.items()}
-        ceilings = {name: s.config.allowed_tools for name, s in ready.items()}
+        known = {name: s for name, s in self.supervisors.items() if s.tools}
+        tools_by_server = {name: [t["name"] for t in s.tools] for name, s in known.items()}
+        ceilings = {name: s.config.allowed_tools for name, s in known.items()}
         index = build_catalogue(tools_by_server, ceilings, self.policy.naming_rules())
         self._report(index)
-        definitions = {(name, t["name"]): t for name, s in ready.items() for t in s.tools}
+        definitions = {(name, t["name"]): t for name, s in known.items() for t in s.tools}
         bindings: dict[str, ToolBinding] = {}
         for exposed, entry in index.entries.items():
             original = definitions[(entry.server, entry.tool)]
@@ -93,7 +101,7 @@ class UpstreamHub:
             headers = None
             if isinstance(schema, dict) and find_invalid_x_mcp_header(schema) is None:
                 headers = x_mcp_header_map(schema) or None
-            supervisor = ready[entry.server]
+            supervisor = known[entry.server]
             bindings[exposed] = ToolBinding(
                 exposed,
                 entry.server,
@@ -126,13 +134,6 @@ class UpstreamHub:
                 logger.warning("%s", warning)
 
     # -- per caller ----------------------------------------------------------------------
-
-    def resolve(self, exposed_name: str, grant: ToolGrant) -> ToolBinding | None:
-        """The binding a caller may call, or None: unknown and forbidden are the same answer."""
-        binding = self.bindings.get(exposed_name)
-        if binding is None or not grant.allows(binding.server, binding.tool):
-            return None
-        return binding
 
     def visible_tools(self, principal: Principal, grant: ToolGrant) -> tuple[list[JsonObject], bytes]:
         """Tool definitions this caller may see, plus a signature to notice changes."""

@@ -10,7 +10,9 @@ Query it with SQLModel, e.g.::
         stmt = select(ToolCall.team, ToolCall.tool, func.count()).group_by(ToolCall.team, ToolCall.tool)
         print(db.exec(stmt).all())
 
-Timestamps are timezone-aware UTC datetimes.
+Timestamps are timezone-aware UTC datetimes. ``status`` is one value of the closed
+vocabulary `policies.outcomes.Outcome` (README, "The audit log", has the table); client
+strings are clipped to the sizes in `policies.bounds` before they are stored.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
-STATUSES = ("ok", "tool_error", "denied", "upstream_error", "timeout", "cancelled")
+from policies.outcomes import OUTCOMES
+
+STATUSES = OUTCOMES
+"""Every value ``ToolCall.status`` may hold: the one outcome vocabulary (model requests share it)."""
 
 
 class ToolCall(SQLModel, table=True):
@@ -33,24 +38,34 @@ class ToolCall(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=32, description="Unique id (hex), stable across retries.")
     timestamp: datetime = Field(index=True, description="When the call arrived (UTC).")
-    request_id: str | None = Field(default=None, description="JSON-RPC id the client used.")
+    request_id: str | None = Field(default=None, description="JSON-RPC id the client used (clipped).")
     key_id: str = Field(description="Virtual key id.")
     key_name: str
     team: str | None = None
-    client_name: str | None = None
-    client_version: str | None = None
+    client_name: str | None = Field(default=None, description="From the client's clientInfo (clipped).")
+    client_version: str | None = Field(default=None, description="From the client's clientInfo (clipped).")
     session_id: str | None = Field(default=None, description="Mcp-Session-Id (2025-11-25 clients only).")
     protocol_version: str | None = None
-    exposed_name: str = Field(description="The tool name the client called.")
+    exposed_name: str = Field(description="The tool name the client called (clipped to 256 characters).")
     server: str | None = Field(
-        default=None, description="Upstream server; empty when the name resolved to none."
+        default=None,
+        description="Upstream server the name resolved to, also for a tool hidden from this key "
+        "(status denied); empty when the name resolved to none.",
     )
     tool: str | None = Field(default=None, description="The upstream's own tool name.")
     arguments: Any = Field(default=None, sa_column=Column(JSON))
     arguments_truncated: bool = False
     result: Any = Field(default=None, sa_column=Column(JSON))
     result_truncated: bool = False
-    status: str = Field(description="ok, tool_error, denied, upstream_error, timeout or cancelled.")
-    error: str | None = None
+    status: str = Field(
+        description="The outcome: ok, tool_error, denied, invalid_request, rate_limited, "
+        "upstream_unavailable, upstream_error, timeout, cancelled or gateway_error."
+    )
+    error: str | None = Field(default=None, description="What went wrong (clipped to 1000 characters).")
+    blocked_by: str | None = Field(
+        default=None,
+        description="For status rate_limited: the limit that refused, "
+        "e.g. rate_limit:key:alice:tool_calls_per_minute.",
+    )
     latency_ms: float = Field(description="From request arrival to answer, in the gateway.")
     upstream_latency_ms: float | None = Field(default=None, description="Time spent waiting on the upstream.")

@@ -53,7 +53,12 @@ def recent_calls(
 
 
 def summary(
-    engine: Engine, *, since: datetime | None = None, key_id: str | None = None, team: str | None = None
+    engine: Engine,
+    *,
+    since: datetime | None = None,
+    key_id: str | None = None,
+    team: str | None = None,
+    status: str | None = None,
 ) -> Sequence[Any]:
     """Calls per key, team, server, tool and status."""
     columns = (
@@ -70,5 +75,7 @@ def summary(
         stmt = stmt.where(col(ToolCall.key_id) == key_id)
     if team is not None:
         stmt = stmt.where(col(ToolCall.team) == team)
+    if status is not None:
+        stmt = stmt.where(col(ToolCall.status) == status)
     with engine.connect() as conn:
         return list(conn.execute(stmt.order_by(func.count().desc())).all())

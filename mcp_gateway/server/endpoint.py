@@ -26,6 +26,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 from starlette.types import Receive, Scope, Send
 
 from policies import Principal
+from policies.bounds import echo
 
 from .. import jsonrpc
 from ..errors import GatewayError, HttpProblem, InvalidParams, InvalidRequest, jsonrpc_error
@@ -224,7 +225,7 @@ class McpEndpoint:
         version = headers.get("mcp-protocol-version")
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
             error = InvalidRequest(
-                f"Unsupported MCP-Protocol-Version {version!r}; "
+                f"Unsupported MCP-Protocol-Version {echo(version)}; "
                 f"supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}"
             )
             await send_json(send, 400, jsonrpc.error_response(message.get("id"), jsonrpc_error(error)))

@@ -1,9 +1,14 @@
 """tools/call: check, forward, audit. The hot path of the gateway.
 
 The call is re-checked against the caller's grant (a hidden tool and a missing
-one get the same error), forwarded as raw JSON-RPC over the upstream's
-long-lived connection, and audited exactly once whatever happens, including
-cancellation. Arguments and results pass through untouched.
+one get the same error, though the row of a hidden one names its server and
+tool), forwarded as raw JSON-RPC over the upstream's long-lived connection, and
+audited exactly once whatever happens, including cancellation. Arguments and
+results pass through untouched. A tool the caller may use whose server is down
+or restarting gets a retryable `UpstreamUnavailable`, never "Unknown tool".
+
+Each row's status is an `Outcome` (the error that ended the call names it);
+client strings stored in the row are clipped to `policies.bounds` sizes.
 """
 
 from __future__ import annotations
@@ -17,30 +22,38 @@ from typing import Any
 
 from mcp.shared.inbound import mcp_param_headers
 
+from policies.bounds import MAX_ERROR_CHARS, MAX_ID_CHARS, MAX_NAME_CHARS, clip
+from policies.outcomes import Outcome
+
 from ..errors import (
     GatewayError,
     InvalidParams,
     RateLimited,
     UnknownTool,
+    UpstreamFailed,
+    UpstreamRpcError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from ..hub import ToolBinding
-from ..upstream.base import ENVELOPE_PREFIX, JsonObject, UpstreamError, UpstreamRequestTimeout
+from ..upstream.base import (
+    ENVELOPE_PREFIX,
+    JsonObject,
+    UpstreamError,
+    UpstreamRequestTimeout,
+    UpstreamUnreachable,
+)
+from ..upstream.supervisor import UpstreamSupervisor
 from .context import RequestContext
-
-
-class UpstreamRpcError(GatewayError):
-    """A JSON-RPC error the upstream returned; relayed to the client as it is."""
-
-    def __init__(self, error: JsonObject) -> None:
-        super().__init__(str(error.get("message", "upstream error")), error.get("data"))
-        code = error.get("code")
-        self.code = code if isinstance(code, int) else -32603
-
 
 _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count()
+_OK = Outcome.OK.value
+_TOOL_ERROR = Outcome.TOOL_ERROR.value
+_GATEWAY_ERROR = Outcome.GATEWAY_ERROR.value
+"""Plain strings for the hot path (an enum's ``.value`` costs a descriptor call)."""
+_DETAIL_CHARS = 300
+"""How much of an upstream's own failure text (e.g. its last stderr line) an error message quotes."""
 
 
 def new_row_id() -> str:
@@ -49,27 +62,39 @@ def new_row_id() -> str:
 
 
 def _audit_row(ctx: RequestContext, name: str, arguments: Any) -> dict[str, Any]:
+    # Client strings are clipped where they are long (inline checks: this runs on every call).
+    # The protocol version needs none: it is always one the gateway itself supports.
     request_id = ctx.request_id
+    if request_id is not None:
+        request_id = str(request_id)  # an integer id is at most 20 digits (orjson: 64 bits)
+        if len(request_id) > MAX_ID_CHARS:
+            request_id = clip(request_id, MAX_ID_CHARS)
+    client_name, client_version = ctx.client_name, ctx.client_version
+    if client_name is not None and len(client_name) > MAX_ID_CHARS:
+        client_name = clip(client_name, MAX_ID_CHARS)
+    if client_version is not None and len(client_version) > MAX_ID_CHARS:
+        client_version = clip(client_version, MAX_ID_CHARS)
     return {
         "id": new_row_id(),
         "timestamp": datetime.now(UTC),
-        "request_id": None if request_id is None else str(request_id),
+        "request_id": request_id,
         "key_id": ctx.principal.key_id,
         "key_name": ctx.principal.key_name,
         "team": ctx.principal.team,
-        "client_name": ctx.client_name,
-        "client_version": ctx.client_version,
+        "client_name": client_name,
+        "client_version": client_version,
         "session_id": ctx.session.id if ctx.session else None,
         "protocol_version": ctx.protocol_version,
-        "exposed_name": name,
+        "exposed_name": name if len(name) <= MAX_NAME_CHARS else clip(name, MAX_NAME_CHARS),
         "server": None,
         "tool": None,
         "arguments": arguments,
         "arguments_truncated": False,
         "result": None,
         "result_truncated": False,
-        "status": "denied",
+        "status": _GATEWAY_ERROR,  # replaced by the real outcome before the row is submitted
         "error": None,
+        "blocked_by": None,
         "latency_ms": 0.0,
         "upstream_latency_ms": None,
     }
@@ -93,38 +118,38 @@ async def call_tool(ctx: RequestContext, params: JsonObject) -> JsonObject:
             raise InvalidParams('tools/call needs "name" (a string)')
         if arguments is not None and not isinstance(arguments, dict):
             raise InvalidParams('tools/call "arguments" must be an object')
-        binding = ctx.runtime.hub.resolve(name, ctx.grant)
+        binding = ctx.runtime.hub.bindings.get(name)
         if binding is None:
             raise UnknownTool(name)
         row["server"], row["tool"] = binding.server, binding.tool
+        if not ctx.grant.allows(binding.server, binding.tool):
+            raise UnknownTool(name)  # the same answer as a tool that does not exist
         limiter = ctx.runtime.limiter
         if limiter is not None:
             decision = await limiter.acquire_tool_call(ctx.principal)
             if not decision.allowed:
-                raise RateLimited(decision.message, decision.retry_after)
+                row["blocked_by"] = decision.blocked_by
+                raise RateLimited(decision.message, decision.retry_after, decision.blocked_by)
         upstream_started = time.perf_counter()
         result = await _forward(ctx, binding, params, arguments)
         row["result"] = result
-        row["status"] = "tool_error" if result.get("isError") is True else "ok"
+        row["status"] = _TOOL_ERROR if result.get("isError") is True else _OK
         binding.supervisor.note_success()
         return result
     except UpstreamRpcError as exc:
-        row["status"], row["error"] = "upstream_error", f"upstream JSON-RPC error {exc.code}: {exc.message}"
-        raise
-    except UpstreamTimeout as exc:
-        row["status"], row["error"] = "timeout", exc.message
-        raise
-    except UpstreamUnavailable as exc:
-        row["status"], row["error"] = "upstream_error", exc.message
+        row["status"] = exc.outcome.value
+        row["error"] = clip(f"upstream JSON-RPC error {exc.code}: {exc.message}", MAX_ERROR_CHARS)
         raise
     except GatewayError as exc:
-        row["status"], row["error"] = "denied", exc.message
+        row["status"], row["error"] = exc.outcome.value, clip(exc.message, MAX_ERROR_CHARS)
         raise
     except asyncio.CancelledError:
-        row["status"], row["error"] = "cancelled", "the client went away or the gateway is stopping"
+        row["status"] = Outcome.CANCELLED.value
+        row["error"] = "the client went away or the gateway is stopping"
         raise
     except BaseException as exc:
-        row["status"], row["error"] = "upstream_error", f"gateway failure: {type(exc).__name__}: {exc}"
+        row["status"] = _GATEWAY_ERROR
+        row["error"] = clip(f"gateway failure: {type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
         raise
     finally:
         now = time.perf_counter()
@@ -134,17 +159,20 @@ async def call_tool(ctx: RequestContext, params: JsonObject) -> JsonObject:
         ctx.runtime.audit.submit(row)
 
 
+def _away(supervisor: UpstreamSupervisor) -> str:
+    """Why a server has no connection right now, e.g. ``restarting: process exited with code 3``."""
+    state = "restarting" if supervisor.state == "starting" and supervisor.restarts else supervisor.state
+    detail = f"{state}: {supervisor.last_error}" if supervisor.last_error else state
+    return clip(detail, _DETAIL_CHARS) or state
+
+
 async def _forward(
     ctx: RequestContext, binding: ToolBinding, params: JsonObject, arguments: JsonObject | None
 ) -> JsonObject:
     supervisor = binding.supervisor
     conn = supervisor.connection
     if conn is None:
-        detail = f": {supervisor.last_error}" if supervisor.last_error else ""
-        raise UpstreamUnavailable(
-            f"server {binding.server!r} is unavailable ({supervisor.state}{detail}); "
-            "the gateway is reconnecting, try again shortly"
-        )
+        raise UpstreamUnavailable(binding.server, _away(supervisor))
     upstream_params = dict(params)
     upstream_params["name"] = binding.tool
     meta = _forward_meta(params.get("_meta"))
@@ -183,12 +211,16 @@ async def _forward(
             f"tool {binding.exposed_name!r} on server {binding.server!r} "
             f"did not answer within {binding.timeout:g} s"
         ) from None
+    except UpstreamUnreachable as exc:
+        supervisor.note_failure()
+        raise UpstreamUnavailable(binding.server, clip(str(exc), _DETAIL_CHARS) or "unreachable") from None
     except UpstreamError as exc:
-        raise UpstreamUnavailable(f"server {binding.server!r} failed during the call: {exc}") from None
+        supervisor.note_failure()
+        raise UpstreamFailed(binding.server, clip(str(exc), _DETAIL_CHARS) or "unknown failure") from None
     error = reply.get("error")
     if error is not None:
         raise UpstreamRpcError(error if isinstance(error, dict) else {"message": str(error)})
     result = reply.get("result")
     if not isinstance(result, dict):
-        raise UpstreamUnavailable(f"server {binding.server!r} returned a malformed result")
+        raise UpstreamFailed(binding.server, "its result is not a JSON object")
     return result

@@ -33,6 +33,11 @@ class UpstreamClosed(UpstreamError):
     """The connection is gone; the supervisor will reconnect."""
 
 
+class UpstreamUnreachable(UpstreamError):
+    """The request reached no live session: the connection was gone, could not be made, or the
+    upstream refused it unseen (an expired session). It did not act on it, so a retry is safe."""
+
+
 class UpstreamRequestTimeout(UpstreamError):
     """No answer within the configured time."""
 
@@ -83,8 +88,11 @@ class UpstreamConnection(abc.ABC):
     ) -> JsonObject:
         """Send one request and return the JSON-RPC response message (``result`` or ``error``).
 
-        Raises `UpstreamClosed`, `UpstreamRequestTimeout` or `UpstreamError`;
-        cancelling the caller cancels the upstream request too.
+        Raises `UpstreamUnreachable` (nothing was sent), `UpstreamRequestTimeout` or
+        `UpstreamError` (sent, then failed: the upstream may have acted on it); cancelling the
+        caller cancels the upstream request too. One failed request does not take the connection
+        down; a dead transport (a stdio child that exited, an expired session) or the
+        supervisor's health check does.
         """
 
     @abc.abstractmethod

@@ -28,13 +28,13 @@ from .base import (
     CLIENT_INFO,
     JsonObject,
     NotificationHandler,
-    UpstreamClosed,
     UpstreamConnection,
     UpstreamError,
     UpstreamRequestTimeout,
+    UpstreamUnreachable,
     initialize_params,
 )
-from .httpclient import HttpClientError, HttpPool, Response, request_target
+from .httpclient import ConnectError, HttpClientError, HttpPool, Response, request_target
 from .sse import iter_sse_data
 
 logger = logging.getLogger("mcp_gateway.upstream")
@@ -155,7 +155,7 @@ class HttpConnection(UpstreamConnection):
         headers: dict[str, str] | None = None,
     ) -> JsonObject:
         if self.is_closed:
-            raise UpstreamClosed(self.closed_reason or "not connected")
+            raise UpstreamUnreachable(self.closed_reason or "not connected")
         return await self._exchange(
             method,
             params,
@@ -196,9 +196,12 @@ class HttpConnection(UpstreamConnection):
         except asyncio.CancelledError:
             self._cancel_upstream(request_id, "cancelled by the client")
             raise
+        except ConnectError as exc:
+            raise UpstreamUnreachable(f"cannot reach {self.url}: {exc.reason}") from exc
         except HttpClientError as exc:
-            self._mark_closed(f"HTTP transport failed: {exc}")
-            raise UpstreamClosed(f"cannot reach {self.url}: {exc}") from exc
+            # One failed exchange fails this call only; the supervisor's health check decides
+            # whether the upstream is down (a cut response says nothing about the next one).
+            raise UpstreamError(f"the HTTP exchange failed: {exc}") from exc
 
     async def _send_and_read(
         self, message: JsonObject, headers: dict[str, str], on_notification: NotificationHandler | None
@@ -211,7 +214,7 @@ class HttpConnection(UpstreamConnection):
             content_type = resp.headers.get("content-type", "")
             if resp.status == 404 and self.session_id is not None and not self.modern:
                 self._mark_closed("the upstream ended our session (HTTP 404)")
-                raise UpstreamClosed("upstream session expired")
+                raise UpstreamUnreachable("the upstream ended our session (HTTP 404)")
             if content_type.startswith("text/event-stream"):
                 return await self._read_stream(resp, message["id"], on_notification)
             body = await resp.read()

@@ -29,6 +29,7 @@ from .base import (
     UpstreamConnection,
     UpstreamError,
     UpstreamRequestTimeout,
+    UpstreamUnreachable,
     initialize_params,
 )
 
@@ -119,13 +120,14 @@ class StdioConnection(UpstreamConnection):
     async def _write(self, message: JsonObject) -> None:
         process = self._process
         if process is None or process.stdin is None or self.is_closed:
-            raise UpstreamClosed(self.closed_reason or "not connected")
+            raise UpstreamUnreachable(self.closed_reason or "not connected")
         try:
             process.stdin.write(orjson.dumps(message) + b"\n")
             await process.stdin.drain()
         except (BrokenPipeError, ConnectionResetError) as exc:
+            # The child stopped reading: it is gone, and cannot act on a message it never read.
             self._fail_all(f"stdin closed: {exc}")
-            raise UpstreamClosed(self.closed_reason or "stdin closed") from exc
+            raise UpstreamUnreachable(self.closed_reason or "stdin closed") from exc
 
     async def request(
         self,

@@ -1,8 +1,14 @@
 """Keeps one upstream alive: connect, list its tools, watch it, reconnect with backoff.
 
 An upstream that fails to start, dies or stops answering never takes the
-gateway down: its tools leave the catalogue while it is away and come back by
-themselves once it answers again.
+gateway down. While it is away its last-known tools stay in the catalogue (a
+restart costs clients no tools/list refetch), calls to them get a retryable
+"server X is unavailable" error, and it comes back by itself once it answers
+again; the tools change only when its fresh tool list differs.
+
+Only a dead transport (a stdio child that exited, an expired HTTP session) or a
+failed health check takes a server down. A call that fails on the way (a cut
+HTTP response) fails that call alone and asks for an early health check.
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ class UpstreamSupervisor:
         self.state: State = "starting"
         self.connection: UpstreamConnection | None = None
         self.tools: list[JsonObject] = []
+        """The last tool list the upstream answered (kept while it is away)."""
         self.last_error: str | None = None
         self.restarts = 0
         self.since = datetime.now(UTC)
@@ -82,7 +89,10 @@ class UpstreamSupervisor:
         self._backoff = backoff or Backoff(maximum=config.max_restart_delay_seconds)
         self._stopping = asyncio.Event()
         self._refresh = asyncio.Event()
+        self._check_soon = asyncio.Event()
         self._last_ok = 0.0
+        self.probes = 0
+        """Health probes answered since start (for tests and debugging)."""
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -112,6 +122,10 @@ class UpstreamSupervisor:
     def note_success(self) -> None:
         """Traffic just worked: the next health probe can wait."""
         self._last_ok = time.monotonic()
+
+    def note_failure(self) -> None:
+        """A call failed on the way (not a tool error): check the upstream's health now."""
+        self._check_soon.set()
 
     def request_refresh(self) -> None:
         self._refresh.set()
@@ -162,6 +176,7 @@ class UpstreamSupervisor:
                 continue
             self.connection = conn
             self._backoff.reset()
+            self._check_soon.clear()
             self.note_success()
             logger.info(
                 "[%s] ready: %d tools (%s, protocol %s)",
@@ -196,6 +211,7 @@ class UpstreamSupervisor:
                 asyncio.ensure_future(conn.wait_closed()),
                 asyncio.ensure_future(self._stopping.wait()),
                 asyncio.ensure_future(self._refresh.wait()),
+                asyncio.ensure_future(self._check_soon.wait()),
             }
             try:
                 await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
@@ -213,7 +229,8 @@ class UpstreamSupervisor:
                     self.tools = await self._list_tools(conn)
                     logger.info("[%s] tool list changed: %d tools", self.name, len(self.tools))
                     self._on_change()
-                elif time.monotonic() - self._last_ok >= interval:
+                elif self._check_soon.is_set() or time.monotonic() - self._last_ok >= interval:
+                    self._check_soon.clear()
                     await self._probe(conn)
             except (UpstreamError, TimeoutError) as exc:
                 self.last_error = f"health check failed: {describe(exc)}"
@@ -223,6 +240,7 @@ class UpstreamSupervisor:
         method = "server/discover" if getattr(conn, "modern", False) else "ping"
         timeout = min(10.0, self.config.startup_timeout_seconds)
         await conn.request(method, None, timeout=timeout)
+        self.probes += 1
         self.note_success()
 
     async def _list_tools(self, conn: UpstreamConnection) -> list[JsonObject]:

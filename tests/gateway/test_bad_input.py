@@ -129,7 +129,7 @@ async def test_unknown_method(gateway: RunningGateway, http: httpx2.AsyncClient)
     assert response.json() == {
         "jsonrpc": "2.0",
         "id": 1,
-        "error": {"code": -32601, "message": "Method not found: tools/explode"},
+        "error": {"code": -32601, "message": "Method not found: 'tools/explode'"},
     }
     await still_serving(gateway)
 

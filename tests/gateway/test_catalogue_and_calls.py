@@ -87,7 +87,7 @@ async def test_calls_are_forwarded_and_filtered(gateway: RunningGateway, mode: s
             with pytest.raises(MCPError) as refused:
                 await bob.call_tool(name, {"seconds": 0})
             assert refused.value.error.code == -32602
-            assert refused.value.error.message == f"Unknown tool: {name}"
+            assert refused.value.error.message == f"Unknown tool: {name!r}"
 
 
 @pytest.mark.anyio
@@ -107,8 +107,12 @@ async def test_hidden_and_missing_tools_get_the_same_answer_and_are_audited(gate
     assert sorted(r.exposed_name for r in rows) == ["alpha__hang", "alpha__nope"]
     for row in rows:
         assert row.status == "denied"
-        assert row.server is None and row.tool is None
-        assert row.error == f"Unknown tool: {row.exposed_name}"
+        assert row.error == f"Unknown tool: {row.exposed_name!r}"
+    # The gateway knows the hidden tool's server and tool: admins can tell hidden from unknown.
+    assert sorted((r.exposed_name, r.server, r.tool) for r in rows) == [
+        ("alpha__hang", "alpha", "hang"),
+        ("alpha__nope", None, None),
+    ]
 
 
 @pytest.mark.anyio
@@ -258,5 +262,7 @@ async def test_tool_calls_per_minute_is_enforced_per_key(tmp_path: Path, keys_en
             now[0] += 61
             assert not (await alice.call_tool("alpha__echo", {"text": "x"})).is_error
         rows = [r for r in await gw.flushed_calls() if r.key_id == "alice"]
-    assert [r.status for r in rows] == ["ok", "ok", "denied", "ok"]
+    assert [r.status for r in rows] == ["ok", "ok", "rate_limited", "ok"]
     assert "tool calls per minute" in (rows[2].error or "")
+    assert (rows[2].server, rows[2].tool) == ("alpha", "echo")
+    assert rows[2].blocked_by == "rate_limit:key:alice:tool_calls_per_minute"

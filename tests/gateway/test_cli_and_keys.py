@@ -162,7 +162,7 @@ async def test_audit_command_answers_questions(
     assert "alice" in summary and "echo" in summary and "ok" in summary and "denied" in summary
     assert main(["audit", "--database-url", url, "--status", "denied"]) == 0
     denied = capsys.readouterr().out
-    assert "alpha__crash" in denied and "Unknown tool: alpha__crash" in denied
+    assert "alpha__crash" in denied and "Unknown tool: 'alpha__crash'" in denied
     since = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert main(["audit", "--database-url", url, "--since", since]) == 0
     assert capsys.readouterr().out == ""

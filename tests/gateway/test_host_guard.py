@@ -131,7 +131,7 @@ async def test_refused_requests_do_no_work(gateway: RunningGateway) -> None:
     local = {"Origin": "http://localhost:3000"}
     assert (await send(gateway.base, "POST", "/v1/messages", MESSAGE, local)).status_code == 404  # no route
     served = await send(gateway.base, "POST", "/mcp", call, {**call_headers, **local})
-    assert served.json()["error"]["message"] == "Unknown tool: nothing__here", served.text
+    assert served.json()["error"]["message"] == "Unknown tool: 'nothing__here'", served.text
     await llm.ledger.flush()
     assert llm.ledger.written == 1
     assert [c.status for c in await gateway.flushed_calls()] == ["denied"]

@@ -142,7 +142,8 @@ async def test_http_upstream_down_then_back(
         with anyio.fail_after(10):
             while state() == "ready":
                 await anyio.sleep(0.05)
-        assert "web__echo" not in {t.name for t in (await client.list_tools()).tools}
+        # Its last-known tools stay listed while it is away (no list_changed churn for clients).
+        assert "web__echo" in {t.name for t in (await client.list_tools()).tools}
 
         restarted = subprocess.Popen(
             [PYTHON, "-m", "tests.fixtures.upstream", "--name", "web", "--http", str(port)],
