@@ -252,15 +252,18 @@ async def test_a_frozen_upstream_fails_its_health_check_and_is_restarted(
 ) -> None:
     cfg = config(
         upstream_stdio(
-            "alpha", health_interval_seconds=0.3, startup_timeout_seconds=1, max_restart_delay_seconds=0.5
+            # The probe's timeout is min(10 s, startup timeout): 3 s finds the frozen child quickly without
+            # making ordinary starts fail on a loaded machine (which would count as restarts too).
+            "alpha", health_interval_seconds=0.3, startup_timeout_seconds=3, max_restart_delay_seconds=0.5
         )
     )
     async with run_gateway(cfg, tmp_path) as gw, mcp_client(gw.url, KEY, "2026-07-28") as client:
         alpha = gw.runtime.hub.supervisors["alpha"]
         frozen = alpha.status()["pid"]
+        restarts = alpha.restarts
         os.kill(frozen, signal.SIGSTOP)  # alive, but answers nothing
         try:
-            await wait_for(lambda: alpha.restarts >= 1 and upstream_state(gw, "alpha") == "ready", 20)
+            await wait_for(lambda: alpha.restarts > restarts and upstream_state(gw, "alpha") == "ready", 30)
             assert alpha.status()["pid"] != frozen
             assert "health check failed" in (alpha.last_error or "")
             assert (await client.call_tool("alpha__echo", {"text": "thawed"})).content[0].text == "thawed"  # type: ignore[union-attr]
