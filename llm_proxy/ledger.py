@@ -81,8 +81,8 @@ class ModelRequest(SQLModel, table=True):
     attempts: int = Field(default=0, description="Providers tried (more than one means fallbacks ran).")
     input_tokens: int = Field(
         default=0,
-        description="Uncached input tokens. Estimated (see usage_estimated) from the request body, "
-        "3 bytes per token, only when a stream ended before the provider reported any.",
+        description="Uncached input tokens. Estimated (see usage_estimated) only when a stream ended "
+        "before the provider reported any: request body bytes / 3 + 1.",
     )
     output_tokens: int = Field(
         default=0,

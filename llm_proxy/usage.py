@@ -19,8 +19,7 @@ token, so the estimate errs high), at most the request's ``max_tokens`` and neve
 less than the provider already reported. Input tokens are what the provider
 reported (Anthropic's ``message_start``); when it reported none (an OpenAI stream
 cut before its usage chunk), the request body's bytes divided by the same ratio,
-plus one: the rule budgets reserve by, so an estimate never exceeds the
-reservation it settles.
+plus one (the rule budgets reserve by).
 
 The meter keeps its fast path: until the final usage arrives it only keeps a
 reference to each relayed chunk; the chunks are decoded only when the final usage

@@ -20,9 +20,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from sqlalchemy import text
 
 from examples.servers.mock_model_api import MockModelApi
 from llm_proxy.ledger import ModelRequest
+from mcp_gateway.db import create_schema, make_engine
 from policies.pricing import ESTIMATE_BYTES_PER_TOKEN
 from tests.llm_proxy.conftest import KEY_ALICE, FakeClock, Proxy, mock_api, proxy_config, start_proxy
 
@@ -422,3 +424,17 @@ async def test_complete_streams_keep_the_providers_exact_usage(tmp_path: Path) -
     )
     assert by_endpoint[("messages", False, "ok")].usage_estimated is False
     assert by_endpoint[("messages", True, "denied")].usage_estimated is None  # nothing answered
+
+
+async def test_a_ledger_from_an_earlier_release_gains_the_usage_estimated_column(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'gateway.db'}")  # the database start_proxy uses
+    create_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE model_requests DROP COLUMN usage_estimated"))
+    engine.dispose()
+    async with mock_api() as (_api, url), start_proxy(config_for(url), tmp_path) as proxy:
+        assert (
+            await proxy.client.post("/v1/messages", content=ANTHROPIC_BODY, headers=ANTHROPIC_HEADERS)
+        ).status_code == 200
+        [row] = await proxy.ledger()
+    assert row.usage_estimated is False
