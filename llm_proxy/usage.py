@@ -277,21 +277,33 @@ def output_bytes(data: bytes, openai: bool) -> int:
         if openai:
             if b'"delta"' not in event:
                 continue
-            payload = _data_json(event)
+            payload = _event_json(event)
             choices = payload.get("choices") if payload else None
             for choice in choices if isinstance(choices, list) else ():
                 delta = choice.get("delta") if isinstance(choice, dict) else None
                 if isinstance(delta, dict):
                     total += _openai_delta_bytes(delta)
         elif b'"content_block_delta"' in event:
-            payload = _data_json(event)
+            payload = _event_json(event)
             delta = payload.get("delta") if payload else None
             if isinstance(delta, dict):
                 field = _ANTHROPIC_TEXT.get(str(delta.get("type")))
                 value = delta.get(field) if field else None
                 if isinstance(value, str):
-                    total += len(value.encode())
+                    total += len(value) if value.isascii() else len(value.encode())
     return total
+
+
+def _event_json(event: bytes) -> dict[str, Any] | None:
+    """`_data_json`, faster for the usual event: one ``data:`` line, after the ``event:`` line."""
+    at = event.find(b"data:")
+    if at == -1:
+        return None
+    try:
+        payload = orjson.loads(event[at + 5 :])
+    except orjson.JSONDecodeError:
+        return _data_json(event)  # data split over several lines, or not JSON
+    return payload if isinstance(payload, dict) else None
 
 
 def _openai_delta_bytes(delta: dict[str, Any]) -> int:
@@ -299,13 +311,13 @@ def _openai_delta_bytes(delta: dict[str, Any]) -> int:
     for name in _OPENAI_TEXT:
         value = delta.get(name)
         if isinstance(value, str):
-            total += len(value.encode())
+            total += len(value) if value.isascii() else len(value.encode())
     calls = delta.get("tool_calls")
     for call in calls if isinstance(calls, list) else ():
         function = call.get("function") if isinstance(call, dict) else None
         arguments = function.get("arguments") if isinstance(function, dict) else None
         if isinstance(arguments, str):
-            total += len(arguments.encode())
+            total += len(arguments) if arguments.isascii() else len(arguments.encode())
     return total
 
 
