@@ -24,6 +24,7 @@ from tests.llm_proxy.conftest import (
     free_port,
     mock_api,
     proxy_config,
+    serve,
     start_proxy,
 )
 
@@ -178,14 +179,20 @@ async def test_upstream_error_wins_over_unreachable_fallbacks(tmp_path: Path) ->
     assert (row.status, row.attempts) == (Outcome.UPSTREAM_ERROR, 2)
 
 
+async def silent_provider(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads the request and never answers; returns when the gateway gives up and disconnects."""
+    if scope["type"] == "http":
+        await receive()
+        await receive()  # http.disconnect
+
+
 async def test_timeout_when_the_provider_stays_silent(tmp_path: Path) -> None:
-    async with mock_api() as (api, url):
+    async with serve(silent_provider) as url:
         config = proxy_config(url)
         config["providers"][0]["timeout"] = 0.3
         async with proxy_for(config, tmp_path) as proxy:
-            with holding(api):
-                async with asyncio.timeout(GUARD):
-                    response = await proxy.messages()
+            async with asyncio.timeout(GUARD):
+                response = await proxy.messages()
             assert response.status_code == 502
             row = await last_row(proxy)
     assert (row.status, row.error) == (Outcome.TIMEOUT, "No provider could answer (primary: timed out)")
