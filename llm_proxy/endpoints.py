@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_gateway.server.wire import ClientGone
+from policies.bounds import echo
 
 from .dialects import CHAT_COMPLETIONS, MESSAGES, Dialect, parse_count_tokens
 from .errors import (
@@ -58,9 +59,9 @@ class CountTokensEndpoint:
             routed = rt.router.route(model, principal)
             targets = [t for t in routed.targets if t.kind == "anthropic"] if routed is not None else []
             if not targets:
-                raise NotFound(f"Model {model!r} is not served by this gateway's Anthropic providers")
+                raise NotFound(f"Model {echo(model)} is not served by this gateway's Anthropic providers")
             if not rt.router.allows(principal, model, targets[0].model):
-                raise PermissionDenied(f"Key {principal.key_id!r} may not use model {model!r}")
+                raise PermissionDenied(f"Key {principal.key_id!r} may not use model {echo(model)}")
             failures = []
             for target in targets:
                 provider = rt.providers[target.provider]

@@ -6,8 +6,9 @@ permission (403), price known (403 when unknown models are blocked), rate limits
 budget is held by requests in flight). Targets are then tried in order
 (`forward`); a provider's own budget is reserved per target. The answer is
 relayed (`relay`). Whatever happens, `finish` releases the concurrency slot,
-counts tokens, settles every reservation to the real cost, dispatches alerts and
-submits one ledger row.
+counts tokens, settles every reservation to the real cost (a stream cut before
+its final usage: to the estimate, see `llm_proxy.usage`), dispatches alerts and
+submits one ledger row, whose ``status`` is an `Outcome`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from mcp_gateway.auth import bearer_token
 from mcp_gateway.server.wire import ClientGone
 from mcp_gateway.server.wire import read_body as read_limited_body
 from policies import Principal
+from policies.bounds import MAX_ERROR_CHARS, MAX_ID_CHARS, MAX_NAME_CHARS, clip, echo
 from policies.budgeting import BudgetBlock, Reservation
+from policies.outcomes import Outcome
 from policies.pricing import ZERO_USAGE, Rates, Usage
 from policies.ratelimit import RequestTicket
 from policies.routing import Target
@@ -31,12 +34,10 @@ from policies.routing import Target
 from .dialects import Dialect, ParsedRequest
 from .errors import (
     AuthenticationFailed,
-    Overloaded,
     PermissionDenied,
     ProxyError,
     RateLimited,
     RequestTooLarge,
-    UpstreamFailed,
     error_response,
 )
 from .forward import Failure, Opened, all_failed, budget_error, try_target
@@ -118,6 +119,7 @@ class Exchange:
         "ttfb",
         "upstream_request_id",
         "usage",
+        "usage_estimated",
     )
 
     def __init__(self, rt: LlmRuntime, dialect: Dialect, scope: Scope) -> None:
@@ -135,9 +137,11 @@ class Exchange:
         self.served_model: str | None = None
         self.attempts = 0
         self.usage: Usage = ZERO_USAGE
+        self.usage_estimated: bool | None = None
+        """None: no answer to read usage from; False: the provider's own; True: estimated (cut stream)."""
         self.rates: Rates | None = None
         self.ttfb: float | None = None
-        self.status = "ok"
+        self.status = Outcome.OK
         self.http_status = 200
         self.error_type: str | None = None
         self.error: str | None = None
@@ -158,9 +162,9 @@ class Exchange:
             self.parsed = self.dialect.parse(body, self.rt.policy.gateway.max_json_depth)
             await self._run(receive, send)
         except ClientGone:
-            self.status, self.error = "cancelled", "the client went away before its request was read"
+            self.status, self.error = Outcome.CANCELLED, "the client went away before its request was read"
         except asyncio.CancelledError:
-            self.status, self.error = "cancelled", "the gateway is stopping"
+            self.status, self.error = Outcome.CANCELLED, "the gateway is stopping"
             raise
         except ProxyError as exc:
             self.record_error(exc)
@@ -181,7 +185,7 @@ class Exchange:
         if rates is None and rt.prices.blocks_unknown:
             model = resolved.targets[0].model
             raise PermissionDenied(
-                f"Model {model!r} has no known price and this gateway refuses unpriced models"
+                f"Model {echo(model)} has no known price and this gateway refuses unpriced models"
             )
         estimate = rates.estimate(len(parsed.body), parsed.max_tokens) if rates is not None else 0.0
 
@@ -217,14 +221,29 @@ class Exchange:
             provider = rt.providers[target.provider]
             rates = self._rates(target)
             if rates is None and rt.prices.blocks_unknown:
-                failures.append(Failure(target.provider, None, f"model {target.model!r} has no known price"))
+                failures.append(
+                    Failure(
+                        target.provider,
+                        None,
+                        f"model {echo(target.model)} has no known price",
+                        outcome=Outcome.UPSTREAM_UNAVAILABLE,
+                    )
+                )
                 continue
             held = None
             provider_scopes = rt.budgets.provider_scopes(target.provider)
             if provider_scopes:
                 reserved = await rt.budgets.reserve(provider_scopes, estimate, self.request_id)
                 if isinstance(reserved, BudgetBlock):
-                    failures.append(Failure(target.provider, None, reserved.message, budget=reserved))
+                    failures.append(
+                        Failure(
+                            target.provider,
+                            None,
+                            reserved.message,
+                            budget=reserved,
+                            outcome=Outcome.UPSTREAM_UNAVAILABLE,
+                        )
+                    )
                     continue
                 held = reserved
             self.attempts += 1
@@ -251,16 +270,14 @@ class Exchange:
     # -- errors and the end -----------------------------------------------------------------
 
     def record_error(self, exc: BaseException) -> None:
+        """The row's status is the error's `Outcome`; anything not a `ProxyError` is a gateway bug."""
         if isinstance(exc, ProxyError):
             self.http_status, self.error_type, self.error = exc.status, exc.error_type, exc.message
             self.blocked_by = exc.blocked_by or self.blocked_by
-            upstream = isinstance(exc, UpstreamFailed | Overloaded) or (
-                isinstance(exc, RateLimited) and not exc.blocked_by
-            )
-            self.status = "upstream_error" if upstream and self.attempts else "rejected"
+            self.status = exc.outcome
         else:
             self.http_status, self.error_type = 500, "api_error"
-            self.error, self.status = f"gateway failure: {type(exc).__name__}", "upstream_error"
+            self.error, self.status = f"gateway failure: {type(exc).__name__}", Outcome.GATEWAY_ERROR
 
     async def _send_error(self, send: Send, exc: BaseException) -> None:
         if self.response_started:
@@ -287,9 +304,9 @@ class Exchange:
                 rt.ledger.submit(self._row(cost))
 
     def _row(self, cost: float) -> dict[str, Any]:
-        principal, parsed, usage = self.principal, self.parsed, self.usage
+        """The ledger row; every string a client (or a provider echoing one) chose is clipped."""
+        principal, parsed, usage, headers = self.principal, self.parsed, self.usage, self.headers
         assert principal is not None
-        agent = self.headers.get("user-agent")
         ttfb = self.ttfb
         return {
             "request_id": self.request_id,
@@ -299,25 +316,26 @@ class Exchange:
             "key_name": principal.key_name,
             "team": principal.team,
             "provider": self.provider,
-            "requested_model": parsed.model if parsed is not None else None,
-            "served_model": self.served_model,
+            "requested_model": clip(parsed.model, MAX_NAME_CHARS) if parsed is not None else None,
+            "served_model": clip(self.served_model, MAX_NAME_CHARS),
             "route": self.route,
             "attempts": self.attempts,
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "cache_read_tokens": usage.cache_read_tokens,
             "cache_write_tokens": usage.cache_write_tokens,
+            "usage_estimated": self.usage_estimated,
             "cost_usd": cost,
             "price_source": self.rates.source if self.rates is not None else None,
             "latency_ms": (time.perf_counter() - self.started) * 1000,
             "ttfb_ms": (ttfb - self.started) * 1000 if ttfb is not None else None,
             "stream": parsed.stream if parsed is not None else False,
-            "status": self.status,
+            "status": self.status.value,
             "http_status": self.http_status,
             "error_type": self.error_type,
-            "error": self.error[:1000] if self.error else None,
+            "error": clip(self.error, MAX_ERROR_CHARS),
             "blocked_by": self.blocked_by,
-            "session_id": self.headers.get("x-claude-code-session-id"),
-            "upstream_request_id": self.upstream_request_id,
-            "user_agent": agent[:200] if agent else None,
+            "session_id": clip(headers.get("x-claude-code-session-id"), MAX_ID_CHARS),
+            "upstream_request_id": clip(self.upstream_request_id, MAX_ID_CHARS),
+            "user_agent": clip(headers.get("user-agent"), MAX_ID_CHARS),
         }

@@ -5,6 +5,12 @@ on HTTP 401/403 (the provider refused the gateway's own key), 408, 429 and 5xx,
 and when a stream opens with an error event: all of these happen before any
 byte has been relayed to the client. Other provider answers (a 400 for a bad
 request, say) are the client's to see and are relayed as they are.
+
+Each failure carries the `Outcome` it stands for, so that a request no target
+answered is recorded as what went wrong: ``upstream_unavailable`` (could not
+connect, no key: nothing was sent), ``timeout`` (the provider stayed silent past
+``timeout_seconds``) or ``upstream_error`` (it answered with an error, or broke
+the connection).
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from mcp_gateway.upstream.httpclient import HttpClientError, Response
+from mcp_gateway.upstream.httpclient import ConnectError, HttpClientError, ReadTimeout, Response
 from policies.budgeting import BudgetBlock
+from policies.outcomes import Outcome
 from policies.routing import Target
 
 from .dialects import Dialect, ParsedRequest
@@ -35,6 +42,16 @@ class Failure:
     retry_after: str | None = None
     overloaded: bool = False
     budget: BudgetBlock | None = None
+    outcome: Outcome = Outcome.UPSTREAM_ERROR
+
+
+def failure_outcome(exc: BaseException) -> Outcome:
+    """What a connection failure means for the ledger: unreachable, silent too long, or broken."""
+    if isinstance(exc, ConnectError | ProviderUnavailable):
+        return Outcome.UPSTREAM_UNAVAILABLE
+    if isinstance(exc, ReadTimeout | TimeoutError):
+        return Outcome.TIMEOUT
+    return Outcome.UPSTREAM_ERROR
 
 
 @dataclass(slots=True)
@@ -59,7 +76,7 @@ async def try_target(
     try:
         response = await provider.send(dialect.path, query, body, headers)
     except UPSTREAM_ERRORS as exc:
-        return Failure(provider.name, None, describe_failure(exc))
+        return Failure(provider.name, None, describe_failure(exc), outcome=failure_outcome(exc))
     try:
         status = response.status
         if status in RETRY_STATUSES:
@@ -80,7 +97,7 @@ async def try_target(
         return Opened(target, response, whole)
     except UPSTREAM_ERRORS as exc:
         response.close()
-        return Failure(provider.name, None, describe_failure(exc))
+        return Failure(provider.name, None, describe_failure(exc), outcome=failure_outcome(exc))
     except BaseException:  # cancelled: the connection (and its pool slot) must not be left behind
         response.close()
         raise
@@ -89,8 +106,19 @@ async def try_target(
 def budget_error(block: BudgetBlock) -> ProxyError:
     """402 when the budget is spent; 429 (retry soon) when the rest is held by requests in flight."""
     if block.committed:
-        return RateLimited(block.message, block.retry_after, blocked_by=block.blocked_by)
+        return RateLimited(
+            block.message, block.retry_after, blocked_by=block.blocked_by, outcome=Outcome.BUDGET_EXCEEDED
+        )
     return BillingBlocked(block.message, blocked_by=block.blocked_by)
+
+
+_SEVERITY = (Outcome.UPSTREAM_ERROR, Outcome.TIMEOUT, Outcome.UPSTREAM_UNAVAILABLE)
+
+
+def _worst(failures: list[Failure]) -> Outcome:
+    """A provider that answered with an error outranks one that timed out, which outranks one not reached."""
+    found = {f.outcome for f in failures}
+    return next((outcome for outcome in _SEVERITY if outcome in found), Outcome.UPSTREAM_UNAVAILABLE)
 
 
 def all_failed(failures: list[Failure]) -> ProxyError:
@@ -103,13 +131,14 @@ def all_failed(failures: list[Failure]) -> ProxyError:
         f"{f.provider}: " + (f"HTTP {f.status} " if f.status else "") + f.detail for f in failures
     )
     message = f"No provider could answer ({summary})"
+    outcome = _worst(failures)
     last = failures[-1] if failures else None
     if last is not None and last.status == 429:
         retry = float(last.retry_after) if last.retry_after and last.retry_after.isdigit() else 1.0
-        return RateLimited(message, retry)
+        return RateLimited(message, retry, outcome=outcome)
     if last is not None and last.overloaded:
-        return Overloaded(message)
-    return UpstreamFailed(message)
+        return Overloaded(message, outcome=outcome)
+    return UpstreamFailed(message, outcome=outcome)
 
 
 def error_type(body: bytes) -> str | None:

@@ -21,8 +21,10 @@ this month::
         print(db.exec(stmt).all())
 
 Timestamps are UTC. Refused requests (rate limits, budgets, permissions, bad
-input from a known key) have rows too, with ``status``, ``error_type`` and
-``blocked_by``; requests without a valid key do not.
+input from a known key) have rows too, with ``status`` (one `Outcome`, see
+`STATUSES`), ``error_type`` and ``blocked_by``; requests without a valid key do
+not. A stream cut before its final usage is charged an estimate
+(``usage_estimated``; see `llm_proxy.usage`).
 """
 
 from __future__ import annotations
@@ -36,12 +38,24 @@ from sqlmodel import Field, SQLModel
 
 from mcp_gateway.batch_writer import BatchWriter
 from policies.budgeting import SpendRow
+from policies.outcomes import Outcome
 from policies.providers import LlmProxySettings
 
-STATUSES = ("ok", "provider_error", "upstream_error", "rejected", "cancelled")
-"""ok: answered; provider_error: the provider answered with an error it owns (e.g. 400 for a bad
-request), relayed as is; upstream_error: no provider could answer, or the stream broke; rejected: refused
-by the gateway (see error_type and blocked_by); cancelled: the client went away mid-request."""
+STATUSES: tuple[str, ...] = tuple(outcome.value for outcome in Outcome if outcome is not Outcome.TOOL_ERROR)
+"""The `Outcome` values a model request's row can have (all but ``tool_error``):
+
+ok: answered (a stream that the provider ended with its error event is upstream_error);
+provider_error: the provider answered with an error that belongs to the client (e.g. 400), relayed as is;
+denied: model not permitted for the key, no route for it, or unpriced while unpriced models are blocked;
+invalid_request: malformed body (400) or body too large (413);
+rate_limited: a gateway rate limit refused it (429; blocked_by names it);
+budget_exceeded: a budget refused it, spent (402) or fully held by requests in flight (429; blocked_by);
+upstream_unavailable: no provider could be reached (connection refused, no key, provider budget);
+upstream_error: a provider answered with an error (5xx, 429, overloaded) on every target, or broke
+off a stream, or sent an error event in it;
+timeout: a provider stayed silent past its timeout_seconds, before answering or mid-stream;
+cancelled: the client went away, or the gateway stopped, before the answer ended;
+gateway_error: a bug in the gateway (its log has the details)."""
 
 
 class ModelRequest(SQLModel, table=True):
@@ -61,31 +75,60 @@ class ModelRequest(SQLModel, table=True):
     key_name: str
     team: str | None = None
     provider: str | None = Field(default=None, description="The provider that answered (after fallbacks).")
-    requested_model: str | None = None
+    requested_model: str | None = Field(
+        default=None, description="The model the client asked for (at most 256 characters, then …)."
+    )
     served_model: str | None = Field(default=None, description="The model the provider reports it used.")
     route: str | None = Field(default=None, description="The routes[].match that routed it.")
     attempts: int = Field(default=0, description="Providers tried (more than one means fallbacks ran).")
-    input_tokens: int = Field(default=0, description="Uncached input tokens.")
-    output_tokens: int = 0
+    input_tokens: int = Field(
+        default=0,
+        description="Uncached input tokens. Estimated (see usage_estimated) only when a stream ended "
+        "before the provider reported any: request body bytes / 3 + 1.",
+    )
+    output_tokens: int = Field(
+        default=0,
+        description="Output tokens. For a stream cut before its final usage: the UTF-8 bytes of the "
+        "output relayed (text, thinking, tool input) / 3, rounded up, at most max_tokens, never less "
+        "than the provider had reported.",
+    )
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
-    cost_usd: float = 0.0
+    usage_estimated: bool | None = Field(
+        default=None,
+        description="True when the stream ended (client gone, provider broke off or timed out, gateway "
+        "stopping) before the provider's final usage, so the tokens and cost are the gateway's estimate; "
+        "False when they are the provider's; null when nothing answered.",
+    )
+    cost_usd: float = Field(
+        default=0.0, description="From the tokens above (estimated ones too); what budgets were charged."
+    )
     price_source: str | None = Field(
         default=None, description="genai-prices:<provider>/<model> or policy:<pattern>."
     )
     latency_ms: float = Field(default=0.0, description="Arrival to last byte, in the gateway.")
     ttfb_ms: float | None = Field(default=None, description="Arrival to the first response byte sent.")
     stream: bool = False
-    status: str = Field(description="ok, provider_error, upstream_error, rejected or cancelled.")
+    status: str = Field(
+        description="What happened, one of STATUSES (policies.outcomes.Outcome): ok, provider_error, denied, "
+        "invalid_request, rate_limited, budget_exceeded, upstream_unavailable, upstream_error, timeout, "
+        "cancelled, gateway_error."
+    )
     http_status: int = 200
     error_type: str | None = Field(default=None, description="Anthropic error type, e.g. rate_limit_error.")
-    error: str | None = None
+    error: str | None = Field(default=None, description="What went wrong (at most 1000 characters).")
     blocked_by: str | None = Field(
         default=None, description="rate_limit:<scope>:<metric> or budget:<scope>:<period> that refused it."
     )
-    session_id: str | None = Field(default=None, description="x-claude-code-session-id, when sent.")
-    upstream_request_id: str | None = None
-    user_agent: str | None = None
+    session_id: str | None = Field(
+        default=None, description="x-claude-code-session-id, when sent (at most 128 characters)."
+    )
+    upstream_request_id: str | None = Field(
+        default=None, description="The provider's request-id (at most 128 characters)."
+    )
+    user_agent: str | None = Field(
+        default=None, description="The client's User-Agent (at most 128 characters)."
+    )
 
 
 class BudgetAlertRecord(SQLModel, table=True):

@@ -4,8 +4,11 @@ A stream is never buffered: each chunk read from the provider is written to the
 client before the next read, and a `StreamMeter` reads usage from it on the way.
 Whether the client is still there is only watched once a stream has run for
 `WATCH_AFTER` seconds (a short stream does not pay for a watcher task); when the
-client goes away, the provider connection is closed and the usage seen so far
-is what the ledger records.
+client goes away, the provider connection is closed. However a stream ends
+(finished, client gone, provider broken off or silent past its timeout, gateway
+stopping), the usage charged is the provider's final usage or, when that never
+came, the meter's estimate from what was relayed (``usage_estimated`` in the
+ledger; see `llm_proxy.usage`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Send
 
-from mcp_gateway.upstream.httpclient import Response
+from mcp_gateway.upstream.httpclient import ReadTimeout, Response
+from policies.bounds import MAX_ID_CHARS, clip
+from policies.outcomes import Outcome
 
 from .errors import UpstreamFailed, stream_error_event
 from .forward import UPSTREAM_ERRORS, Opened, error_detail, error_type
@@ -36,7 +41,7 @@ def response_headers(ex: Exchange, response: Response, content_type: str) -> lis
     ]
     upstream_id = response.headers.get("request-id") or response.headers.get("x-request-id")
     if upstream_id:
-        ex.upstream_request_id = upstream_id[:128]
+        ex.upstream_request_id = clip(upstream_id, MAX_ID_CHARS)
         headers.append((b"request-id", upstream_id.encode("latin-1")))
     return headers
 
@@ -46,10 +51,11 @@ async def relay_whole(ex: Exchange, opened: Opened, send: Send) -> None:
     ex.http_status = status = response.status
     if status < 300:
         ex.usage, model = usage_from_body(body, ex.dialect.openai)
+        ex.usage_estimated = False
         ex.served_model = model or ex.served_model
     else:
         body = ex.rt.redact(body)
-        ex.status, ex.error_type, ex.error = "provider_error", error_type(body), error_detail(body)
+        ex.status, ex.error_type, ex.error = Outcome.PROVIDER_ERROR, error_type(body), error_detail(body)
     headers = response_headers(ex, response, response.headers.get("content-type", "application/json"))
     headers.append((b"content-length", str(len(body)).encode()))
     if status == 429 and "retry-after" in response.headers:
@@ -89,8 +95,10 @@ async def relay_stream(ex: Exchange, opened: Opened, receive: Receive, send: Sen
         complete = True
     except UPSTREAM_ERRORS as exc:
         if not ex.client_gone:
+            silent = isinstance(exc, ReadTimeout | TimeoutError)
             failure = UpstreamFailed(
-                f"provider {ex.provider!r} broke off the stream: {describe_failure(exc)}"
+                f"provider {ex.provider!r} broke off the stream: {describe_failure(exc)}",
+                outcome=Outcome.TIMEOUT if silent else Outcome.UPSTREAM_ERROR,
             )
             ex.record_error(failure)
             event = stream_error_event(failure, ex.dialect.flavor)
@@ -104,13 +112,16 @@ async def relay_stream(ex: Exchange, opened: Opened, receive: Receive, send: Sen
             response.release()
         else:
             response.close()
-        ex.usage = meter.usage
+        parsed = ex.parsed
+        assert parsed is not None
+        ex.usage, ex.usage_estimated = meter.settle(len(parsed.body), parsed.max_tokens)
         ex.served_model = meter.model or ex.served_model
     if ex.client_gone:
-        ex.status, ex.error = "cancelled", "the client closed the stream"
+        ex.status, ex.error = Outcome.CANCELLED, "the client closed the stream"
         return
-    if meter.error_type is not None and ex.status == "ok":
-        ex.status, ex.error_type, ex.error = "upstream_error", meter.error_type, "error event in the stream"
+    if meter.error_type is not None and ex.status == Outcome.OK:
+        ex.status, ex.error_type = Outcome.UPSTREAM_ERROR, meter.error_type
+        ex.error = "error event in the stream"
     if not finished:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from mcp_gateway.auth import KeyRing
 from policies import GatewayPolicy, Principal
+from policies.bounds import echo
 from policies.budgeting import PERIODS, BudgetBook, BudgetScope, period_bounds, period_label
 from policies.counters import Clock, CounterStore, MemoryCounterStore
 from policies.pricing import PriceBook
@@ -74,15 +75,15 @@ class LlmRuntime:
             return found
         routed = self.router.route(model, principal)
         if routed is None:
-            raise NotFound(f"Model {model!r} is not served by this gateway (no route matches it)")
+            raise NotFound(f"Model {echo(model)} is not served by this gateway (no route matches it)")
         targets = tuple(t for t in routed.targets if t.kind == dialect.kind)
         if not targets:
             other = "/v1/messages" if dialect.openai else "/v1/chat/completions"
             raise NotFound(
-                f"Model {model!r} is routed to a provider that does not speak this API; use {other}"
+                f"Model {echo(model)} is routed to a provider that does not speak this API; use {other}"
             )
         if not self.router.allows(principal, model, targets[0].model):
-            raise PermissionDenied(f"Key {principal.key_id!r} may not use model {model!r}")
+            raise PermissionDenied(f"Key {principal.key_id!r} may not use model {echo(model)}")
         found = Resolved(targets, routed.route, self.budgets.caller_scopes(principal))
         if len(self._resolved) >= 10_000:
             self._resolved.clear()

@@ -6,15 +6,37 @@ chunk on the way (it never holds a chunk back). Anthropic reports usage in
 output, and lately the input fields again): the latest value of each field
 wins, so nothing is counted twice. OpenAI-compatible streams report usage in a
 final chunk when ``stream_options.include_usage`` is set.
+
+A stream that ends without that final usage (the client went away, the provider
+broke off or fell silent, the gateway stopped) is charged an estimate, so that
+cutting a stream does not dodge budgets or ``tokens_per_minute``
+(`StreamMeter.settle`): output tokens are the UTF-8 bytes of the output the
+client was relayed (Anthropic ``text_delta``, ``thinking_delta`` and
+``input_json_delta``; OpenAI ``delta.content``, ``refusal``, ``reasoning_content``,
+``reasoning`` and ``tool_calls[].function.arguments``) divided by
+`ESTIMATE_BYTES_PER_TOKEN` (3, rounded up; real text runs 3.5-4.5 bytes per
+token, so the estimate errs high), at most the request's ``max_tokens`` and never
+less than the provider already reported. Input tokens are what the provider
+reported (Anthropic's ``message_start``); when it reported none (an OpenAI stream
+cut before its usage chunk), the request body's bytes divided by the same ratio,
+plus one (the rule budgets reserve by).
+
+The meter keeps its fast path: until the final usage arrives it only keeps a
+reference to each relayed chunk; the chunks are decoded only when the final usage
+never came, or in batches of `KEEP_BYTES` on very long streams (to bound memory).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from policies.pricing import Usage
+from policies.pricing import ESTIMATE_BYTES_PER_TOKEN, Usage
+
+KEEP_BYTES = 256 * 1024
+"""Relayed bytes kept per stream for an estimate before they are decoded and counted."""
 
 _ANTHROPIC_FIELDS = (
     "input_tokens",
@@ -79,7 +101,17 @@ _OPENAI_MARKERS = (b'"usage":{', b'"usage": {', b'"error"')
 class StreamMeter:
     """Splits a relayed SSE byte stream into events and reads the ones that carry usage."""
 
-    __slots__ = ("_tail", "error_type", "fields", "model", "openai")
+    __slots__ = (
+        "_counted",
+        "_kept",
+        "_kept_bytes",
+        "_tail",
+        "error_type",
+        "fields",
+        "final",
+        "model",
+        "openai",
+    )
 
     def __init__(self, openai: bool) -> None:
         self.openai = openai
@@ -88,8 +120,21 @@ class StreamMeter:
         self.model: str | None = None
         self.error_type: str | None = None
         """Set when the provider sent an error event inside the stream."""
+        self.final = False
+        """Whether the provider's final usage arrived (``message_delta``; the OpenAI usage chunk)."""
+        self._kept: list[bytes] | None = []
+        """Relayed chunks not yet counted for an estimate; None once the final usage arrived."""
+        self._kept_bytes = 0
+        self._counted = 0
+        """Output bytes counted from chunks no longer kept."""
 
     def feed(self, chunk: bytes) -> None:
+        kept = self._kept
+        if kept is not None:
+            kept.append(chunk)
+            self._kept_bytes += len(chunk)
+            if self._kept_bytes > KEEP_BYTES:
+                self._count_kept()
         data = self._tail + chunk if self._tail else chunk
         last = data.rfind(b"\n\n")
         if last == -1:
@@ -116,9 +161,45 @@ class StreamMeter:
 
     @property
     def usage(self) -> Usage:
+        """The usage the provider reported so far."""
         if self.openai:
             return openai_usage(self.fields.get("usage"))
         return anthropic_usage(self.fields)
+
+    def settle(self, request_bytes: int, max_tokens: int | None) -> tuple[Usage, bool]:
+        """The usage to charge, and whether it is an estimate (the final usage never came; see above)."""
+        reported = self.usage
+        if self.final:
+            return reported, False
+        relayed = self._counted
+        if self._kept:
+            relayed += output_bytes(b"".join(self._kept), self.openai)
+        output = -(-relayed // ESTIMATE_BYTES_PER_TOKEN)
+        if max_tokens is not None and max_tokens > 0:
+            output = min(output, max_tokens)
+        output = max(output, reported.output_tokens)
+        input_reported = "usage" in self.fields if self.openai else "input_tokens" in self.fields
+        input_tokens = (
+            reported.input_tokens if input_reported else request_bytes // ESTIMATE_BYTES_PER_TOKEN + 1
+        )
+        return replace(reported, input_tokens=input_tokens, output_tokens=output), True
+
+    def _count_kept(self) -> None:
+        """Count the complete events kept so far and keep only the incomplete rest (bounded memory)."""
+        assert self._kept is not None
+        data = b"".join(self._kept)
+        end = data.rfind(b"\n\n")
+        if end == -1:
+            self._kept = [data]
+            return
+        self._counted += output_bytes(data[:end], self.openai)
+        rest = data[end + 2 :]
+        self._kept = [rest] if rest else []
+        self._kept_bytes = len(rest)
+
+    def _final(self) -> None:
+        self.final = True
+        self._kept = None
 
     def _event(self, data: bytes, start: int, end: int) -> None:
         if self.openai:
@@ -130,6 +211,10 @@ class StreamMeter:
             if payload is not None:
                 if isinstance(payload.get("usage"), dict):
                     self.fields["usage"] = payload["usage"]
+                    # The include_usage chunk has no choices; a provider that reports usage on every
+                    # chunk (cumulative) has reported its final usage with the finish_reason.
+                    if not self.final and _last_openai_chunk(payload.get("choices")):
+                        self._final()
                 if isinstance(payload.get("model"), str):
                     self.model = payload["model"]
             return
@@ -145,7 +230,14 @@ class StreamMeter:
         elif data.startswith(b"event: message_delta", start):
             payload = _data_json(data[start:end])
             if payload is not None:
-                self._merge(payload.get("usage"))
+                usage = payload.get("usage")
+                self._merge(usage)
+                if (
+                    not self.final
+                    and isinstance(usage, dict)
+                    and _int(usage.get("output_tokens")) is not None
+                ):
+                    self._final()
         elif data.startswith(b"event: error", start):
             payload = _data_json(data[start:end])
             error = payload.get("error") if payload else None
@@ -166,6 +258,67 @@ class StreamMeter:
         error = payload.get("error") if payload else None
         if isinstance(error, dict):
             self.error_type = str(error.get("type") or "api_error")
+
+
+def _last_openai_chunk(choices: Any) -> bool:
+    if not isinstance(choices, list) or not choices:
+        return True
+    return any(isinstance(choice, dict) and choice.get("finish_reason") for choice in choices)
+
+
+_ANTHROPIC_TEXT = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
+_OPENAI_TEXT = ("content", "refusal", "reasoning_content", "reasoning")
+
+
+def output_bytes(data: bytes, openai: bool) -> int:
+    """UTF-8 bytes of model output (text, thinking, tool input) in the complete SSE events of ``data``."""
+    total = 0
+    for event in data.split(b"\n\n"):
+        if openai:
+            if b'"delta"' not in event:
+                continue
+            payload = _event_json(event)
+            choices = payload.get("choices") if payload else None
+            for choice in choices if isinstance(choices, list) else ():
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if isinstance(delta, dict):
+                    total += _openai_delta_bytes(delta)
+        elif b'"content_block_delta"' in event:
+            payload = _event_json(event)
+            delta = payload.get("delta") if payload else None
+            if isinstance(delta, dict):
+                field = _ANTHROPIC_TEXT.get(str(delta.get("type")))
+                value = delta.get(field) if field else None
+                if isinstance(value, str):
+                    total += len(value) if value.isascii() else len(value.encode())
+    return total
+
+
+def _event_json(event: bytes) -> dict[str, Any] | None:
+    """`_data_json`, faster for the usual event: one ``data:`` line, after the ``event:`` line."""
+    at = event.find(b"data:")
+    if at == -1:
+        return None
+    try:
+        payload = orjson.loads(event[at + 5 :])
+    except orjson.JSONDecodeError:
+        return _data_json(event)  # data split over several lines, or not JSON
+    return payload if isinstance(payload, dict) else None
+
+
+def _openai_delta_bytes(delta: dict[str, Any]) -> int:
+    total = 0
+    for name in _OPENAI_TEXT:
+        value = delta.get(name)
+        if isinstance(value, str):
+            total += len(value) if value.isascii() else len(value.encode())
+    calls = delta.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        if isinstance(arguments, str):
+            total += len(arguments) if arguments.isascii() else len(arguments.encode())
+    return total
 
 
 def _data_json(event: bytes) -> dict[str, Any] | None:

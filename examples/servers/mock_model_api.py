@@ -17,7 +17,8 @@ benchmark measures the gateway rather than a model:
   reply quotes the result.
 - ``--latency-ms`` before the first byte, ``--chunk-delay-ms`` between stream
   events, ``--fail-status`` (with ``--fail-count``) to play a failing provider,
-  ``--api-key`` to require a provider key.
+  ``--cut-after-events`` to break every stream's connection after that many
+  events (a provider that dies mid-stream), ``--api-key`` to require a provider key.
 
 ``python -m examples.servers.mock_model_api --port 8100`` serves it on loopback.
 """
@@ -65,6 +66,12 @@ class MockOptions:
     fail_status: int | None = None
     fail_count: int | None = None
     """Fail only the first N requests (None: every request while ``fail_status`` is set)."""
+    cut_after_events: int | None = None
+    """Break each stream's connection after this many events, without ending the stream properly."""
+
+
+class StreamCut(Exception):
+    """Raised inside the ASGI app to make the server drop a stream's connection mid-response."""
 
 
 @dataclass
@@ -208,6 +215,8 @@ class MockModelApi:
             if index:
                 await self._delay()
             await self._pause(index)
+            if index == self.options.cut_after_events:
+                raise StreamCut(f"the mock model API was told to cut streams after {index} events")
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -543,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key", help="require this provider key (x-api-key or Authorization: Bearer)")
     parser.add_argument("--fail-status", type=int, help="answer every request with this HTTP status")
     parser.add_argument("--fail-count", type=int, help="with --fail-status: fail only the first N requests")
+    parser.add_argument("--cut-after-events", type=int, help="break each stream's connection after N events")
     return parser
 
 
@@ -560,6 +570,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             api_key=args.api_key,
             fail_status=args.fail_status,
             fail_count=args.fail_count,
+            cut_after_events=args.cut_after_events,
         )
     )
     print(

@@ -176,7 +176,7 @@ async def test_team_budget_blocks_every_key_of_the_team(tmp_path: Path) -> None:
             assert (await proxy.messages(key=KEY_CAROL)).status_code == 200  # team ops is not affected
             assert len(api.received) == 3
             rows = await proxy.ledger()
-            blocked = [(r.key_id, r.blocked_by, r.http_status) for r in rows if r.status == "rejected"]
+            blocked = [(r.key_id, r.blocked_by, r.http_status) for r in rows if r.status == "budget_exceeded"]
             assert blocked == [
                 ("alice", "budget:team:eng:monthly", 402),
                 ("bob", "budget:team:eng:monthly", 402),

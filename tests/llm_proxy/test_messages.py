@@ -151,7 +151,7 @@ async def test_model_not_allowed_is_403_permission_error(tmp_path: Path) -> None
             assert len(api.received) == 1
             rows = await proxy.ledger()
             assert [(r.status, r.http_status, r.error_type) for r in rows] == [
-                ("rejected", 403, "permission_error"),
+                ("denied", 403, "permission_error"),
                 ("ok", 200, None),
             ]
 
@@ -245,7 +245,7 @@ async def test_bad_input_gets_a_clear_4xx_and_the_service_keeps_running(
             assert not api.received
             assert (await proxy.messages()).status_code == 200
             rows = await proxy.ledger()
-            assert [r.status for r in rows] == ["rejected", "ok"]
+            assert [r.status for r in rows] == ["invalid_request", "ok"]
 
 
 async def test_provider_errors_are_relayed_without_fallback(tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ async def test_rpm_and_tpm_through_the_proxy(tmp_path: Path) -> None:
         assert by_tokens.status_code == 429
         assert "tokens per minute" in by_tokens.json()["error"]["message"]
         rows = await proxy.ledger()
-        refused_rows = [r for r in rows if r.status == "rejected"]
+        refused_rows = [r for r in rows if r.status == "rate_limited"]
         assert [r.blocked_by for r in refused_rows] == [
             "rate_limit:key:alice:requests_per_minute",
             "rate_limit:key:alice:tokens_per_minute",

@@ -66,7 +66,7 @@ async def test_a_stream_that_goes_silent_ends_after_the_provider_timeout(tmp_pat
             assert name == "error" and data["error"]["type"] == "api_error"
             assert data["error"]["message"] == "provider 'primary' broke off the stream: timed out"
             [row] = await proxy.ledger()
-            assert (row.status, row.input_tokens, row.error_type) == ("upstream_error", 7, "api_error")
+            assert (row.status, row.input_tokens, row.error_type) == ("timeout", 7, "api_error")
             pool = proxy.llm.providers["primary"].pool
             assert (pool.in_use, pool.open_connections) == (0, 0)
         release.set()
