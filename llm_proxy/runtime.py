@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from mcp_gateway.auth import KeyRing
 from policies import GatewayPolicy, Principal
-from policies.bounds import echo
+from policies.bounds import MAX_NAME_CHARS, echo
 from policies.budgeting import PERIODS, BudgetBook, BudgetScope, period_bounds, period_label
 from policies.counters import Clock, CounterStore, MemoryCounterStore
 from policies.pricing import PriceBook
@@ -85,9 +85,10 @@ class LlmRuntime:
         if not self.router.allows(principal, model, targets[0].model):
             raise PermissionDenied(f"Key {principal.key_id!r} may not use model {echo(model)}")
         found = Resolved(targets, routed.route, self.budgets.caller_scopes(principal))
-        if len(self._resolved) >= 10_000:
-            self._resolved.clear()
-        self._resolved[cache_key] = found
+        if len(model) <= MAX_NAME_CHARS:  # a stream of huge distinct names must not fill memory
+            if len(self._resolved) >= 10_000:
+                self._resolved.clear()
+            self._resolved[cache_key] = found
         return found
 
     @property

@@ -254,7 +254,10 @@ async def test_a_frozen_upstream_fails_its_health_check_and_is_restarted(
         upstream_stdio(
             # The probe's timeout is min(10 s, startup timeout): 3 s finds the frozen child quickly without
             # making ordinary starts fail on a loaded machine (which would count as restarts too).
-            "alpha", health_interval_seconds=0.3, startup_timeout_seconds=3, max_restart_delay_seconds=0.5
+            "alpha",
+            health_interval_seconds=0.3,
+            startup_timeout_seconds=3,
+            max_restart_delay_seconds=0.5,
         )
     )
     async with run_gateway(cfg, tmp_path) as gw, mcp_client(gw.url, KEY, "2026-07-28") as client:
