@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -155,8 +158,14 @@ async def test_a_get_stream_open_longer_than_both_deadlines_survives(
     ],
 )
 async def test_over_the_in_flight_cap_a_request_gets_503_with_a_json_body(
-    tmp_path: Path, keys_env: dict[str, str], path: str, method: str, shape: str
+    tmp_path: Path,
+    keys_env: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    method: str,
+    shape: str,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="mcp_gateway.serving")
     async with (
         run_gateway(config(keep_alive_seconds=60, max_requests_in_flight=1), tmp_path) as gateway,
         httpx2.AsyncClient(timeout=30) as http,
@@ -197,6 +206,9 @@ async def test_over_the_in_flight_cap_a_request_gets_503_with_a_json_body(
         assert "limit of 1 requests in flight (gateway.max_requests_in_flight)" in message
         if shape == "anthropic":
             assert body["type"] == "error" and body["error"]["type"] == "overloaded_error"
+        # One warning for the operator, however many requests were refused meanwhile.
+        warnings = [r.getMessage() for r in caplog.records if r.name == "mcp_gateway.serving"]
+        assert len(warnings) == 1 and warnings[0].startswith("refusing requests: 1 in flight")
         # The slot is free again once the stream has ended.
         with anyio.fail_after(GUARD):
             while (await http.get(f"{gateway.base}/healthz")).status_code != 200:
@@ -252,3 +264,18 @@ async def test_over_the_connection_cap_with_nothing_idle_a_request_gets_503_and_
                 assert await reader.read() == b""
         first_writer.write(b"Host: 127.0.0.1\r\n\r\n")
         assert (await read_response(first_reader))[0] == 200
+
+
+def test_serve_lifts_the_open_files_limit_to_fit_max_connections() -> None:
+    script = (
+        "import resource\n"
+        "from mcp_gateway.serving import raise_open_file_limit\n"
+        "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "raise_open_file_limit(1000)\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    soft, hard = (int(value) for value in out.stdout.split())
+    wanted = 1000 + serving.FILE_LIMIT_MARGIN
+    assert soft == (wanted if hard < 0 else min(wanted, hard))
