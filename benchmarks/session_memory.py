@@ -120,7 +120,9 @@ async def run_case(case: str, sessions: int) -> dict[str, Any]:
     policy = {"gateway": gateway, "virtual_keys": [{"id": "bench", "secret_env": "BENCH_KEY"}]}
     app = create_app(Settings.from_text(orjson.dumps(policy).decode()))
     body = initialize_body(padding)
-    async with app.router.lifespan_context(app) as state:
+    async with app.router.lifespan_context(app) as lifespan_state:
+        assert lifespan_state is not None
+        state = dict(lifespan_state)
         runtime = state["runtime"]
         for _ in range(50):  # warm-up: first-call allocations, then back to no sessions
             await post(app, state, body)
@@ -128,9 +130,9 @@ async def run_case(case: str, sessions: int) -> dict[str, Any]:
         gc.collect()
         before = rss_bytes()
         started = time.perf_counter()
-        statuses: dict[int, int] = {}
+        statuses: dict[str, int] = {}
         for _ in range(sessions):
-            status = await post(app, state, body)
+            status = str(await post(app, state, body))
             statuses[status] = statuses.get(status, 0) + 1
         elapsed = time.perf_counter() - started
         gc.collect()
@@ -153,7 +155,7 @@ def report(results: list[dict[str, Any]]) -> None:
     print(f"{'case':14} {'payload B':>10} {'sessions':>9} {'RSS growth MB':>14} {'MB/1000':>8} {'statuses'}")
     for r in results:
         per_thousand = r["rss_growth"] / 1e6 / (r["requests"] / 1000)
-        statuses = ", ".join(f"{code}x{count}" for code, count in sorted(r["statuses"].items(), key=lambda item: int(item[0])))
+        statuses = ", ".join(f"{code}x{count}" for code, count in sorted(r["statuses"].items()))
         print(
             f"{r['case']:14} {r['payload']:>10} {r['sessions']:>9} {r['rss_growth'] / 1e6:>14.2f} "
             f"{per_thousand:>8.3f} {statuses}  ({r['seconds']:.1f} s)"
@@ -170,7 +172,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.case:
-        print(orjson.dumps(asyncio.run(run_case(args.case, args.sessions)), option=orjson.OPT_NON_STR_KEYS).decode())
+        print(orjson.dumps(asyncio.run(run_case(args.case, args.sessions))).decode())
         return
     results = []
     for case in CASES:
