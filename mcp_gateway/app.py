@@ -138,7 +138,11 @@ def create_app(
         await keys.refresh()
         llm = await start_llm_runtime(policy, engine, keys, clock=clock, store=counter_store)
         hub = UpstreamHub(policy, connection_factory)
-        sessions = SessionStore(idle_timeout=policy.gateway.session_idle_seconds)
+        sessions = SessionStore(
+            idle_timeout=policy.gateway.session_idle_seconds,
+            max_sessions=policy.gateway.max_sessions,
+            max_per_key=policy.gateway.max_sessions_per_key,
+        )
         runtime = GatewayRuntime(policy, engine, keys, hub, audit, sessions, shutdown, llm.limiter)
         hub.start()
         sweeper = asyncio.create_task(_sweep_sessions(runtime), name="session-sweeper")

@@ -22,6 +22,7 @@ from policies import ConfigError, GatewayPolicy, LoadedPolicy, Principal, load_p
 from policies.outcomes import OUTCOMES, parse_outcome
 from policies.secrets import SECRET_PREFIX
 
+from .serving import raise_open_file_limit, uvicorn_config
 from .settings import Settings
 
 logger = logging.getLogger("mcp_gateway")
@@ -158,19 +159,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = create_app(settings)
     gateway = settings.policy.gateway
-    config = uvicorn.Config(
-        app,
-        host=gateway.host,
-        port=gateway.port,
-        log_level=args.log_level.lower(),
-        access_log=False,
-        http="httptools",
-        loop="auto",
-        lifespan="on",
-        timeout_graceful_shutdown=int(gateway.shutdown_grace_seconds) or None,
-        server_header=False,
-        proxy_headers=False,
-    )
+    raise_open_file_limit(gateway.max_connections)
+    config = uvicorn_config(app, gateway, log_level=args.log_level.lower())
     server = GatewayServer(config, app.state.shutdown, _banner(args, settings, gateway.host, gateway.port))
     server.run()
     return 0

@@ -118,6 +118,64 @@ class GatewaySettings(BaseModel):
             "most 200: the gateway re-encodes what it stores and forwards, and its encoder stops at 254."
         ),
     )
+    max_sessions: int = Field(
+        default=10_000,
+        ge=1,
+        description=(
+            "Open 2025-11-25 sessions (Mcp-Session-Id) in this process, all keys together. At the cap, "
+            "after idle sessions expire, a new initialize is refused with HTTP 503; no other key's "
+            "session is closed to make room."
+        ),
+    )
+    max_sessions_per_key: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "Open sessions one virtual key may hold. A key's initialize beyond it closes that key's own "
+            "least recently used session (one without an open GET stream if possible), never another key's."
+        ),
+    )
+    max_initialize_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description=(
+            "Largest initialize request body accepted (the general limit is max_body_bytes); a larger one "
+            "is refused with HTTP 413 and a JSON-RPC error. Sessions keep only the client's name, version, "
+            "protocol version and capability flags, never the payload."
+        ),
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Time from a request's first byte until its headers are complete; a slower client is answered "
+            "408 and disconnected. Once the headers are in, long responses (streams) are not cut."
+        ),
+    )
+    keep_alive_seconds: float = Field(
+        default=75.0,
+        gt=0,
+        description=(
+            "How long a client connection may sit without a request: after it opens and after each "
+            "response. Keep it above the idle timeout of a load balancer in front (60 s on most)."
+        ),
+    )
+    max_connections: int = Field(
+        default=2000,
+        ge=1,
+        description=(
+            "Client connections open at once. Over it the longest idle kept-alive connection is closed to "
+            "make room; if none is idle, the new connection's request gets HTTP 503 with Retry-After."
+        ),
+    )
+    max_requests_in_flight: int = Field(
+        default=1000,
+        ge=1,
+        description=(
+            "Requests being served at once, long-lived streams included; further requests get HTTP 503 "
+            "with Retry-After and a JSON body saying why."
+        ),
+    )
     audit: AuditSettings = Field(default_factory=AuditSettings, description="The tool-call audit log.")
 
     @field_validator("host")

@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 from mcp_gateway.app import create_app
 from mcp_gateway.audit import ToolCall
 from mcp_gateway.runtime import GatewayRuntime
+from mcp_gateway.serving import uvicorn_config
 from mcp_gateway.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +108,7 @@ async def run_gateway(
         settings.policy.model_copy(update={"gateway": gateway}), settings.source, settings.warnings
     )
     app = create_app(settings, **(app_options or {}))
-    config_ = uvicorn.Config(app, host="127.0.0.1", port=gateway.port, log_level="warning", lifespan="on")
+    config_ = uvicorn_config(app, gateway, host="127.0.0.1", log_level="warning")
     server = uvicorn.Server(config_)
     task = asyncio.create_task(server.serve())
     try:

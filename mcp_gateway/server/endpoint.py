@@ -31,8 +31,9 @@ from policies.bounds import echo
 from .. import jsonrpc
 from ..errors import GatewayError, HttpProblem, InvalidParams, InvalidRequest, jsonrpc_error
 from .context import RequestContext
+from .handshake import client_string, summarize_capabilities
 from .methods import SERVER_INFO, SERVER_INFO_KEY, dispatch, initialize_result, negotiate_version
-from .sessions import Session
+from .sessions import Session, SessionLimitReached
 from .streams import serve_listen, serve_session_stream
 from .wire import (
     DUPLICATE_ROUTING_HEADER,
@@ -118,11 +119,20 @@ class McpEndpoint:
             raise HttpProblem(
                 406, "not_acceptable", "Accept must include application/json or text/event-stream"
             )
-        body = await read_body(receive, runtime.policy.gateway.max_body_bytes, headers.get("content-length"))
+        gateway = runtime.policy.gateway
+        body = await read_body(receive, gateway.max_body_bytes, headers.get("content-length"))
         try:
             message = jsonrpc.parse_message(body, max_depth=runtime.policy.gateway.max_json_depth)
         except GatewayError as exc:
             await send_json(send, exc.http_status, jsonrpc.error_response(None, jsonrpc_error(exc)))
+            return
+        if len(body) > gateway.max_initialize_bytes and message.get("method") == "initialize":
+            error = InvalidRequest(
+                f"initialize is {len(body)} bytes; the gateway accepts at most "
+                f"{gateway.max_initialize_bytes} (gateway.max_initialize_bytes). "
+                "Send a smaller clientInfo and capabilities"
+            )
+            await send_json(send, 413, jsonrpc.error_response(message.get("id"), jsonrpc_error(error)))
             return
         version = headers.get("mcp-protocol-version")
         session_id = headers.get("mcp-session-id")
@@ -276,14 +286,30 @@ class McpEndpoint:
             await send_json(send, 200, jsonrpc.error_response(message["id"], jsonrpc_error(error)))
             return
         version = negotiate_version(params.get("protocolVersion"))
-        session = runtime.sessions.create(principal, version, client_info, capabilities)
+        try:
+            session = runtime.sessions.create(
+                principal,
+                version,
+                client_string(client_info, "name"),
+                client_string(client_info, "version"),
+                summarize_capabilities(capabilities),
+            )
+        except SessionLimitReached as exc:
+            logger.warning("initialize by key %s refused: %s", principal.key_id, exc.message)
+            await send_json(
+                send,
+                exc.http_status,
+                jsonrpc.error_response(message["id"], jsonrpc_error(exc)),
+                [(b"retry-after", b"60")],
+            )
+            return
         ctx = RequestContext(
             runtime,
             principal,
             runtime.grant(principal),
             False,
             version,
-            client_info,
+            session.client_info,
             session,
             message["id"],
             None,
