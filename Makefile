@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= examples/gateway.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench e2e-deps clean
+.PHONY: run test lint typecheck layers check bench e2e-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,7 @@ test: $(STAMP) e2e-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
 e2e-deps:
@@ -44,6 +45,9 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
 
 check: $(STAMP)
 	$(BIN)/mcp-gateway check --config $(CONFIG)

@@ -1,4 +1,4 @@
-"""What the nesting-depth check (`mcp_gateway.json_depth`) costs on both hot paths.
+"""What the nesting-depth check (`gateway_common.json_depth`) costs on both hot paths.
 
 Run: ``python benchmarks/json_depth.py``. Two bodies: a typical tools/call and a
 ~230 KB Claude-Code-like /v1/messages request (system prompt, 25 tools with nested
@@ -21,8 +21,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gateway_common.json_depth import nesting_exceeds
 from llm_proxy.dialects import MESSAGES
-from mcp_gateway.json_depth import nesting_exceeds
 from mcp_gateway.jsonrpc import parse_message
 
 LIMIT = 64

@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 from _support import cpu_seconds, free_port, pin
 
-from mcp_gateway.upstream.httpclient import HttpPool
+from gateway_common.http.pool import HttpPool
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "mgw_bench_0123456789abcdef"
@@ -225,7 +225,7 @@ def main() -> None:
             stderr=subprocess.STDOUT,
         )
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "mcp_gateway", "serve", "--config", str(config), "--log-level", "warning"],
+            [sys.executable, "-m", "gateway_app", "serve", "--config", str(config), "--log-level", "warning"],
             cwd=REPO,
             stdout=logs[1],
             stderr=subprocess.STDOUT,

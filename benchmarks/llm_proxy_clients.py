@@ -1,6 +1,6 @@
 """Which HTTP client should the model proxy use upstream? HttpPool and httpx against the mock model API.
 
-``HttpPool`` (``mcp_gateway.upstream.httpclient``) is the proxy's upstream client; httpx
+``HttpPool`` (``gateway_common.http.pool``) is the proxy's upstream client; httpx
 is the library the project uses elsewhere (tests, webhooks). aiohttp, the proxy's
 previous upstream client, is no longer a dependency; ``../shared/notes/hot-path.md``
 has the three side by side.
@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 from _support import free_port, pin
 
-from mcp_gateway.upstream.httpclient import HttpPool
+from gateway_common.http.pool import HttpPool
 
 REPO = Path(__file__).resolve().parents[1]
 BODY = (

@@ -222,7 +222,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "mcp_gateway",
+                "gateway_app",
                 "serve",
                 "--config",
                 str(workdir / "gateway.yaml"),

@@ -104,8 +104,8 @@ async def post(app: Any, state: dict[str, Any], body: bytes) -> int:
 
 
 async def run_case(case: str, sessions: int) -> dict[str, Any]:
-    from mcp_gateway.app import create_app
-    from mcp_gateway.settings import Settings
+    from gateway_app.app import create_app
+    from gateway_app.settings import Settings
 
     max_initialize, padding = CASES[case]
     workdir = Path(tempfile.mkdtemp(prefix="session-memory-"))

@@ -39,7 +39,7 @@ import yaml
 from _support import free_port, pin
 from mcp_tools_call import ENVELOPE, UPSTREAM
 
-from mcp_gateway.upstream.httpclient import HttpPool
+from gateway_common.http.pool import HttpPool
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "mgw_bench_sigkill_0123456789abcdef"
@@ -191,7 +191,7 @@ def one_run(args: argparse.Namespace, upstream_port: int, mock_port: int, number
                 [
                     sys.executable,
                     "-m",
-                    "mcp_gateway",
+                    "gateway_app",
                     "serve",
                     "--config",
                     str(config),

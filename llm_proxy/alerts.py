@@ -16,9 +16,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from llm_proxy.ledger import AlertWriter
 from policies.budgeting import BudgetAlert
-
-from .ledger import AlertWriter
 
 logger = logging.getLogger("llm_proxy.budgets")
 

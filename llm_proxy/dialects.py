@@ -13,10 +13,9 @@ from typing import Any, Literal
 
 import orjson
 
-from mcp_gateway.json_depth import is_depth_refusal, nesting_exceeds
+from gateway_common.json_depth import is_depth_refusal, nesting_exceeds
+from llm_proxy.errors import Flavor, InvalidRequest
 from policies.routing import ProviderKind
-
-from .errors import Flavor, InvalidRequest
 
 
 def _load(body: bytes, max_depth: int) -> Any:

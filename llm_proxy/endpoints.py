@@ -15,21 +15,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_gateway.server.wire import ClientGone
-from policies.bounds import echo
-
-from .dialects import CHAT_COMPLETIONS, MESSAGES, Dialect, parse_count_tokens
-from .errors import (
+from gateway_common.asgi import ClientGone
+from llm_proxy.dialects import CHAT_COMPLETIONS, MESSAGES, Dialect, parse_count_tokens
+from llm_proxy.errors import (
     NotFound,
     PermissionDenied,
     ProxyError,
     UpstreamFailed,
     error_response,
 )
-from .exchange import Exchange, authenticate, client_headers, read_body
-from .forward import RETRY_STATUSES, UPSTREAM_ERRORS
-from .runtime import LlmRuntime
-from .upstream import describe_failure
+from llm_proxy.exchange import Exchange, authenticate, client_headers, read_body
+from llm_proxy.forward import RETRY_STATUSES, UPSTREAM_ERRORS
+from llm_proxy.runtime import LlmRuntime
+from llm_proxy.upstream import describe_failure
+from policies.bounds import echo
 
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 

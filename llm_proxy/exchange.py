@@ -20,19 +20,11 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from mcp_gateway.auth import bearer_token
-from mcp_gateway.server.wire import ClientGone
-from mcp_gateway.server.wire import read_body as read_limited_body
-from policies import Principal
-from policies.bounds import MAX_ERROR_CHARS, MAX_ID_CHARS, MAX_NAME_CHARS, clip, echo
-from policies.budgeting import BudgetBlock, Reservation
-from policies.outcomes import Outcome
-from policies.pricing import ZERO_USAGE, Rates, Usage
-from policies.ratelimit import RequestTicket
-from policies.routing import Target
-
-from .dialects import Dialect, ParsedRequest
-from .errors import (
+from gateway_common.asgi import ClientGone
+from gateway_common.asgi import read_body as read_limited_body
+from gateway_common.auth import bearer_token
+from llm_proxy.dialects import Dialect, ParsedRequest
+from llm_proxy.errors import (
     AuthenticationFailed,
     PermissionDenied,
     ProxyError,
@@ -40,9 +32,16 @@ from .errors import (
     RequestTooLarge,
     error_response,
 )
-from .forward import Failure, Opened, all_failed, budget_error, try_target
-from .relay import relay_stream, relay_whole
-from .runtime import LlmRuntime
+from llm_proxy.forward import Failure, Opened, all_failed, budget_error, try_target
+from llm_proxy.relay import relay_stream, relay_whole
+from llm_proxy.runtime import LlmRuntime
+from policies import Principal
+from policies.bounds import MAX_ERROR_CHARS, MAX_ID_CHARS, MAX_NAME_CHARS, clip, echo
+from policies.budgeting import BudgetBlock, Reservation
+from policies.outcomes import Outcome
+from policies.pricing import ZERO_USAGE, Rates, Usage
+from policies.ratelimit import RequestTicket
+from policies.routing import Target
 
 logger = logging.getLogger("llm_proxy")
 

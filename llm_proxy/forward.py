@@ -20,15 +20,14 @@ from dataclasses import dataclass
 
 import orjson
 
-from mcp_gateway.upstream.httpclient import ConnectError, HttpClientError, ReadTimeout, Response
+from gateway_common.http.pool import ConnectError, HttpClientError, ReadTimeout, Response
+from llm_proxy.dialects import Dialect, ParsedRequest
+from llm_proxy.errors import BillingBlocked, Overloaded, ProxyError, RateLimited, UpstreamFailed
+from llm_proxy.upstream import ProviderClient, ProviderUnavailable, describe_failure
+from llm_proxy.usage import first_event_is_error
 from policies.budgeting import BudgetBlock
 from policies.outcomes import Outcome
 from policies.routing import Target
-
-from .dialects import Dialect, ParsedRequest
-from .errors import BillingBlocked, Overloaded, ProxyError, RateLimited, UpstreamFailed
-from .upstream import ProviderClient, ProviderUnavailable, describe_failure
-from .usage import first_event_is_error
 
 RETRY_STATUSES = frozenset({401, 403, 408, 429, 500, 502, 503, 504, 529})
 UPSTREAM_ERRORS = (HttpClientError, TimeoutError, OSError, ProviderUnavailable)

@@ -9,7 +9,7 @@ this month::
     from datetime import UTC, datetime
     from sqlmodel import Session, func, select
     from llm_proxy.ledger import ModelRequest
-    from mcp_gateway.db import make_engine
+    from gateway_common.db import make_engine
 
     month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     with Session(make_engine("sqlite:///data/gateway.db")) as db:
@@ -36,7 +36,7 @@ from sqlalchemy import Engine, Index, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Field, SQLModel
 
-from mcp_gateway.batch_writer import BatchWriter
+from gateway_common.writers.batch import BatchWriter
 from policies.budgeting import SpendRow
 from policies.outcomes import Outcome
 from policies.providers import LlmProxySettings

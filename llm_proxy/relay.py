@@ -19,17 +19,16 @@ from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Send
 
-from mcp_gateway.upstream.httpclient import ReadTimeout, Response
+from gateway_common.http.pool import ReadTimeout, Response
+from llm_proxy.errors import UpstreamFailed, stream_error_event
+from llm_proxy.forward import UPSTREAM_ERRORS, Opened, error_detail, error_type
+from llm_proxy.upstream import describe_failure
+from llm_proxy.usage import StreamMeter, usage_from_body
 from policies.bounds import MAX_ID_CHARS, clip
 from policies.outcomes import Outcome
 
-from .errors import UpstreamFailed, stream_error_event
-from .forward import UPSTREAM_ERRORS, Opened, error_detail, error_type
-from .upstream import describe_failure
-from .usage import StreamMeter, usage_from_body
-
 if TYPE_CHECKING:
-    from .exchange import Exchange
+    from llm_proxy.exchange import Exchange
 
 WATCH_AFTER = 0.05
 

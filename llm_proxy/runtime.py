@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from mcp_gateway.auth import KeyRing
+from gateway_common.auth import KeyRing
+from llm_proxy.alerts import AlertSink
+from llm_proxy.dialects import Dialect
+from llm_proxy.errors import NotFound, PermissionDenied
+from llm_proxy.ledger import AlertWriter, LedgerWriter, alerts_since, spend_since
+from llm_proxy.upstream import ProviderClient, open_providers
 from policies import GatewayPolicy, Principal
 from policies.bounds import MAX_NAME_CHARS, echo
 from policies.budgeting import PERIODS, BudgetBook, BudgetScope, period_bounds, period_label
@@ -27,12 +32,6 @@ from policies.pricing import PriceBook
 from policies.providers import LlmProxySettings
 from policies.ratelimit import RateLimiter
 from policies.routing import ModelRouter, Target, is_glob
-
-from .alerts import AlertSink
-from .dialects import Dialect
-from .errors import NotFound, PermissionDenied
-from .ledger import AlertWriter, LedgerWriter, alerts_since, spend_since
-from .upstream import ProviderClient, open_providers
 
 logger = logging.getLogger("llm_proxy")
 

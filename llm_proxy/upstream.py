@@ -1,6 +1,6 @@
 """Providers as the proxy reaches them: a keep-alive connection pool each, and their keys.
 
-The upstream client is `mcp_gateway.upstream.httpclient.HttpPool` (an asyncio
+The upstream client is `gateway_common.http.pool.HttpPool` (an asyncio
 protocol around httptools, the MCP side's client too), one pool per provider
 origin. It replaced aiohttp after ``benchmarks/llm_proxy_bench.py`` (2 cores,
 four interleaved runs of each, aiohttp as the load generator) measured, at one
@@ -33,7 +33,7 @@ import os
 import random
 from dataclasses import dataclass
 
-from mcp_gateway.upstream.httpclient import (
+from gateway_common.http.pool import (
     ConnectError,
     ConnectionLost,
     HttpPool,

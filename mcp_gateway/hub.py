@@ -18,11 +18,10 @@ from typing import Any
 import orjson
 from mcp.shared.inbound import find_invalid_x_mcp_header, x_mcp_header_map
 
+from mcp_gateway.upstream.base import JsonObject, UpstreamConnection
+from mcp_gateway.upstream.supervisor import UpstreamSupervisor, make_connection
 from policies import GatewayPolicy, Principal, ToolGrant
 from policies.catalogue import CatalogueIndex, build_catalogue
-
-from .upstream.base import JsonObject, UpstreamConnection
-from .upstream.supervisor import UpstreamSupervisor, make_connection
 
 logger = logging.getLogger("mcp_gateway.hub")
 

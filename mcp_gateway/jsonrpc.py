@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
-from .errors import InvalidRequest, JsonRpcId, ParseError
-from .json_depth import is_depth_refusal, nesting_exceeds
+from gateway_common.json_depth import is_depth_refusal, nesting_exceeds
+from mcp_gateway.errors import InvalidRequest, JsonRpcId, ParseError
 
 loads = orjson.loads
 

@@ -10,14 +10,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from gateway_common.auth import KeyRing
+from mcp_gateway.audit import AuditWriter
+from mcp_gateway.hub import UpstreamHub
+from mcp_gateway.server.sessions import SessionStore
 from policies import GatewayPolicy, Principal, ToolGrant
 from policies.admin import AdminTokens
 from policies.ratelimit import RateLimiter
-
-from .audit import AuditWriter
-from .auth import KeyRing
-from .hub import UpstreamHub
-from .server.sessions import SessionStore
 
 logger = logging.getLogger("mcp_gateway")
 

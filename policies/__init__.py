@@ -1,10 +1,10 @@
 """The governance model: typed policy (keys, teams, servers, permissions, budgets, limits) and
 the pure decisions over it. Imports neither starlette nor mcp."""
 
-from .config import GatewayPolicy, LoadedPolicy, ServerConfig, load_policy, load_policy_text
-from .errors import ConfigError, ConfigIssue, PolicyError
-from .keys import Principal, TeamConfig, VirtualKeyConfig
-from .permissions import ToolGrant
+from policies.config import GatewayPolicy, LoadedPolicy, ServerConfig, load_policy, load_policy_text
+from policies.errors import ConfigError, ConfigIssue, PolicyError
+from policies.keys import Principal, TeamConfig, VirtualKeyConfig
+from policies.permissions import ToolGrant
 
 __all__ = [
     "ConfigError",

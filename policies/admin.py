@@ -18,8 +18,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .keys import KEY_ID_PATTERN, VirtualKeyConfig
-from .secrets import digests_equal, hash_secret, is_sha256_hex
+from policies.keys import KEY_ID_PATTERN, VirtualKeyConfig
+from policies.secrets import digests_equal, hash_secret, is_sha256_hex
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 

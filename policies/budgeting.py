@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from .budgets import BudgetLimits
-from .config import GatewayPolicy
-from .counters import Clock, CounterStore, SpendCheck
-from .keys import Principal
+from policies.budgets import BudgetLimits
+from policies.config import GatewayPolicy
+from policies.counters import Clock, CounterStore, SpendCheck
+from policies.keys import Principal
 
 Period = Literal["daily", "weekly", "monthly"]
 ScopeKind = Literal["org", "team", "key", "provider"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .urls import check_http_url
+from policies.urls import check_http_url
 
 
 class BudgetLimits(BaseModel):

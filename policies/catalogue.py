@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .naming import Collision, NamingRules, assign_names
-from .permissions import ToolGrant, matches_any
+from policies.naming import Collision, NamingRules, assign_names
+from policies.permissions import ToolGrant, matches_any
 
 
 @dataclass(frozen=True)

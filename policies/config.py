@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from .admin import AdminSettings, admin_conflicts
-from .budgets import BudgetsConfig
-from .database_url import check_database_url
-from .errors import ConfigError, ConfigIssue
-from .files import check_file_path
-from .interpolation import expand_document
-from .keys import Principal, TeamConfig, VirtualKeyConfig
-from .naming import NamingRules, PrefixMode
-from .permissions import PermissionSpec, ToolGrant
-from .providers import LlmProxySettings, ModelRoute, PricingConfig, ProviderConfig
-from .servers import HttpServerConfig, StdioServerConfig, UpstreamServerConfig
-from .urls import is_host_name
-from .yaml_source import DocPath, LocatedDocument, format_path, parse_yaml, read_yaml_file
+from policies.admin import AdminSettings, admin_conflicts
+from policies.budgets import BudgetsConfig
+from policies.errors import ConfigError, ConfigIssue
+from policies.files import check_file_path
+from policies.interpolation import expand_document
+from policies.keys import Principal, TeamConfig, VirtualKeyConfig
+from policies.naming import NamingRules, PrefixMode
+from policies.permissions import PermissionSpec, ToolGrant
+from policies.providers import LlmProxySettings, ModelRoute, PricingConfig, ProviderConfig
+from policies.servers import HttpServerConfig, StdioServerConfig, UpstreamServerConfig
+from policies.urls import is_host_name
+from policies.yaml_source import DocPath, LocatedDocument, format_path, parse_yaml, read_yaml_file
 
 ServerConfig = StdioServerConfig | HttpServerConfig
 
@@ -187,8 +187,11 @@ class GatewaySettings(BaseModel):
 
     @field_validator("database_url")
     @classmethod
-    def _database_url(cls, value: str) -> str:
-        return check_database_url(value)
+    def _database_url(cls, value: str, info: ValidationInfo) -> str:
+        checks = (info.context or {}).get("checks")
+        if isinstance(checks, ExternalChecks) and checks.database_url is not None:
+            return checks.database_url(value)
+        return value
 
 
 class ToolNaming(BaseModel):
@@ -475,7 +478,18 @@ class LoadedPolicy:
         self.source = source
 
 
-def validate_document(doc: LocatedDocument, environ: Mapping[str, str] | None = None) -> LoadedPolicy:
+@dataclass(frozen=True)
+class ExternalChecks:
+    """Validations that need libraries `policies` must not import; the composition root supplies them,
+    so that ``check`` and ``serve`` run the same ones."""
+
+    database_url: Callable[[str], str] | None = None
+    """Returns the URL if the gateway can open it, else raises `ValueError` saying why."""
+
+
+def validate_document(
+    doc: LocatedDocument, environ: Mapping[str, str] | None = None, checks: ExternalChecks | None = None
+) -> LoadedPolicy:
     """Expand ``${VAR}`` references (from ``environ``, default the process environment), then validate."""
     if not isinstance(doc.data, dict):
         raise ConfigError(
@@ -483,7 +497,7 @@ def validate_document(doc: LocatedDocument, environ: Mapping[str, str] | None = 
         )
     doc = expand_document(doc, environ)
     try:
-        policy = GatewayPolicy.model_validate(doc.data)
+        policy = GatewayPolicy.model_validate(doc.data, context={"checks": checks})
     except ValidationError as exc:
         issues = []
         for err in exc.errors(include_url=False):
@@ -511,10 +525,12 @@ def validate_document(doc: LocatedDocument, environ: Mapping[str, str] | None = 
     return LoadedPolicy(policy, warnings, doc.source)
 
 
-def load_policy(path: str | Path) -> LoadedPolicy:
+def load_policy(path: str | Path, checks: ExternalChecks | None = None) -> LoadedPolicy:
     """Read and validate a policy file; raises `ConfigError` naming the file, location and reason."""
-    return validate_document(read_yaml_file(path))
+    return validate_document(read_yaml_file(path), checks=checks)
 
 
-def load_policy_text(text: str, source: str | None = None) -> LoadedPolicy:
-    return validate_document(parse_yaml(text, source))
+def load_policy_text(
+    text: str, source: str | None = None, checks: ExternalChecks | None = None
+) -> LoadedPolicy:
+    return validate_document(parse_yaml(text, source), checks=checks)

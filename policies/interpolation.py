@@ -21,8 +21,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import ConfigError, ConfigIssue
-from .yaml_source import DocPath, LocatedDocument, format_path
+from policies.errors import ConfigError, ConfigIssue
+from policies.yaml_source import DocPath, LocatedDocument, format_path
 
 _TOKEN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from .providers import ModelPrice, PricingConfig
+from policies.providers import ModelPrice, PricingConfig
 
 logger = logging.getLogger("policies.pricing")
 

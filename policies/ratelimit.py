@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .config import GatewayPolicy
-from .counters import Clock, CounterStore, SlotCheck, WindowCheck
-from .keys import Principal
-from .limits import RateLimit
+from policies.config import GatewayPolicy
+from policies.counters import Clock, CounterStore, SlotCheck, WindowCheck
+from policies.keys import Principal
+from policies.limits import RateLimit
 
 MINUTE = 60.0
 SLOT_TTL = 3600.0

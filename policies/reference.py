@@ -21,7 +21,7 @@ from pydantic import AliasChoices, BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from .config import GatewayPolicy
+from policies.config import GatewayPolicy
 
 HEADER = """\
 # Policy file reference

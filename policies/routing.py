@@ -13,9 +13,9 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Literal
 
-from .config import GatewayPolicy
-from .keys import Principal
-from .providers import ModelRoute
+from policies.config import GatewayPolicy
+from policies.keys import Principal
+from policies.providers import ModelRoute
 
 ProviderKind = Literal["anthropic", "openai-compatible"]
 _GLOB_CHARS = frozenset("*?[")

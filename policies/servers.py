@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
-from .urls import check_http_url
+from policies.urls import check_http_url
 
 SERVER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"
 TRANSPORT_DESCRIPTION = "stdio or http: implied by `command` (stdio) or `url` (http), so rarely written."

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, ConfigIssue
+from policies.errors import ConfigError, ConfigIssue
 
 DocPath = tuple[str | int, ...]
 

@@ -21,11 +21,11 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from sqlmodel import Session, select
 
-from mcp_gateway.app import create_app
+from gateway_app.app import create_app
+from gateway_app.serving import uvicorn_config
+from gateway_app.settings import Settings
 from mcp_gateway.audit import ToolCall
 from mcp_gateway.runtime import GatewayRuntime
-from mcp_gateway.serving import uvicorn_config
-from mcp_gateway.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 """Audit log of every tool call: the table and the batched writer."""
 
-from .models import STATUSES, ToolCall
-from .writer import AuditWriter
+from mcp_gateway.audit.models import STATUSES, ToolCall
+from mcp_gateway.audit.writer import AuditWriter
 
 __all__ = ["STATUSES", "AuditWriter", "ToolCall"]

@@ -4,7 +4,7 @@ Query it with SQLModel, e.g.::
 
     from sqlmodel import Session, select, func
     from mcp_gateway.audit import ToolCall
-    from mcp_gateway.db import make_engine
+    from gateway_common.db import make_engine
 
     with Session(make_engine("sqlite:///data/gateway.db")) as db:
         stmt = select(ToolCall.team, ToolCall.tool, func.count()).group_by(ToolCall.team, ToolCall.tool)

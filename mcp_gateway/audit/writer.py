@@ -13,11 +13,10 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
+from gateway_common.writers.batch import BatchWriter
+from gateway_common.writers.rows import Row, describe, is_marker, unstorable
+from mcp_gateway.audit.models import ToolCall
 from policies.config import AuditSettings
-
-from ..batch_writer import BatchWriter
-from ..rows import Row, describe, is_marker, unstorable
-from .models import ToolCall
 
 
 def cap_json(value: Any, limit: int) -> tuple[Any, bool]:

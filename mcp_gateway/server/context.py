@@ -6,12 +6,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mcp_gateway.server.sessions import Session
 from policies import Principal, ToolGrant
 
-from .sessions import Session
-
 if TYPE_CHECKING:
-    from ..runtime import GatewayRuntime
+    from mcp_gateway.runtime import GatewayRuntime
 
 JsonObject = dict[str, Any]
 Emit = Callable[[JsonObject], Awaitable[None]]

@@ -25,29 +25,32 @@ from mcp.shared.inbound import (
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from starlette.types import Receive, Scope, Send
 
-from policies import Principal
-from policies.bounds import echo
-
-from .. import jsonrpc
-from ..errors import GatewayError, HttpProblem, InvalidParams, InvalidRequest, jsonrpc_error
-from .context import RequestContext
-from .handshake import client_string, summarize_capabilities
-from .methods import SERVER_INFO, SERVER_INFO_KEY, dispatch, initialize_result, negotiate_version
-from .sessions import Session, SessionLimitReached
-from .streams import serve_listen, serve_session_stream
-from .wire import (
+from gateway_common.asgi import ClientGone, send_empty, send_json
+from mcp_gateway import jsonrpc
+from mcp_gateway.errors import GatewayError, HttpProblem, InvalidParams, InvalidRequest, jsonrpc_error
+from mcp_gateway.server.context import RequestContext
+from mcp_gateway.server.handshake import client_string, summarize_capabilities
+from mcp_gateway.server.methods import (
+    SERVER_INFO,
+    SERVER_INFO_KEY,
+    dispatch,
+    initialize_result,
+    negotiate_version,
+)
+from mcp_gateway.server.sessions import Session, SessionLimitReached
+from mcp_gateway.server.streams import serve_listen, serve_session_stream
+from mcp_gateway.server.wire import (
     DUPLICATE_ROUTING_HEADER,
-    ClientGone,
     Responder,
     read_body,
     read_headers,
-    send_empty,
-    send_json,
     send_problem,
 )
+from policies import Principal
+from policies.bounds import echo
 
 if TYPE_CHECKING:
-    from ..runtime import GatewayRuntime
+    from mcp_gateway.runtime import GatewayRuntime
 
 logger = logging.getLogger("mcp_gateway.mcp")
 

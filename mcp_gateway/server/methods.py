@@ -8,10 +8,10 @@ from typing import Any
 
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 
-from .. import __version__
-from ..errors import InvalidParams, MethodNotFound
-from .context import RequestContext
-from .toolcall import call_tool
+from mcp_gateway import __version__
+from mcp_gateway.errors import InvalidParams, MethodNotFound
+from mcp_gateway.server.context import RequestContext
+from mcp_gateway.server.toolcall import call_tool
 
 logger = logging.getLogger("mcp_gateway.mcp")
 JsonObject = dict[str, Any]

@@ -21,10 +21,9 @@ import secrets
 import time
 from typing import Any
 
+from mcp_gateway.errors import GatewayError
+from mcp_gateway.server.handshake import ClientCapability
 from policies import Principal
-
-from ..errors import GatewayError
-from .handshake import ClientCapability
 
 logger = logging.getLogger("mcp_gateway.mcp")
 

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from mcp_gateway.server.sessions import Session
 from policies import Principal, ToolGrant
 
-from .sessions import Session
-
 if TYPE_CHECKING:
-    from ..runtime import GatewayRuntime
+    from mcp_gateway.runtime import GatewayRuntime
 
 from starlette.types import Receive, Send
 

@@ -22,10 +22,7 @@ from typing import Any
 
 from mcp.shared.inbound import mcp_param_headers
 
-from policies.bounds import MAX_ERROR_CHARS, MAX_ID_CHARS, MAX_NAME_CHARS, clip
-from policies.outcomes import Outcome
-
-from ..errors import (
+from mcp_gateway.errors import (
     GatewayError,
     InvalidParams,
     RateLimited,
@@ -35,16 +32,18 @@ from ..errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from ..hub import ToolBinding
-from ..upstream.base import (
+from mcp_gateway.hub import ToolBinding
+from mcp_gateway.server.context import RequestContext
+from mcp_gateway.upstream.base import (
     ENVELOPE_PREFIX,
     JsonObject,
     UpstreamError,
     UpstreamRequestTimeout,
     UpstreamUnreachable,
 )
-from ..upstream.supervisor import UpstreamSupervisor
-from .context import RequestContext
+from mcp_gateway.upstream.supervisor import UpstreamSupervisor
+from policies.bounds import MAX_ERROR_CHARS, MAX_ID_CHARS, MAX_NAME_CHARS, clip
+from policies.outcomes import Outcome
 
 _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count()

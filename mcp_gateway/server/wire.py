@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import orjson
 from starlette.types import Receive, Scope, Send
 
-from ..errors import HttpProblem
-from .streams import SSE_HEADERS, sse_event
+from gateway_common.asgi import read_body as read_limited_body
+from gateway_common.asgi import send_json
+from mcp_gateway.errors import HttpProblem
+from mcp_gateway.server.streams import SSE_HEADERS, sse_event
 
 JsonObject = dict[str, Any]
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 _WANTED = frozenset(
     {
         "authorization",
@@ -26,10 +25,6 @@ _WANTED = frozenset(
         "origin",
     }
 )
-
-
-class ClientGone(Exception):
-    """The client disconnected before we finished reading its request."""
 
 
 _ROUTING = frozenset({"mcp-protocol-version", "mcp-method", "mcp-name"})
@@ -50,25 +45,6 @@ def read_headers(scope: Scope) -> dict[str, str]:
     return wanted
 
 
-async def send_json(
-    send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *(headers or [])],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-async def send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers or []})
-    await send({"type": "http.response.body", "body": b""})
-
-
 async def send_problem(send: Send, problem: HttpProblem) -> None:
     headers = [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
     await send_json(send, problem.status, {"error": problem.error, "message": problem.message}, headers)
@@ -80,29 +56,9 @@ def _too_large(limit: int) -> Exception:
     )
 
 
-async def read_body(
-    receive: Receive,
-    limit: int,
-    content_length: str | None,
-    too_large: Callable[[int], Exception] = _too_large,
-) -> bytes:
-    """The whole request body, refused (``too_large(limit)``) as soon as it is known to exceed ``limit``:
-    from Content-Length before reading, else while reading. Raises `ClientGone` on a disconnect."""
-    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
-        raise too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+async def read_body(receive: Receive, limit: int, content_length: str | None) -> bytes:
+    """The request body within the gateway's limit; too large is HTTP 413 with a JSON body."""
+    return await read_limited_body(receive, limit, content_length, _too_large)
 
 
 class Responder:

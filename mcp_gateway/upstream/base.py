@@ -15,7 +15,7 @@ from typing import Any
 
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from .. import __version__
+from mcp_gateway import __version__
 
 JsonObject = dict[str, Any]
 NotificationHandler = Callable[[JsonObject], Awaitable[None]]

@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 from mcp_types.version import LATEST_MODERN_VERSION, MODERN_PROTOCOL_VERSIONS
 
-from policies.servers import HttpServerConfig
-
-from .base import (
+from gateway_common.http.pool import ConnectError, HttpClientError, HttpPool, Response, request_target
+from gateway_common.sse import iter_sse_data
+from mcp_gateway.upstream.base import (
     CLIENT_INFO,
     JsonObject,
     NotificationHandler,
@@ -34,8 +34,7 @@ from .base import (
     UpstreamUnreachable,
     initialize_params,
 )
-from .httpclient import ConnectError, HttpClientError, HttpPool, Response, request_target
-from .sse import iter_sse_data
+from policies.servers import HttpServerConfig
 
 logger = logging.getLogger("mcp_gateway.upstream")
 

@@ -20,9 +20,7 @@ from typing import Any
 
 import orjson
 
-from policies.servers import StdioServerConfig
-
-from .base import (
+from mcp_gateway.upstream.base import (
     JsonObject,
     NotificationHandler,
     UpstreamClosed,
@@ -32,6 +30,7 @@ from .base import (
     UpstreamUnreachable,
     initialize_params,
 )
+from policies.servers import StdioServerConfig
 
 logger = logging.getLogger("mcp_gateway.upstream")
 

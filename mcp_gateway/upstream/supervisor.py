@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from mcp_gateway.upstream.base import JsonObject, UpstreamConnection, UpstreamError
+from mcp_gateway.upstream.http import HttpConnection
+from mcp_gateway.upstream.stdio import StdioConnection
 from policies import ServerConfig
 from policies.servers import HttpServerConfig
-
-from .base import JsonObject, UpstreamConnection, UpstreamError
-from .http import HttpConnection
-from .stdio import StdioConnection
 
 logger = logging.getLogger("mcp_gateway.upstream")
 

@@ -26,9 +26,10 @@ import orjson
 import pytest
 from sqlmodel import Session
 
+from gateway_app.database import create_schema
+from gateway_common.db import make_engine
 from llm_proxy.ledger import ModelRequest
 from mcp_gateway.audit import ToolCall
-from mcp_gateway.db import create_schema, make_engine
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,7 +94,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     config = "examples/gateway.yaml"
     mock_port, port = free_port(), free_port()
     env = clean_env(MOCK_MODEL_API_URL=f"http://127.0.0.1:{mock_port}")
-    cli = [sys.executable, "-m", "mcp_gateway"]
+    cli = [sys.executable, "-m", "gateway_app"]
     subprocess.run(
         [*cli, "demo-secrets", "--config", config, "--out", "data/demo-secrets.env"],
         cwd=root,

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
+from gateway_app.cli import main
+from gateway_app.database import create_schema
+from gateway_common.db import make_engine
 from mcp_gateway.audit import STATUSES, ToolCall
-from mcp_gateway.cli import main
-from mcp_gateway.db import create_schema, make_engine
 from policies.outcomes import OUTCOMES
 
 

@@ -16,8 +16,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, func, select
 
+from gateway_app.database import create_schema
+from gateway_common.db import make_engine
 from mcp_gateway.audit import AuditWriter, ToolCall
-from mcp_gateway.db import create_schema, make_engine
 from policies.config import AuditSettings
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -70,7 +70,7 @@ def run_serve(tmp_path: Path, *flags: str) -> tuple[str, str, str]:
     env.pop("BANNER_KEY_FILE", None)
     base = f"http://127.0.0.1:{port}"
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        command = [PYTHON, "-m", "mcp_gateway", "serve", "--config", str(config), "--env-file", str(env_file)]
+        command = [PYTHON, "-m", "gateway_app", "serve", "--config", str(config), "--env-file", str(env_file)]
         proc = subprocess.Popen(
             [*command, "--log-level", "debug", *flags],
             cwd=tmp_path,

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mcp_gateway.cli import main
+from gateway_app.cli import main
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -151,7 +151,7 @@ def test_check_and_serve_refuse_the_same_file(
             [
                 sys.executable,
                 "-m",
-                "mcp_gateway",
+                "gateway_app",
                 "serve",
                 "--config",
                 str(config),
@@ -208,7 +208,7 @@ def test_a_valid_file_passes_check_and_serves_with_every_value_expanded_once(
     assert f"{config}: OK" in capsys.readouterr().out
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "mcp_gateway", "serve", "--config", str(config)],
+        [sys.executable, "-m", "gateway_app", "serve", "--config", str(config)],
         cwd=tmp_path,
         env=_env(env),
         stdout=subprocess.DEVNULL,
@@ -247,7 +247,7 @@ def test_check_connect_refuses_a_database_serve_cannot_reach(
     assert main(["check", "--config", str(config), "--connect"]) == 1  # ...the database is not there
     assert "database: cannot connect" in capsys.readouterr().out
     served = subprocess.run(
-        [sys.executable, "-m", "mcp_gateway", "serve", "--config", str(config), "--port", str(free_port())],
+        [sys.executable, "-m", "gateway_app", "serve", "--config", str(config), "--port", str(free_port())],
         cwd=tmp_path,
         env=_env({}),
         capture_output=True,

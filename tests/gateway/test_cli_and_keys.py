@@ -14,16 +14,17 @@ import yaml
 from mcp.shared.exceptions import MCPError
 from sqlmodel import Session, select
 
-from mcp_gateway.cli import main
-from mcp_gateway.db import create_schema, make_engine
-from mcp_gateway.keystore import ApiKey, create_key
+from gateway_app.cli import main
+from gateway_app.database import create_schema
+from gateway_common.db import make_engine
+from gateway_common.keystore import ApiKey, create_key
 from policies.secrets import hash_secret
 from tests.conftest import PYTHON, REPO_ROOT, mcp_client, run_gateway, upstream_stdio
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PYTHON, "-m", "mcp_gateway", *args],
+        [PYTHON, "-m", "gateway_app", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -200,7 +201,7 @@ def test_a_policy_written_by_yaml_dump_round_trips(tmp_path: Path) -> None:
 
 def test_the_start_up_banner_shows_how_to_connect(monkeypatch: pytest.MonkeyPatch) -> None:
     """With --show-demo-secrets (the local demo): ready-to-paste lines with the secrets a process can see."""
-    from mcp_gateway.cli import connect_lines
+    from gateway_app.cli import connect_lines
     from policies import load_policy
 
     monkeypatch.setenv("MCPGW_KEY_FRONTEND", "mgw_demo_front")

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mcp.shared.exceptions import MCPError
 
+from gateway_common.json_depth import nesting_exceeds
 from mcp_gateway.errors import InvalidRequest
-from mcp_gateway.json_depth import nesting_exceeds
 from mcp_gateway.jsonrpc import parse_message
 from policies.config import GatewaySettings
 from tests.conftest import RunningGateway, mcp_client, run_gateway, upstream_stdio

@@ -13,8 +13,8 @@ from typing import Any
 import httpx2
 import pytest
 
+from gateway_app.guard import HostGuard
 from llm_proxy.runtime import LlmRuntime
-from mcp_gateway.server.guard import HostGuard
 from policies.bounds import MAX_ECHO_CHARS
 from policies.config import GatewaySettings
 from tests.conftest import RunningGateway, run_gateway

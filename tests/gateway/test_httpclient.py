@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mcp_gateway.upstream.httpclient import (
+from gateway_common.http.pool import (
     ConnectError,
     ConnectionLost,
     HttpClientError,
@@ -23,7 +23,7 @@ from mcp_gateway.upstream.httpclient import (
     ReadTimeout,
     request_target,
 )
-from mcp_gateway.upstream.sse import iter_sse_data
+from gateway_common.sse import iter_sse_data
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 

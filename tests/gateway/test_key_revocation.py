@@ -18,10 +18,11 @@ import pytest
 import yaml
 from sqlmodel import Session, select
 
-from mcp_gateway.auth import KeyRing
-from mcp_gateway.cli import main
-from mcp_gateway.db import create_schema, make_engine
-from mcp_gateway.keystore import ApiKey, FileKeyRevocation, known_teams, revoke_file_key
+from gateway_app.cli import main
+from gateway_app.database import create_schema
+from gateway_common.auth import KeyRing
+from gateway_common.db import make_engine
+from gateway_common.keystore import ApiKey, FileKeyRevocation, known_teams, revoke_file_key
 from policies import load_policy_text
 from policies.secrets import hash_secret
 from tests.conftest import RunningGateway, run_gateway, upstream_stdio

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from mcp_gateway.cli import main
-from mcp_gateway.db import DatabaseNotFound, create_schema, make_engine, open_database
+from gateway_app.cli import main
+from gateway_app.database import DatabaseNotFound, create_schema, open_database
+from gateway_common.db import make_engine
 
 
 def test_a_missing_sqlite_file_is_refused_and_not_created(

@@ -16,10 +16,11 @@ from typing import Any
 import httpx2
 import pytest
 
-from mcp_gateway.app import create_app
-from mcp_gateway.db import create_schema, make_engine
-from mcp_gateway.health import is_loopback_peer
-from mcp_gateway.keystore import create_key
+from gateway_app.app import create_app
+from gateway_app.database import create_schema
+from gateway_app.health import is_loopback_peer
+from gateway_common.db import make_engine
+from gateway_common.keystore import create_key
 from policies.secrets import hash_secret
 from tests.conftest import upstream_stdio
 from tests.llm_proxy.conftest import settings_for

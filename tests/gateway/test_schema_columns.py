@@ -6,7 +6,8 @@ from pathlib import Path
 
 from sqlalchemy import inspect, text
 
-from mcp_gateway.db import add_missing_columns, create_schema, make_engine
+from gateway_app.database import create_schema
+from gateway_common.db import add_missing_columns, make_engine
 
 
 def test_old_table_gains_new_columns_and_accepts_rows(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ def start_gateway(tmp_path: Path, grace: float) -> tuple[subprocess.Popen[bytes]
     path.write_text(yaml.safe_dump(config))
     with (tmp_path / "gateway.log").open("wb") as log:
         proc = subprocess.Popen(
-            [PYTHON, "-m", "mcp_gateway", "serve", "--config", str(path)],
+            [PYTHON, "-m", "gateway_app", "serve", "--config", str(path)],
             cwd=tmp_path,
             env={**os.environ, "SHUTDOWN_KEY": KEY, "PYTHONPATH": str(REPO_ROOT)},
             stdout=log,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from mcp_gateway.app import create_app
+from gateway_app.app import create_app
 from tests.gateway.test_audit_writer import row
 from tests.llm_proxy.conftest import keys_config, settings_for
 

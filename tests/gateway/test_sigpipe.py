@@ -14,8 +14,9 @@ import httpx2
 import pytest
 import yaml
 
+from gateway_app.database import create_schema
+from gateway_common.db import make_engine
 from mcp_gateway.audit import AuditWriter
-from mcp_gateway.db import create_schema, make_engine
 from policies.config import AuditSettings
 from tests.conftest import PYTHON, REPO_ROOT, free_port
 from tests.gateway.test_audit_writer import row
@@ -38,7 +39,7 @@ def test_serve_ignores_sigpipe(tmp_path: Path) -> None:
     )
     log = (tmp_path / "gateway.log").open("wb")
     proc = subprocess.Popen(
-        [PYTHON, "-m", "mcp_gateway", "serve", "--config", str(config)],
+        [PYTHON, "-m", "gateway_app", "serve", "--config", str(config)],
         cwd=tmp_path,
         env=ENV,
         stdout=log,
@@ -73,7 +74,7 @@ async def test_an_output_command_piped_into_head_ends_quietly(tmp_path: Path) ->
     await writer.aclose()
     engine.dispose()
 
-    command = [PYTHON, "-m", "mcp_gateway", "audit", "--database-url", url, "--limit", "5000"]
+    command = [PYTHON, "-m", "gateway_app", "audit", "--database-url", url, "--limit", "5000"]
     with subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as audit:
         assert audit.stdout is not None and audit.stderr is not None
         with subprocess.Popen(["head", "-1"], stdin=audit.stdout, stdout=subprocess.PIPE) as head:

@@ -1,4 +1,4 @@
-"""Slow, idle and surplus clients are bounded (mcp_gateway.serving), and long streams are not cut.
+"""Slow, idle and surplus clients are bounded (gateway_app.serving), and long streams are not cut.
 
 Real sockets against the real app on uvicorn: the behaviour lives in the HTTP
 protocol. Deadlines are short here; the guards around them (fail_after) are many
@@ -21,7 +21,7 @@ import httpx2
 import orjson
 import pytest
 
-from mcp_gateway import serving
+from gateway_app import serving
 from tests.conftest import RunningGateway, run_gateway
 
 ALICE = "alice-secret-0123456789"
@@ -165,7 +165,7 @@ async def test_over_the_in_flight_cap_a_request_gets_503_with_a_json_body(
     method: str,
     shape: str,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="mcp_gateway.serving")
+    caplog.set_level(logging.WARNING, logger="gateway_app.serving")
     async with (
         run_gateway(config(keep_alive_seconds=60, max_requests_in_flight=1), tmp_path) as gateway,
         httpx2.AsyncClient(timeout=30) as http,
@@ -207,7 +207,7 @@ async def test_over_the_in_flight_cap_a_request_gets_503_with_a_json_body(
         if shape == "anthropic":
             assert body["type"] == "error" and body["error"]["type"] == "overloaded_error"
         # One warning for the operator, however many requests were refused meanwhile.
-        warnings = [r.getMessage() for r in caplog.records if r.name == "mcp_gateway.serving"]
+        warnings = [r.getMessage() for r in caplog.records if r.name == "gateway_app.serving"]
         assert len(warnings) == 1 and warnings[0].startswith("refusing requests: 1 in flight")
         # The slot is free again once the stream has ended.
         with anyio.fail_after(GUARD):
@@ -269,7 +269,7 @@ async def test_over_the_connection_cap_with_nothing_idle_a_request_gets_503_and_
 def test_serve_lifts_the_open_files_limit_to_fit_max_connections() -> None:
     script = (
         "import resource\n"
-        "from mcp_gateway.serving import raise_open_file_limit\n"
+        "from gateway_app.serving import raise_open_file_limit\n"
         "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
         "raise_open_file_limit(1000)\n"

@@ -22,10 +22,11 @@ import pytest
 from sqlalchemy import Engine, event
 from sqlmodel import Session, select
 
+from gateway_app.database import create_schema
+from gateway_common.db import make_engine
+from gateway_common.writers.batch import BatchWriter
+from gateway_common.writers.rows import UNSTORABLE
 from mcp_gateway.audit import AuditWriter, ToolCall
-from mcp_gateway.batch_writer import BatchWriter
-from mcp_gateway.db import create_schema, make_engine
-from mcp_gateway.rows import UNSTORABLE
 from policies.config import AuditSettings
 from tests.conftest import run_gateway, upstream_stdio
 from tests.gateway.test_audit_writer import row

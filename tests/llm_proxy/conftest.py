@@ -26,10 +26,10 @@ import yaml
 from sqlmodel import Session, col, select
 
 from examples.servers.mock_model_api import MockModelApi, MockOptions
+from gateway_app.app import create_app
+from gateway_app.settings import Settings
 from llm_proxy.ledger import BudgetAlertRecord, ModelRequest
 from llm_proxy.runtime import LlmRuntime
-from mcp_gateway.app import create_app
-from mcp_gateway.settings import Settings
 from policies.secrets import hash_secret
 
 KEY_ALICE = "mgw_test_alice_0123456789"

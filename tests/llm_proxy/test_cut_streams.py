@@ -23,8 +23,9 @@ import pytest
 from sqlalchemy import text
 
 from examples.servers.mock_model_api import MockModelApi
+from gateway_app.database import create_schema
+from gateway_common.db import make_engine
 from llm_proxy.ledger import ModelRequest
-from mcp_gateway.db import create_schema, make_engine
 from policies.pricing import ESTIMATE_BYTES_PER_TOKEN
 from tests.llm_proxy.conftest import KEY_ALICE, FakeClock, Proxy, mock_api, proxy_config, start_proxy
 

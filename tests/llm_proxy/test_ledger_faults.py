@@ -15,8 +15,9 @@ import orjson
 import pytest
 from sqlmodel import Session, select
 
+from gateway_app.database import create_schema
+from gateway_common.db import make_engine
 from llm_proxy.ledger import LedgerWriter, ModelRequest
-from mcp_gateway.db import create_schema, make_engine
 from policies.providers import LlmProxySettings
 from tests.llm_proxy.conftest import KEY_ALICE, FakeClock, mock_api, proxy_config, start_proxy
 

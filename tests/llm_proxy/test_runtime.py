@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
+from gateway_app.database import create_schema
+from gateway_common.db import make_engine
 from llm_proxy.ledger import LedgerWriter, ModelRequest
 from llm_proxy.upstream import ProviderClient, ProviderUnavailable
-from mcp_gateway.db import create_schema, make_engine
 from policies.providers import LlmProxySettings, ProviderConfig
 from tests.llm_proxy.conftest import keys_config, mock_api, proxy_config, start_proxy
 

@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from gateway_app.settings import CHECKS
 from policies import ConfigError, GatewayPolicy, load_policy_text
 from policies.config import validate_document
 from policies.interpolation import BadReference, UnsetVariable, expand
@@ -13,7 +14,8 @@ from policies.yaml_source import parse_yaml
 
 
 def load(text: str, env: dict[str, str]) -> GatewayPolicy:
-    return validate_document(parse_yaml(textwrap.dedent(text), "gateway.yaml"), env).policy
+    # The checks the composition root hands the loader (the database URL needs SQLAlchemy).
+    return validate_document(parse_yaml(textwrap.dedent(text), "gateway.yaml"), env, CHECKS).policy
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,17 @@
 The check parses the URL with SQLAlchemy's own parser and imports the driver it
 names, without connecting: a URL SQLAlchemy cannot parse, an unknown database
 kind or a driver that is not installed is refused when the file is validated
-(by ``mcp-gateway check`` as by ``serve``), not when the gateway opens it.
-SQLAlchemy is imported lazily, so the rest of the policy model stays free of it.
+(by ``mcp-gateway check`` as by ``serve``: the composition root hands this check
+to the policy loader, which must not import SQLAlchemy itself), not when the
+gateway opens it.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 
 def normalise_database_url(url: str) -> str:
@@ -21,9 +25,6 @@ def normalise_database_url(url: str) -> str:
 
 def check_database_url(url: str) -> str:
     """``url`` unchanged if the gateway can open it; else `ValueError` saying why."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
     try:
         parsed = make_url(normalise_database_url(url))
     except ArgumentError:

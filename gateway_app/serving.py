@@ -44,7 +44,7 @@ from uvicorn.server import ServerState
 from llm_proxy.errors import Flavor, ProxyError, error_response
 from policies.config import GatewaySettings
 
-logger = logging.getLogger("mcp_gateway.serving")
+logger = logging.getLogger("gateway_app.serving")
 
 RETRY_AFTER_SECONDS = 1
 MIN_IDLE_TO_RECLAIM = 1.0

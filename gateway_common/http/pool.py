@@ -26,8 +26,7 @@ import socket
 import ssl
 from urllib.parse import urlsplit
 
-from .happy_eyeballs import open_socket
-from .http_connection import (
+from gateway_common.http.connection import (
     ConnectError,
     ConnectionLost,
     HttpClientError,
@@ -36,6 +35,7 @@ from .http_connection import (
     Response,
     _Connection,
 )
+from gateway_common.http.happy_eyeballs import open_socket
 
 __all__ = [
     "ConnectError",

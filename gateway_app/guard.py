@@ -16,10 +16,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from mcp_gateway.errors import HttpProblem
 from policies.bounds import echo
 from policies.config import GatewaySettings
-
-from ..errors import HttpProblem
 
 _LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _CACHE_LIMIT = 256

@@ -52,7 +52,7 @@ def describe(exc: BaseException) -> str:
 
 
 def encodable(value: Any) -> bool:
-    """Whether the database's JSON encoder (orjson, as `mcp_gateway.db` configures it) accepts ``value``."""
+    """Whether the database JSON encoder (orjson, as `gateway_common.db` sets it up) accepts ``value``."""
     try:
         orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
     except Exception:

@@ -16,22 +16,22 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway_app.database import create_schema
+from gateway_app.guard import HostGuard, refusal_response
+from gateway_app.health import healthz, readyz
+from gateway_app.settings import Settings
+from gateway_common.auth import KeyRing
+from gateway_common.db import make_engine
 from llm_proxy.endpoints import llm_fast_paths, llm_routes
 from llm_proxy.runtime import start_llm_runtime
+from mcp_gateway.audit import AuditWriter
+from mcp_gateway.hub import UpstreamHub
+from mcp_gateway.runtime import GatewayRuntime, ShutdownSignal
+from mcp_gateway.server.endpoint import McpEndpoint
+from mcp_gateway.server.sessions import SessionStore
+from mcp_gateway.upstream.base import UpstreamConnection
+from mcp_gateway.upstream.supervisor import make_connection
 from policies.counters import Clock, CounterStore
-
-from .audit import AuditWriter
-from .auth import KeyRing
-from .db import create_schema, make_engine
-from .health import healthz, readyz
-from .hub import UpstreamHub
-from .runtime import GatewayRuntime, ShutdownSignal
-from .server.endpoint import McpEndpoint
-from .server.guard import HostGuard, refusal_response
-from .server.sessions import SessionStore
-from .settings import Settings
-from .upstream.base import UpstreamConnection
-from .upstream.supervisor import make_connection
 
 logger = logging.getLogger("mcp_gateway")
 

@@ -1,10 +1,9 @@
 """Database engine set-up shared by the audit log, the key store and the spend ledger.
 
 Any SQLAlchemy URL works; SQLite (the default) gets WAL mode so readers (the
-CLI, a notebook) never block the gateway's writes. The gateway creates its
-database (`make_engine` + `create_schema`); readers use `open_database`, which
-refuses to create one: a relative ``sqlite:///data/gateway.db`` opened from
-the wrong directory is a clear error, not a new empty database.
+CLI, a notebook) never block the gateway's writes. Which tables exist is the
+composition root's business (`gateway_app.database`); this module only knows
+how to open an engine and create or extend the tables it is given.
 """
 
 from __future__ import annotations
@@ -13,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import Column
 from sqlmodel import SQLModel
 
-from policies.database_url import normalise_database_url
+from gateway_common.database_url import normalise_database_url
 
 
 def _json_serializer(value: Any) -> str:
@@ -66,54 +65,13 @@ def make_engine(url: str, *, create_dirs: bool = True) -> Engine:
     return engine
 
 
-def open_database(url: str) -> Engine:
-    """An engine on the gateway's existing database, for reading it (the CLI, notebooks, scripts).
-
-    Raises `DatabaseNotFound` when a SQLite file does not exist or a database holds none of the
-    gateway's tables, instead of creating an empty one. Tables and columns a newer release added
-    are created, so queries through the current models work on an older database.
-    """
-    file = sqlite_file(url)
-    if file is not None and not file.is_file():
-        raise DatabaseNotFound(
-            f"no gateway database at {file.resolve()} ({url}): the gateway creates it when it first "
-            "starts; run this from the directory the gateway runs in, or give the file's absolute "
-            "path (sqlite:////absolute/path/gateway.db)"
-        )
-    engine = make_engine(url, create_dirs=False)
-    try:
-        present = set(inspect(engine).get_table_names())
-        known = {table.name for table in _gateway_tables()}
-        if not present & known:
-            raise DatabaseNotFound(
-                f"{file.resolve() if file is not None else url} is not a gateway database "
-                f"(none of its tables: {', '.join(sorted(known))})"
-            )
-        create_schema(engine)
-    except BaseException:
-        engine.dispose()
-        raise
-    return engine
+def create_tables(engine: Engine, tables: list[Table]) -> None:
+    """Create ``tables`` where missing and add the columns newer releases declare (idempotent)."""
+    SQLModel.metadata.create_all(engine, tables=tables)
+    add_missing_columns(engine, tables)
 
 
-def _gateway_tables() -> list[Any]:
-    # Importing registers the tables on SQLModel.metadata.
-    from llm_proxy import ledger as _ledger  # noqa: F401
-
-    from .audit import models as _audit  # noqa: F401
-    from .keystore import ApiKey as _api_key  # noqa: F401
-
-    return list(SQLModel.metadata.sorted_tables)
-
-
-def create_schema(engine: Engine) -> None:
-    """Create every table the gateway knows (idempotent)."""
-    _gateway_tables()
-    SQLModel.metadata.create_all(engine)
-    add_missing_columns(engine)
-
-
-def add_missing_columns(engine: Engine) -> list[str]:
+def add_missing_columns(engine: Engine, tables: list[Table] | None = None) -> list[str]:
     """Add columns that newer releases declare to tables an older release created.
 
     ``create_all`` creates missing tables but never alters existing ones, so a database
@@ -125,7 +83,7 @@ def add_missing_columns(engine: Engine) -> list[str]:
     existing_tables = set(inspector.get_table_names())
     added: list[str] = []
     with engine.begin() as conn:
-        for table in SQLModel.metadata.sorted_tables:
+        for table in tables if tables is not None else SQLModel.metadata.sorted_tables:
             if table.name not in existing_tables:
                 continue
             present = {column["name"] for column in inspector.get_columns(table.name)}

@@ -34,8 +34,8 @@ from typing import Any
 from sqlalchemy import Engine, Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from .fallback_file import FallbackFile
-from .rows import Row, describe, encodable, holds_json, store_rows, unstorable
+from gateway_common.writers.fallback import FallbackFile
+from gateway_common.writers.rows import Row, describe, encodable, holds_json, store_rows, unstorable
 
 __all__ = ["BatchWriter", "Row"]
 

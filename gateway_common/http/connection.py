@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 if TYPE_CHECKING:
-    from .httpclient import HttpPool
+    from gateway_common.http.pool import HttpPool
 
 _HIGH_WATER = 1024 * 1024
 """Buffered response bytes above which we stop reading the socket until the caller catches up."""

@@ -18,12 +18,11 @@ from typing import Any
 
 import uvicorn
 
-from policies import ConfigError, GatewayPolicy, LoadedPolicy, Principal, load_policy
+from gateway_app.serving import raise_open_file_limit, uvicorn_config
+from gateway_app.settings import Settings, load_policy_file
+from policies import ConfigError, GatewayPolicy, LoadedPolicy, Principal
 from policies.outcomes import OUTCOMES, parse_outcome
 from policies.secrets import SECRET_PREFIX
-
-from .serving import raise_open_file_limit, uvicorn_config
-from .settings import Settings
 
 logger = logging.getLogger("mcp_gateway")
 
@@ -53,7 +52,7 @@ def load_env_file(path: str | Path) -> dict[str, str]:
 
 def _load(path: str) -> LoadedPolicy:
     try:
-        return load_policy(path)
+        return load_policy_file(path)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         raise SystemExit(2) from None
@@ -154,8 +153,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.env_file:
         load_env_file(args.env_file)
     loaded = _load(args.config)
-    settings = Settings.from_loaded(loaded, host=args.host, port=args.port, database_url=args.database_url)
-    from .app import create_app
+    try:
+        settings = Settings.from_loaded(
+            loaded, host=args.host, port=args.port, database_url=args.database_url
+        )
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    from gateway_app.app import create_app
 
     app = create_app(settings)
     gateway = settings.policy.gateway
@@ -209,7 +214,7 @@ def _check_database(url: str) -> bool:
     """Can the gateway open its database? (SQLite files that do not exist yet are created at start.)"""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .db import make_engine, sqlite_file
+    from gateway_common.db import make_engine, sqlite_file
 
     file = sqlite_file(url)
     if file is not None:
@@ -230,7 +235,7 @@ def _check_database(url: str) -> bool:
 
 
 async def _check_connect(policy: GatewayPolicy, timeout: float) -> int:
-    from .hub import UpstreamHub
+    from mcp_gateway.hub import UpstreamHub
 
     hub = UpstreamHub(policy)
     hub.start()
@@ -270,7 +275,8 @@ def _engine_for(
     args: argparse.Namespace, policy: GatewayPolicy | None = None, *, read_only: bool = False
 ) -> Any:
     """The gateway's database; commands that only read it never create one (`open_database`)."""
-    from .db import DatabaseNotFound, create_schema, make_engine, open_database
+    from gateway_app.database import DatabaseNotFound, create_schema, open_database
+    from gateway_common.db import make_engine
 
     url = args.database_url
     if url is None:
@@ -289,7 +295,7 @@ def _engine_for(
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from .keystore import KeyRequestError, check_new_key
+    from gateway_common.keystore import KeyRequestError, check_new_key
 
     policy = _load(args.config).policy if args.config else None
     if args.keys_command == "create":
@@ -310,7 +316,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def _create_key(args: argparse.Namespace, engine: Any) -> int:
-    from .keystore import create_key, revoked_file_key_ids
+    from gateway_common.keystore import create_key, revoked_file_key_ids
 
     expires = timedelta(days=args.expires_in_days) if args.expires_in_days else None
     record, secret = create_key(engine, args.key_id, name=args.name, team=args.team, expires_in=expires)
@@ -325,7 +331,7 @@ def _create_key(args: argparse.Namespace, engine: Any) -> int:
 
 
 def _list_keys(args: argparse.Namespace, engine: Any) -> int:
-    from .keystore import file_key_revocations, list_keys
+    from gateway_common.keystore import file_key_revocations, list_keys
 
     rows = list_keys(engine, include_revoked=args.all)
     print(f"{'KEY ID':24} {'PREFIX':12} {'TEAM':14} {'CREATED (UTC)':20} {'EXPIRES':20} STATE")
@@ -344,7 +350,7 @@ def _list_keys(args: argparse.Namespace, engine: Any) -> int:
 
 
 def _revoke_key(args: argparse.Namespace, engine: Any, policy: GatewayPolicy | None) -> int:
-    from .keystore import revoke_file_key, revoke_key
+    from gateway_common.keystore import revoke_file_key, revoke_key
 
     key_id = args.key_id
     count = revoke_key(engine, key_id)
@@ -377,7 +383,7 @@ def _revoke_key(args: argparse.Namespace, engine: Any, policy: GatewayPolicy | N
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit.query import parse_since, recent_calls, summary
+    from mcp_gateway.audit.query import parse_since, recent_calls, summary
 
     engine = _engine_for(args, read_only=True)
     since = parse_since(args.since) if args.since else None

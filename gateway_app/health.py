@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from gateway_common.auth import bearer_token
+from gateway_common.writers.batch import BatchWriter
+from mcp_gateway.runtime import GatewayRuntime
 from policies.secrets import hash_secret
-
-from .auth import bearer_token
-from .batch_writer import BatchWriter
-from .runtime import GatewayRuntime
 
 if TYPE_CHECKING:
     from llm_proxy.runtime import LlmRuntime

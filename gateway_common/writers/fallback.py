@@ -17,7 +17,15 @@ import orjson
 from sqlalchemy import Engine, Table
 from sqlalchemy.exc import IntegrityError
 
-from .rows import Row, already_present, describe, encodable, holds_datetimes, store_rows, unstorable
+from gateway_common.writers.rows import (
+    Row,
+    already_present,
+    describe,
+    encodable,
+    holds_datetimes,
+    store_rows,
+    unstorable,
+)
 
 REPLAY_CHUNK = 500
 

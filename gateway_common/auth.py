@@ -20,12 +20,11 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway_common.keystore import active_keys, revoked_file_key_ids, utcnow
 from policies import GatewayPolicy, Principal
 from policies.secrets import digests_equal, hash_secret
 
-from .keystore import active_keys, revoked_file_key_ids, utcnow
-
-logger = logging.getLogger("mcp_gateway.auth")
+logger = logging.getLogger("gateway_common.auth")
 
 
 @dataclass(frozen=True, slots=True)

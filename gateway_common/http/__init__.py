@@ -1,0 +1,1 @@
+"""The HTTP client the gateway uses towards upstream MCP servers and model providers."""
