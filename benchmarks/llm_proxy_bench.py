@@ -163,7 +163,7 @@ async def bench(args: argparse.Namespace, mock_url: str, gateway_url: str, gatew
                             total_proxied += len(phase.latencies)
     finally:
         for pool in pools.values():
-            await pool.close()
+            await pool.aclose()
 
     print(
         f"\n{'mode':10} {'C':>3} {'target':7} {'p50 ms':>8} {'p99 ms':>8} {'TTFB p50':>9} "

@@ -129,7 +129,7 @@ async def main() -> None:
                 f"{name:8} {mode:10} {concurrency:>3} {q[49] * 1000:8.3f} {q[98] * 1000:8.3f} "
                 f"{count / wall:8.0f} {cpu / count * 1000:10.3f}"
             )
-        await pool.close()
+        await pool.aclose()
         await hx.aclose()
     finally:
         mock.terminate()

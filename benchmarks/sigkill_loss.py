@@ -167,7 +167,7 @@ async def drive(
     gateway.send_signal(signal.SIGKILL if args.signal == "KILL" else signal.SIGTERM)
     await asyncio.gather(*tasks, return_exceptions=True)
     for pool in pools:
-        await pool.close()
+        await pool.aclose()
     return answered_tools, answered_streams
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from gateway_common.http.pool import ConnectError, HttpClientError, ReadTimeout, Response
+from gateway_common.http import ConnectError, HttpClientError, ReadTimeout
+from gateway_common.http import HttpResponse as Response
 from llm_proxy.dialects import Dialect, ParsedRequest
 from llm_proxy.errors import BillingBlocked, Overloaded, ProxyError, RateLimited, UpstreamFailed
 from llm_proxy.upstream import ProviderClient, ProviderUnavailable, describe_failure

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Send
 
-from gateway_common.http.pool import ReadTimeout, Response
+from gateway_common.http import HttpResponse as Response
+from gateway_common.http import ReadTimeout
 from llm_proxy.errors import UpstreamFailed, stream_error_event
 from llm_proxy.forward import UPSTREAM_ERRORS, Opened, error_detail, error_type
 from llm_proxy.upstream import describe_failure

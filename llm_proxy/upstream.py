@@ -33,13 +33,15 @@ import os
 import random
 from dataclasses import dataclass
 
-from gateway_common.http.pool import (
+from gateway_common.http import (
+    ClientOptions,
     ConnectError,
     ConnectionLost,
-    HttpPool,
+    HttpClient,
+    HttpResponse,
     MalformedResponse,
     ReadTimeout,
-    Response,
+    open_client,
     request_target,
 )
 from policies.providers import ProviderConfig
@@ -142,24 +144,24 @@ class ProviderClient:
                 headers["authorization"] = f"Bearer {key}"
         return headers
 
-    async def send(self, path: str, query: str, body: bytes, client_headers: dict[str, str]) -> Response:
+    async def send(self, path: str, query: str, body: bytes, client_headers: dict[str, str]) -> HttpResponse:
         """POST one upstream request; returns at the response headers. The caller reads or closes it."""
         return await self.pool.request("POST", self.target(path, query), self.headers(client_headers), body)
 
     async def aclose(self) -> None:
-        await self.pool.close()
+        await self.pool.aclose()
 
 
-def make_pool(config: ProviderConfig, base_url: str) -> HttpPool:
-    """The provider's connection pool (``base_url`` without its trailing slash); see the module docstring."""
-    return HttpPool(
-        base_url,
+def make_pool(config: ProviderConfig, base_url: str) -> HttpClient:
+    """The provider's HTTP client (``base_url`` without its trailing slash); see the module docstring."""
+    options = ClientOptions(
         max_connections=MAX_CONNECTIONS,
         connect_timeout=config.connect_timeout_seconds,
         read_timeout=config.timeout_seconds,
         idle_timeout=IDLE_SECONDS,
         retry_stale_within=STALE_RETRY_SECONDS,
     )
+    return open_client(base_url, options)
 
 
 def open_providers(configs: list[ProviderConfig]) -> tuple[dict[str, ProviderClient], list[str]]:

@@ -1,5 +1,5 @@
-"""One HTTP/1.1 connection of `httpclient.HttpPool`: an asyncio protocol around the httptools
-parser, the response object callers read, and the client's errors."""
+"""One HTTP/1.1 connection of `pool.HttpPool`: an asyncio protocol around the httptools parser,
+and the response object callers read."""
 
 from __future__ import annotations
 
@@ -11,39 +11,18 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from gateway_common.http.base import (
+    ConnectionLost,
+    HttpClientError,
+    MalformedResponse,
+    ReadTimeout,
+)
+
 if TYPE_CHECKING:
     from gateway_common.http.pool import HttpPool
 
 _HIGH_WATER = 1024 * 1024
 """Buffered response bytes above which we stop reading the socket until the caller catches up."""
-
-
-class HttpClientError(Exception):
-    """A transport-level failure (connect, reset, malformed response)."""
-
-
-class ConnectionLost(HttpClientError):
-    """The connection died. ``before_response`` is True when no byte of the response had arrived."""
-
-    def __init__(self, message: str, before_response: bool) -> None:
-        super().__init__(message)
-        self.before_response = before_response
-
-
-class ConnectError(HttpClientError):
-    """No connection could be made; ``reason`` names why without naming the host (refused, timed out...)."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class ReadTimeout(HttpClientError):
-    """The server sent nothing for ``read_timeout`` seconds while a response (or more of it) was awaited."""
-
-
-class MalformedResponse(HttpClientError):
-    """The server's bytes are not an HTTP/1.1 response."""
 
 
 class _Connection(asyncio.Protocol):

@@ -24,17 +24,17 @@ import asyncio
 import os
 import socket
 import ssl
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from gateway_common.http.connection import (
+from gateway_common.http.base import (
     ConnectError,
     ConnectionLost,
     HttpClientError,
     MalformedResponse,
     ReadTimeout,
-    Response,
-    _Connection,
 )
+from gateway_common.http.connection import Response, _Connection
 from gateway_common.http.happy_eyeballs import open_socket
 
 __all__ = [
@@ -149,16 +149,18 @@ class HttpPool:
         self._all.add(protocol)
         return protocol
 
-    def _encode(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header}", f"Content-Length: {len(body)}"]
+    def _encode(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> bytes:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host_header}", f"Content-Length: {len(body)}"]
         lines.extend(f"{name}: {value}" for name, value in headers.items())
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
-    async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> Response:
+    async def request(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> Response:
         """Send a request and return once the response headers arrived; read or release the body."""
         if self._closed:
             raise HttpClientError("client closed")
-        payload = self._encode(method, path, headers, body)
+        payload = self._encode(method, target, headers, body)
         await self._slots.acquire()
         self._in_use += 1
         try:
@@ -206,7 +208,7 @@ class HttpPool:
             self._all.discard(conn)
         return None
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         self._closed = True
         for conn in list(self._all):
             conn.close()

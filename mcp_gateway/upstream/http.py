@@ -22,7 +22,15 @@ from typing import Any
 import orjson
 from mcp_types.version import LATEST_MODERN_VERSION, MODERN_PROTOCOL_VERSIONS
 
-from gateway_common.http.pool import ConnectError, HttpClientError, HttpPool, Response, request_target
+from gateway_common.http import (
+    ClientOptions,
+    ConnectError,
+    HttpClient,
+    HttpClientError,
+    HttpResponse,
+    open_client,
+    request_target,
+)
 from gateway_common.sse import iter_sse_data
 from mcp_gateway.upstream.base import (
     CLIENT_INFO,
@@ -49,7 +57,7 @@ class HttpConnection(UpstreamConnection):
         self.modern = False
         self.session_id: str | None = None
         self._ids = itertools.count(1)
-        self._pool: HttpPool | None = None
+        self._pool: HttpClient | None = None
         self._path = "/"
         self._base_headers: dict[str, str] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -64,8 +72,9 @@ class HttpConnection(UpstreamConnection):
         # Idle connections are dropped after 30 s (servers and NATs drop them too, not always with a FIN);
         # a kept-alive connection found dead is retried only within 0.5 s of sending, when the server
         # cannot have acted on the call.
-        self._pool = HttpPool(
-            self.url, connect_timeout=min(timeout, 10.0), idle_timeout=30.0, retry_stale_within=0.5
+        self._pool = open_client(
+            self.url,
+            ClientOptions(connect_timeout=min(timeout, 10.0), idle_timeout=30.0, retry_stale_within=0.5),
         )
         self._path = request_target(self.url)
         async with asyncio.timeout(timeout):
@@ -228,7 +237,7 @@ class HttpConnection(UpstreamConnection):
         raise UpstreamError(f"HTTP {resp.status} from {self.url}: {body[:200]!r}")
 
     async def _read_stream(
-        self, resp: Response, request_id: int, on_notification: NotificationHandler | None
+        self, resp: HttpResponse, request_id: int, on_notification: NotificationHandler | None
     ) -> JsonObject:
         async for data in iter_sse_data(resp.lines()):
             try:
@@ -332,5 +341,5 @@ class HttpConnection(UpstreamConnection):
                         headers = self._headers(False, None)
                         async with await self._pool.request("DELETE", self._path, headers) as resp:
                             await resp.read()
-            await self._pool.close()
+            await self._pool.aclose()
         self._mark_closed(self.closed_reason or "closed by the gateway")

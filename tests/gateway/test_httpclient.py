@@ -105,7 +105,7 @@ async def test_keep_alive_reuses_one_connection(serve: Callable[..., Awaitable[R
     assert server.connections == 1 and pool.open_connections == 1
     assert server.requests[0].startswith(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:")
     assert b"Content-Length: 2\r\n" in server.requests[0]
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -134,7 +134,7 @@ async def test_chunked_and_streamed_bodies(serve: Callable[..., Awaitable[RawSer
     with pytest.raises(StopAsyncIteration):
         await anext(events)
     assert pool.open_connections == 1  # read to the end: kept
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -155,7 +155,7 @@ async def test_idle_connection_closed_by_the_server_is_replaced(
             assert await resp.read() == b"{}"
         await asyncio.sleep(0.05)  # the close reaches us while idle
     assert server.connections == 3
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -175,7 +175,7 @@ async def test_a_reused_connection_dying_before_the_response_is_retried_once(
         async with await pool.request("POST", "/mcp", {}, b"{}") as resp:
             assert await resp.read() == b'"fine"'
     assert server.connections == 2
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -191,7 +191,7 @@ async def test_a_fresh_connection_dying_is_an_error_not_a_retry(
         await pool.request("POST", "/mcp", {}, b"{}")
     assert lost.value.before_response
     assert server.connections == 1
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -206,7 +206,7 @@ async def test_connection_close_responses_are_not_reused(serve: Callable[..., Aw
         async with await pool.request("POST", "/mcp", {}, b"{}") as resp:
             await resp.read()
     assert server.connections == 2
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -226,7 +226,7 @@ async def test_large_body_with_a_slow_reader(serve: Callable[..., Awaitable[RawS
         received += chunk
         await asyncio.sleep(0)  # a consumer slower than loopback
     assert bytes(received) == blob
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -247,7 +247,7 @@ async def test_cancelled_mid_response_closes_the_connection(
     assert pool.in_use == 1
     resp.release()
     assert pool.open_connections == 0 and pool.in_use == 0
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -273,7 +273,7 @@ async def test_connections_are_bounded(serve: Callable[..., Awaitable[RawServer]
 
     await asyncio.gather(*(one() for _ in range(8)))
     assert peak == 2 and server.connections == 2 and pool.in_use == 0
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -286,7 +286,7 @@ async def test_refused_and_malformed(serve: Callable[..., Awaitable[RawServer]])
     pool = HttpPool(server.url)
     with pytest.raises(MalformedResponse, match=r"malformed HTTP response"):
         await pool.request("POST", "/mcp", {}, b"{}")
-    await pool.close()
+    await pool.aclose()
 
     closed = HttpPool("http://127.0.0.1:1/mcp")
     with pytest.raises(ConnectError, match=r"cannot connect to 127\.0\.0\.1:1") as refused:
@@ -340,12 +340,12 @@ async def test_https_verifies_the_server(serve: Callable[..., Awaitable[RawServe
     pool = HttpPool(url, ssl_context=trusting)
     async with await pool.request("POST", "/mcp", {}, b"{}") as resp:
         assert await resp.read() == b'{"n": 1}'
-    await pool.close()
+    await pool.aclose()
 
     default = HttpPool(url)  # system trust store: the self-signed certificate is refused
     with pytest.raises(HttpClientError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
         await default.request("POST", "/mcp", {}, b"{}")
-    await default.close()
+    await default.aclose()
 
 
 def chunk(data: bytes) -> bytes:
@@ -372,7 +372,7 @@ async def test_read_timeout_while_waiting_for_the_headers(serve: Callable[..., A
     assert pool.open_connections == 0 and pool.in_use == 0  # the silent connection is dropped
     async with await pool.request("POST", "/mcp", {}, b"{}") as resp:  # the pool still works
         assert await resp.read() == b"{}"
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -408,7 +408,7 @@ async def test_read_timeout_is_per_read_not_per_response(serve: Callable[..., Aw
     assert b"".join(received).count(b"\n\n") == 6
     resp.release()
     assert pool.open_connections == 0
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -432,7 +432,7 @@ async def test_a_slow_reader_is_not_a_silent_server(serve: Callable[..., Awaitab
     async with await pool.request("POST", "/mcp", {}, b"{}") as again:
         assert await again.read() == b"data: 1\n\ndata: 2\n\n"
     assert server.connections == 1
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -454,7 +454,7 @@ async def test_read_some_returns_everything_that_arrived_in_one_piece(
     assert not resp.at_eof()
     assert await resp.read_some() == b""
     assert pool.open_connections == 1  # ended: the connection went back to the pool
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -475,7 +475,7 @@ async def test_closing_a_response_wakes_its_reader(serve: Callable[..., Awaitabl
         await asyncio.wait_for(reader, 1)
     assert not lost.value.before_response
     assert pool.open_connections == 0
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -496,7 +496,7 @@ async def test_a_body_without_length_ends_when_the_server_closes(
         assert resp.status == 502
         assert await resp.read() == b"<html>bad gateway</html>"
     assert pool.open_connections == 0
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -513,7 +513,7 @@ async def test_idle_connections_older_than_idle_timeout_are_not_reused(
     async with await pool.request("POST", "/mcp", {}, b"{}") as resp:
         assert await resp.read() == b'{"n": 1}'  # first request on a new connection
     assert server.connections == 2 and pool.open_connections == 1
-    await pool.close()
+    await pool.aclose()
 
 
 @pytest.mark.anyio
@@ -536,7 +536,7 @@ async def test_retry_stale_within_keeps_a_late_failure_from_being_repeated(
         await pool.request("POST", "/mcp", {}, b"{}")
     assert lost.value.before_response
     assert len(server.requests) == 2  # not sent again
-    await pool.close()
+    await pool.aclose()
 
     fast = await serve(slow_death)
     pool = HttpPool(fast.url, retry_stale_within=5.0)  # the same death within the window is retried
@@ -544,7 +544,7 @@ async def test_retry_stale_within_keeps_a_late_failure_from_being_repeated(
         async with await pool.request("POST", "/mcp", {}, b"{}") as resp:
             assert await resp.read() == b'"fine"'
     assert len(fast.requests) == 3 and fast.connections == 2
-    await pool.close()
+    await pool.aclose()
 
 
 def test_request_target_keeps_a_base_path_and_query() -> None:
@@ -583,6 +583,6 @@ async def test_an_address_that_swallows_connects_is_raced_not_waited_for(
         assert await resp.read() == b'{"n": 1}'
     assert loop.time() - started < 1.5  # the second address after 0.25 s, not after the connect timeout
     assert server.requests[0].startswith(b"POST /mcp HTTP/1.1\r\nHost: dual-stack.test:")
-    await pool.close()
+    await pool.aclose()
     for sock in (*fillers, full):
         sock.close()

@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 
 from gateway_app.database import create_schema
 from gateway_common.db import make_engine
+from gateway_common.http.pool import HttpPool
 from llm_proxy.ledger import LedgerWriter, ModelRequest
 from llm_proxy.upstream import ProviderClient, ProviderUnavailable
 from policies.providers import LlmProxySettings, ProviderConfig
@@ -53,7 +54,7 @@ async def test_a_provider_without_its_key_is_skipped_with_a_clear_reason(
         with pytest.raises(ProviderUnavailable, match="set NOT_SET_ANYWHERE"):
             client.headers({})
         assert client.target("/v1/chat/completions", "") == "/v1/chat/completions"
-        assert client.pool.host_header == "x"
+        assert isinstance(client.pool, HttpPool) and client.pool.host_header == "x"
     finally:
         await client.aclose()
 
