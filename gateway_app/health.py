@@ -28,9 +28,9 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def writers(runtime: GatewayRuntime, llm: LlmRuntime | None) -> dict[str, BatchWriter]:
+def writers(runtime: GatewayRuntime, llm: LlmRuntime | None) -> dict[str, BatchWriter[Any]]:
     """Every background row writer whose failure makes the gateway unready."""
-    found: dict[str, BatchWriter] = {"audit": runtime.audit}
+    found: dict[str, BatchWriter[Any]] = {"audit": runtime.audit}
     if llm is not None:
         found["ledger"] = llm.ledger
         found["alerts"] = llm.alerts.writer

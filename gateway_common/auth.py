@@ -108,10 +108,6 @@ class KeyRing:
                 }
             self._loaded_at = time.monotonic()
 
-    @property
-    def file_key_count(self) -> int:
-        return len(self._file)
-
     def file_key_digests(self) -> frozenset[str]:
         """Digests of every file key's secret (revoked ones included): never usable as admin tokens."""
         return frozenset(self._declared)

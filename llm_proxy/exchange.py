@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
@@ -33,6 +32,7 @@ from llm_proxy.errors import (
     error_response,
 )
 from llm_proxy.forward import Failure, Opened, all_failed, budget_error, try_target
+from llm_proxy.ledger import ModelRequestRow
 from llm_proxy.relay import relay_stream, relay_whole
 from llm_proxy.runtime import LlmRuntime
 from policies import Principal
@@ -302,7 +302,7 @@ class Exchange:
             if self.principal is not None:
                 rt.ledger.submit(self._row(cost))
 
-    def _row(self, cost: float) -> dict[str, Any]:
+    def _row(self, cost: float) -> ModelRequestRow:
         """The ledger row; every string a client (or a provider echoing one) chose is clipped."""
         principal, parsed, usage, headers = self.principal, self.parsed, self.usage, self.headers
         assert principal is not None

@@ -30,7 +30,7 @@ not. A stream cut before its final usage is charged an estimate
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Engine, Index, func
 from sqlalchemy import select as sa_select
@@ -131,6 +131,42 @@ class ModelRequest(SQLModel, table=True):
     )
 
 
+class ModelRequestRow(TypedDict):
+    """One `ModelRequest` row as the request path hands it to the writer (a plain dict; the writer
+    turns ``timestamp``, epoch seconds here, into a datetime in its own thread). A test keeps the
+    keys equal to the table's columns."""
+
+    request_id: str
+    timestamp: float
+    endpoint: str
+    key_id: str
+    key_name: str
+    team: str | None
+    provider: str | None
+    requested_model: str | None
+    served_model: str | None
+    route: str | None
+    attempts: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    usage_estimated: bool | None
+    cost_usd: float
+    price_source: str | None
+    latency_ms: float
+    ttfb_ms: float | None
+    stream: bool
+    status: str
+    http_status: int
+    error_type: str | None
+    error: str | None
+    blocked_by: str | None
+    session_id: str | None
+    upstream_request_id: str | None
+    user_agent: str | None
+
+
 class BudgetAlertRecord(SQLModel, table=True):
     __tablename__ = "budget_alerts"
 
@@ -155,7 +191,7 @@ def _prepare(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-class LedgerWriter(BatchWriter):
+class LedgerWriter(BatchWriter[ModelRequestRow]):
     def __init__(self, engine: Engine, settings: LlmProxySettings) -> None:
         super().__init__(
             engine,
@@ -168,7 +204,7 @@ class LedgerWriter(BatchWriter):
         )
 
 
-class AlertWriter(BatchWriter):
+class AlertWriter(BatchWriter[dict[str, Any]]):
     def __init__(self, engine: Engine, settings: LlmProxySettings) -> None:
         fallback = settings.ledger_fallback_file.replace("ledger", "alerts")
         if fallback == settings.ledger_fallback_file:

@@ -12,14 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from mcp_types.jsonrpc import (
-    HEADER_MISMATCH,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     REQUEST_TIMEOUT,
-    UNSUPPORTED_PROTOCOL_VERSION,
 )
 
 from policies.bounds import echo
@@ -81,18 +79,6 @@ class UnknownTool(InvalidParams):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"Unknown tool: {echo(name)}")
-
-
-class HeaderMismatch(GatewayError):
-    code = HEADER_MISMATCH
-    http_status = 400
-    outcome = Outcome.INVALID_REQUEST
-
-
-class UnsupportedProtocolVersion(GatewayError):
-    code = UNSUPPORTED_PROTOCOL_VERSION
-    http_status = 400
-    outcome = Outcome.INVALID_REQUEST
 
 
 class UpstreamUnavailable(GatewayError):
@@ -165,7 +151,3 @@ def jsonrpc_error(exc: BaseException) -> dict[str, Any]:
             error["data"] = exc.data
         return error
     return {"code": INTERNAL_ERROR, "message": "Internal error in the gateway; see its log"}
-
-
-def http_status(exc: BaseException) -> int:
-    return exc.http_status if isinstance(exc, GatewayError) else 200

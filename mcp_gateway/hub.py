@@ -134,13 +134,25 @@ class UpstreamHub:
 
     # -- per caller ----------------------------------------------------------------------
 
+    def lookup(self, exposed_name: str, grant: ToolGrant) -> tuple[ToolBinding | None, bool]:
+        """The binding behind a name (None if no tool has it) and whether ``grant`` may call it.
+
+        A hidden tool's binding is returned too, so the audit row can name its server and tool;
+        the caller answers a hidden tool exactly like a missing one.
+        """
+        binding = self.bindings.get(exposed_name)
+        if binding is None:
+            return None, False
+        return binding, self.index.resolve(exposed_name, grant) is not None
+
     def visible_tools(self, principal: Principal, grant: ToolGrant) -> tuple[list[JsonObject], bytes]:
         """Tool definitions this caller may see, plus a signature to notice changes."""
         key = (principal.key_id, principal.team)
         cached = self._visible_cache.get(key)
         if cached is not None and cached[0] == self.version:
             return cached[1], cached[2]
-        tools = [b.definition for b in self.bindings.values() if grant.allows(b.server, b.tool)]
+        bindings = self.bindings
+        tools = [bindings[entry.exposed_name].definition for entry in self.index.visible(grant)]
         tools.sort(key=lambda t: str(t["name"]))
         signature = orjson.dumps([t["name"] for t in tools])
         self._visible_cache[key] = (self.version, tools, signature)

@@ -9,12 +9,6 @@ import orjson
 from gateway_common.json_depth import is_depth_refusal, nesting_exceeds
 from mcp_gateway.errors import InvalidRequest, JsonRpcId, ParseError
 
-loads = orjson.loads
-
-
-def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj)
-
 
 def too_deep(limit: int) -> InvalidRequest:
     return InvalidRequest(
@@ -63,10 +57,3 @@ def response(request_id: JsonRpcId, result: dict[str, Any]) -> dict[str, Any]:
 
 def error_response(request_id: JsonRpcId, error: dict[str, Any]) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "error": error}
-
-
-def notification(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-    if params is not None:
-        message["params"] = params
-    return message

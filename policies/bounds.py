@@ -7,6 +7,8 @@ neither a 1 MB error nor a 1 MB row. The sizes are documented in README.md.
 
 from __future__ import annotations
 
+from typing import overload
+
 MAX_NAME_CHARS = 256
 """Tool, prompt and model names, resource URIs: as stored in a row."""
 MAX_ECHO_CHARS = 128
@@ -16,6 +18,18 @@ MAX_ID_CHARS = 128
 MAX_ERROR_CHARS = 1000
 """Error texts stored in a row."""
 ELLIPSIS = "…"
+
+
+@overload
+def clip(text: str, limit: int) -> str: ...
+
+
+@overload
+def clip(text: None, limit: int) -> None: ...
+
+
+@overload
+def clip(text: str | None, limit: int) -> str | None: ...
 
 
 def clip(text: str | None, limit: int) -> str | None:

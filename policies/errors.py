@@ -46,7 +46,3 @@ class ConfigError(PolicyError):
         return f"{len(lines)} problems in {self.source or 'the policy'}:\n" + "\n".join(
             f"  {line}" for line in lines
         )
-
-
-class UnknownKeyError(PolicyError):
-    """A secret that matches no active virtual key (unknown, revoked or expired)."""

@@ -27,9 +27,9 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, Table
 from sqlalchemy.exc import SQLAlchemyError
@@ -42,7 +42,11 @@ __all__ = ["BatchWriter", "Row"]
 logger = logging.getLogger("mcp_gateway.audit")
 
 
-class BatchWriter:
+RowT = TypeVar("RowT", bound=Mapping[str, Any])
+"""The row type a writer takes (a TypedDict naming the table's columns)."""
+
+
+class BatchWriter(Generic[RowT]):
     def __init__(
         self,
         engine: Engine,
@@ -109,9 +113,9 @@ class BatchWriter:
             "restarts": self.restarts,
         }
 
-    def submit(self, row: Row) -> None:
+    def submit(self, row: RowT) -> None:
         """Queue one row. Never blocks and never raises: this runs on the request path."""
-        self._pending.append(row)
+        self._pending.append(row)  # type: ignore[arg-type]  # a row type is a dict with typed keys
         if len(self._pending) >= self.batch_size:
             self._wake.set()
 
@@ -200,13 +204,6 @@ class BatchWriter:
                 self.name,
                 self.fallback_path,
             )
-
-    def flush_sync(self) -> None:
-        """Last resort at interpreter exit: write what is left from this thread."""
-        batch, self._pending = self._pending, []
-        if batch:
-            self._write(batch)
-        self._requeue_stranded()
 
     def _requeue_stranded(self) -> None:
         with self._io_lock:

@@ -18,7 +18,7 @@ strings are clipped to the sizes in `policies.bounds` before they are stored.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
@@ -69,3 +69,33 @@ class ToolCall(SQLModel, table=True):
     )
     latency_ms: float = Field(description="From request arrival to answer, in the gateway.")
     upstream_latency_ms: float | None = Field(default=None, description="Time spent waiting on the upstream.")
+
+
+class ToolCallRow(TypedDict):
+    """One `ToolCall` row as the request path hands it to the writer (a plain dict, no model object:
+    building a SQLModel instance per call would cost more than the rest of the audit). The writer
+    caps ``arguments`` and ``result`` in its own thread. A test keeps the keys equal to the table's
+    columns."""
+
+    id: str
+    timestamp: datetime
+    request_id: str | None
+    key_id: str
+    key_name: str
+    team: str | None
+    client_name: str | None
+    client_version: str | None
+    session_id: str | None
+    protocol_version: str | None
+    exposed_name: str
+    server: str | None
+    tool: str | None
+    arguments: Any
+    arguments_truncated: bool
+    result: Any
+    result_truncated: bool
+    status: str
+    error: str | None
+    blocked_by: str | None
+    latency_ms: float
+    upstream_latency_ms: float | None

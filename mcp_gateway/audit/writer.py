@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from gateway_common.writers.batch import BatchWriter
 from gateway_common.writers.rows import Row, describe, is_marker, unstorable
-from mcp_gateway.audit.models import ToolCall
+from mcp_gateway.audit.models import ToolCall, ToolCallRow
 from policies.config import AuditSettings
 
 
@@ -34,7 +34,7 @@ def cap_json(value: Any, limit: int) -> tuple[Any, bool]:
     return {"_truncated": True, "bytes": len(encoded), "preview": preview}, True
 
 
-class AuditWriter(BatchWriter):
+class AuditWriter(BatchWriter[ToolCallRow]):
     def __init__(self, engine: Engine, settings: AuditSettings) -> None:
         self.settings = settings
         super().__init__(

@@ -1,10 +1,12 @@
-"""What a method handler knows about the request it serves."""
+"""What a method handler knows about the request it serves, built in one place (`Incoming.context`)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from starlette.types import Receive, Send
 
 from mcp_gateway.server.sessions import Session
 from policies import Principal, ToolGrant
@@ -16,7 +18,49 @@ JsonObject = dict[str, Any]
 Emit = Callable[[JsonObject], Awaitable[None]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
+class Incoming:
+    """One authenticated HTTP request to /mcp, before its era is known."""
+
+    runtime: GatewayRuntime
+    principal: Principal
+    headers: dict[str, str]
+    """The headers the endpoint reads (`wire.read_headers`)."""
+    receive: Receive
+    send: Send
+    received_at: float
+    """``time.perf_counter()`` when the request arrived."""
+    sse_allowed: bool
+    """The client accepts ``text/event-stream`` (a response may switch to SSE)."""
+
+    def context(
+        self,
+        request_id: str | int | None,
+        *,
+        modern: bool,
+        protocol_version: str,
+        client_name: str | None,
+        client_version: str | None,
+        session: Session | None = None,
+        emit: Emit | None = None,
+    ) -> RequestContext:
+        """The context of one JSON-RPC request: the only place one is made."""
+        return RequestContext(
+            runtime=self.runtime,
+            principal=self.principal,
+            grant=self.runtime.grant(self.principal),
+            modern=modern,
+            protocol_version=protocol_version,
+            client_name=client_name,
+            client_version=client_version,
+            session=session,
+            request_id=request_id,
+            emit=emit,
+            received_at=self.received_at,
+        )
+
+
+@dataclass(slots=True, kw_only=True)
 class RequestContext:
     runtime: GatewayRuntime
     principal: Principal
@@ -24,22 +68,12 @@ class RequestContext:
     modern: bool
     """True for a 2026-07-28 request (stateless envelope), False for a 2025-era session."""
     protocol_version: str
-    client_info: JsonObject | None
+    client_name: str | None
+    """From the client's ``clientInfo``, clipped (`handshake.client_string`)."""
+    client_version: str | None
     session: Session | None
     request_id: str | int | None
     emit: Emit | None
     """Sends a notification on this request's own response stream (switches it to SSE)."""
     received_at: float
     """``time.perf_counter()`` when the request arrived."""
-
-    @property
-    def client_name(self) -> str | None:
-        info = self.client_info or {}
-        name = info.get("name")
-        return name if isinstance(name, str) else None
-
-    @property
-    def client_version(self) -> str | None:
-        info = self.client_info or {}
-        version = info.get("version")
-        return version if isinstance(version, str) else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 
@@ -12,6 +12,10 @@ from mcp_gateway import __version__
 from mcp_gateway.errors import InvalidParams, MethodNotFound
 from mcp_gateway.server.context import RequestContext
 from mcp_gateway.server.toolcall import call_tool
+from policies import GatewayPolicy
+
+if TYPE_CHECKING:
+    from mcp_gateway.runtime import GatewayRuntime
 
 logger = logging.getLogger("mcp_gateway.mcp")
 JsonObject = dict[str, Any]
@@ -23,11 +27,11 @@ CAPABILITIES: JsonObject = {"tools": {"listChanged": True}}
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 
-def instructions(ctx: RequestContext) -> str:
-    configured = ctx.runtime.policy.mcp.instructions
+def instructions(policy: GatewayPolicy) -> str:
+    configured = policy.mcp.instructions
     if configured:
         return configured
-    separator = ctx.runtime.policy.mcp.tool_naming.separator
+    separator = policy.mcp.tool_naming.separator
     return (
         "MCP Gateway: tools from several MCP servers behind one endpoint. "
         f"Tool names are <server>{separator}<tool>; every call is checked against your key and audited."
@@ -40,12 +44,12 @@ def negotiate_version(requested: Any) -> str:
     return LATEST_HANDSHAKE_VERSION
 
 
-def initialize_result(ctx: RequestContext, protocol_version: str) -> JsonObject:
+def initialize_result(runtime: GatewayRuntime, protocol_version: str) -> JsonObject:
     return {
         "protocolVersion": protocol_version,
         "capabilities": CAPABILITIES,
         "serverInfo": SERVER_INFO,
-        "instructions": instructions(ctx),
+        "instructions": instructions(runtime.policy),
     }
 
 
@@ -78,7 +82,7 @@ async def _discover(ctx: RequestContext, params: JsonObject) -> JsonObject:
     return {
         "supportedVersions": list(MODERN_PROTOCOL_VERSIONS),
         "capabilities": CAPABILITIES,
-        "instructions": instructions(ctx),
+        "instructions": instructions(ctx.runtime.policy),
         "cacheScope": "private",
         "ttlMs": 0,
     }

@@ -22,6 +22,7 @@ from typing import Any
 
 from mcp.shared.inbound import mcp_param_headers
 
+from mcp_gateway.audit.models import ToolCallRow
 from mcp_gateway.errors import (
     GatewayError,
     InvalidParams,
@@ -60,7 +61,7 @@ def new_row_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
-def _audit_row(ctx: RequestContext, name: str, arguments: Any) -> dict[str, Any]:
+def _audit_row(ctx: RequestContext, name: str, arguments: Any) -> ToolCallRow:
     # Client strings are clipped where they are long (inline checks: this runs on every call).
     # The protocol version needs none: it is always one the gateway itself supports.
     request_id = ctx.request_id
@@ -68,11 +69,6 @@ def _audit_row(ctx: RequestContext, name: str, arguments: Any) -> dict[str, Any]
         request_id = str(request_id)  # an integer id is at most 20 digits (orjson: 64 bits)
         if len(request_id) > MAX_ID_CHARS:
             request_id = clip(request_id, MAX_ID_CHARS)
-    client_name, client_version = ctx.client_name, ctx.client_version
-    if client_name is not None and len(client_name) > MAX_ID_CHARS:
-        client_name = clip(client_name, MAX_ID_CHARS)
-    if client_version is not None and len(client_version) > MAX_ID_CHARS:
-        client_version = clip(client_version, MAX_ID_CHARS)
     return {
         "id": new_row_id(),
         "timestamp": datetime.now(UTC),
@@ -80,8 +76,8 @@ def _audit_row(ctx: RequestContext, name: str, arguments: Any) -> dict[str, Any]
         "key_id": ctx.principal.key_id,
         "key_name": ctx.principal.key_name,
         "team": ctx.principal.team,
-        "client_name": client_name,
-        "client_version": client_version,
+        "client_name": ctx.client_name,  # clipped when the context was made
+        "client_version": ctx.client_version,
         "session_id": ctx.session.id if ctx.session else None,
         "protocol_version": ctx.protocol_version,
         "exposed_name": name if len(name) <= MAX_NAME_CHARS else clip(name, MAX_NAME_CHARS),
@@ -117,11 +113,11 @@ async def call_tool(ctx: RequestContext, params: JsonObject) -> JsonObject:
             raise InvalidParams('tools/call needs "name" (a string)')
         if arguments is not None and not isinstance(arguments, dict):
             raise InvalidParams('tools/call "arguments" must be an object')
-        binding = ctx.runtime.hub.bindings.get(name)
+        binding, permitted = ctx.runtime.hub.lookup(name, ctx.grant)
         if binding is None:
             raise UnknownTool(name)
         row["server"], row["tool"] = binding.server, binding.tool
-        if not ctx.grant.allows(binding.server, binding.tool):
+        if not permitted:
             raise UnknownTool(name)  # the same answer as a tool that does not exist
         limiter = ctx.runtime.limiter
         if limiter is not None:

@@ -24,7 +24,7 @@ from policies.config import AuditSettings
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def row(**overrides: Any) -> dict[str, Any]:
+def row(**overrides: Any) -> Any:  # a ToolCallRow, or a deliberately broken one
     base: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "timestamp": datetime.now(UTC),

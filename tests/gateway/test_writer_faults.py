@@ -69,7 +69,9 @@ async def test_a_prepare_that_raises_recursion_error_stores_the_row_with_a_marke
         # What a recursive walk does to a deep value: the stdlib encoder raises RecursionError.
         return {**values, "arguments": json.loads(json.dumps(values["arguments"]))}
 
-    writer = BatchWriter(engine, TABLE, prepare=prepare, fallback_path=tmp_path / "fb.jsonl")
+    writer: BatchWriter[Any] = BatchWriter(
+        engine, TABLE, prepare=prepare, fallback_path=tmp_path / "fb.jsonl"
+    )
     await writer.start()
     writer.submit(row(id="before"))
     writer.submit(row(id="poison", arguments=deep(2000)))
@@ -126,7 +128,9 @@ async def test_an_insert_failing_for_one_row_keeps_the_others_and_diverts_only_t
             raise RuntimeError("not a database error")
 
     fallback = tmp_path / "fb.jsonl"
-    writer = BatchWriter(engine, TABLE, fallback_path=fallback)  # no prepare: values reach the insert raw
+    writer: BatchWriter[Any] = BatchWriter(
+        engine, TABLE, fallback_path=fallback
+    )  # no prepare: values reach the insert raw
     await writer.start()
     ids = [uuid.uuid4().hex for _ in range(6)]
     for i, ident in enumerate(ids):
@@ -147,7 +151,7 @@ async def test_an_insert_failing_for_one_row_keeps_the_others_and_diverts_only_t
     assert "Recursion limit" in encoded["arguments"][UNSTORABLE]
 
     event.remove(engine, "before_cursor_execute", refuse_poison)
-    again = BatchWriter(engine, TABLE, fallback_path=fallback)
+    again: BatchWriter[Any] = BatchWriter(engine, TABLE, fallback_path=fallback)
     await again.start()
     await again.aclose()
     rows = stored(engine)
@@ -163,7 +167,7 @@ async def test_a_fallback_file_line_the_database_still_refuses_stays_in_the_file
     good = orjson.dumps(row(id="good", timestamp="2026-11-27T12:00:00+00:00")).decode()
     missing_key = orjson.dumps({k: v for k, v in row(id="no-key").items() if k != "key_id"}).decode()
     fallback.write_text(f"{good}\nnot json at all\n{missing_key}\n")
-    writer = BatchWriter(engine, TABLE, fallback_path=fallback)
+    writer: BatchWriter[Any] = BatchWriter(engine, TABLE, fallback_path=fallback)
     await writer.start()  # starts despite the bad lines
     await writer.aclose()
     assert set(stored(engine)) == {"good"}

@@ -31,7 +31,7 @@ def deep_body(levels: int, **fields: Any) -> bytes:
     return head[:-1] + b',"messages":[{"role":"user","content":"hi","extra":' + nested + b"}]}"
 
 
-def ledger_row(request_id: str, **overrides: Any) -> dict[str, Any]:
+def ledger_row(request_id: str, **overrides: Any) -> Any:  # a ModelRequestRow, or a broken one
     values: dict[str, Any] = {
         "request_id": request_id,
         "timestamp": time.time(),
