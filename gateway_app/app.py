@@ -7,6 +7,7 @@ import contextlib
 import gc
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,18 +21,21 @@ from gateway_app.database import create_schema
 from gateway_app.guard import HostGuard, refusal_response
 from gateway_app.health import healthz, readyz
 from gateway_app.settings import Settings
-from gateway_common.auth import KeyRing
 from gateway_common.db import make_engine
+from gateway_common.lifecycle import ShutdownSignal
+from gateway_common.policy_state import PolicyState
 from llm_proxy.endpoints import llm_fast_paths, llm_routes
 from llm_proxy.runtime import start_llm_runtime
 from mcp_gateway.audit import AuditWriter
 from mcp_gateway.hub import UpstreamHub
-from mcp_gateway.runtime import GatewayRuntime, ShutdownSignal
+from mcp_gateway.runtime import GatewayRuntime
 from mcp_gateway.server.endpoint import McpEndpoint
 from mcp_gateway.server.sessions import SessionStore
 from mcp_gateway.upstream.base import UpstreamConnection
 from mcp_gateway.upstream.supervisor import make_connection
-from policies.counters import Clock, CounterStore
+from policies.budgeting import BudgetBook
+from policies.counters import Clock, CounterStore, MemoryCounterStore
+from policies.ratelimit import RateLimiter
 
 logger = logging.getLogger("mcp_gateway")
 
@@ -125,6 +129,8 @@ def create_app(
     clock; several replicas would share a store)."""
     policy = settings.policy
     shutdown = ShutdownSignal()
+    now = clock or time.time
+    store = counter_store or MemoryCounterStore()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -134,16 +140,19 @@ def create_app(
         await asyncio.to_thread(create_schema, engine)
         audit = AuditWriter(engine, policy.gateway.audit)
         await audit.start()
-        keys = KeyRing(policy, engine, policy.gateway.key_refresh_seconds)
-        await keys.refresh()
-        llm = await start_llm_runtime(policy, engine, keys, clock=clock, store=counter_store)
+        state = PolicyState(policy, engine, clock=now)
+        await state.refresh_keys()
+        # One limiter and one budget book for both front doors (tools/call counts tool_calls_per_minute).
+        limiter = RateLimiter(store, now)
+        budgets = BudgetBook(store, now)
+        llm = await start_llm_runtime(state, engine, limiter=limiter, budgets=budgets, clock=now)
         hub = UpstreamHub(policy, connection_factory)
         sessions = SessionStore(
             idle_timeout=policy.gateway.session_idle_seconds,
             max_sessions=policy.gateway.max_sessions,
             max_per_key=policy.gateway.max_sessions_per_key,
         )
-        runtime = GatewayRuntime(policy, engine, keys, hub, audit, sessions, shutdown, llm.limiter)
+        runtime = GatewayRuntime(state, engine, hub, audit, sessions, shutdown, limiter)
         hub.start()
         sweeper = asyncio.create_task(_sweep_sessions(runtime), name="session-sweeper")
         app.state.runtime = runtime  # for embedding code and tests; requests use the lifespan state
@@ -152,7 +161,7 @@ def create_app(
         # full passes over it (about 150k objects, ~0.1 s) otherwise show up as latency spikes.
         gc.freeze()
         try:
-            yield {"runtime": runtime, "llm": llm, "limiter": llm.limiter}
+            yield {"runtime": runtime, "llm": llm, "policy_state": state}
         finally:
             app.state.runtime = app.state.llm = None
             gc.unfreeze()

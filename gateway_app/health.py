@@ -90,8 +90,9 @@ def _may_see_details(request: Request, runtime: GatewayRuntime) -> bool:
     authorization = request.headers.get("authorization")
     if authorization is not None:
         token = bearer_token(authorization)
-        identity = runtime.admin.identify(token)
-        if identity is None or token is None or runtime.keys.holds(hash_secret(token)):
+        snapshot = runtime.state.current
+        identity = snapshot.admin.identify(token)
+        if identity is None or token is None or snapshot.knows_secret(hash_secret(token)):
             raise _Unauthorized
         return True
     return runtime.policy.gateway.health_details == "loopback" and is_loopback_peer(request.client)

@@ -29,6 +29,7 @@ from llm_proxy.forward import RETRY_STATUSES, UPSTREAM_ERRORS
 from llm_proxy.runtime import LlmRuntime
 from llm_proxy.upstream import describe_failure
 from policies.bounds import echo
+from policies.snapshot import ModelRefused
 
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 
@@ -52,15 +53,15 @@ class CountTokensEndpoint:
         headers = client_headers(scope)
         query = scope.get("query_string", b"").decode("latin-1")
         try:
-            principal = await authenticate(rt, headers)
+            principal, snapshot = await authenticate(rt, headers)
             body = await read_body(receive, rt.settings.max_body_bytes, headers.get("content-length"))
-            payload, model = parse_count_tokens(body, rt.policy.gateway.max_json_depth)
-            routed = rt.router.route(model, principal)
-            targets = [t for t in routed.targets if t.kind == "anthropic"] if routed is not None else []
-            if not targets:
-                raise NotFound(f"Model {echo(model)} is not served by this gateway's Anthropic providers")
-            if not rt.router.allows(principal, model, targets[0].model):
+            payload, model = parse_count_tokens(body, snapshot.policy.gateway.max_json_depth)
+            decision = snapshot.route_model(principal, model, "anthropic")
+            if isinstance(decision, ModelRefused) and decision.reason == "not_allowed":
                 raise PermissionDenied(f"Key {principal.key_id!r} may not use model {echo(model)}")
+            if isinstance(decision, ModelRefused):
+                raise NotFound(f"Model {echo(model)} is not served by this gateway's Anthropic providers")
+            targets = decision.targets
             failures = []
             for target in targets:
                 provider = rt.providers[target.provider]
@@ -122,11 +123,11 @@ async def list_models(request: Request) -> Response:
         name: request.headers[name] for name in ("x-api-key", "authorization") if name in request.headers
     }
     try:
-        principal = await authenticate(rt, headers)
+        principal, snapshot = await authenticate(rt, headers)
     except ProxyError as exc:
         status, error_headers, body = error_response(exc, "openai" if openai else "anthropic")
         return Response(body, status, {k.decode(): v.decode() for k, v in error_headers})
-    data = [_model_entry(model, provider) for model, provider in rt.router.listed_models(principal)]
+    data = [_model_entry(model, provider) for model, provider in snapshot.router.listed_models(principal)]
     return JSONResponse(
         {
             "object": "list",

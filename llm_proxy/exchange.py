@@ -42,6 +42,7 @@ from policies.outcomes import Outcome
 from policies.pricing import ZERO_USAGE, Rates, Usage
 from policies.ratelimit import RequestTicket
 from policies.routing import Target
+from policies.snapshot import PolicySnapshot
 
 logger = logging.getLogger("llm_proxy")
 
@@ -68,16 +69,17 @@ def client_headers(scope: Scope) -> dict[str, str]:
     return found
 
 
-async def authenticate(rt: LlmRuntime, headers: dict[str, str]) -> Principal:
+async def authenticate(rt: LlmRuntime, headers: dict[str, str]) -> tuple[Principal, PolicySnapshot]:
+    """The caller, and the policy snapshot every decision of its request comes from."""
     secret = headers.get("x-api-key") or bearer_token(headers.get("authorization"))
     if not secret:
         raise AuthenticationFailed(
             "Missing virtual key: send it in the x-api-key header or as 'Authorization: Bearer <key>'"
         )
-    principal = await rt.keys.authenticate(secret, raw=True)
+    principal, snapshot = await rt.state.authenticate(secret)
     if principal is None:
         raise AuthenticationFailed("Invalid virtual key (unknown, revoked or expired)")
-    return principal
+    return principal, snapshot
 
 
 def _too_large(limit: int) -> RequestTooLarge:
@@ -112,6 +114,7 @@ class Exchange:
         "route",
         "rt",
         "served_model",
+        "snapshot",
         "started",
         "status",
         "ticket",
@@ -130,6 +133,7 @@ class Exchange:
         self.headers = client_headers(scope)
         self.query = scope["query_string"].decode("latin-1") if scope.get("query_string") else ""
         self.principal: Principal | None = None
+        self.snapshot: PolicySnapshot | None = None
         self.parsed: ParsedRequest | None = None
         self.route: str | None = None
         self.provider: str | None = None
@@ -154,11 +158,11 @@ class Exchange:
 
     async def handle(self, receive: Receive, send: Send) -> None:
         try:
-            self.principal = await authenticate(self.rt, self.headers)
+            self.principal, self.snapshot = await authenticate(self.rt, self.headers)
             body = await read_body(
                 receive, self.rt.settings.max_body_bytes, self.headers.get("content-length")
             )
-            self.parsed = self.dialect.parse(body, self.rt.policy.gateway.max_json_depth)
+            self.parsed = self.dialect.parse(body, self.snapshot.policy.gateway.max_json_depth)
             await self._run(receive, send)
         except ClientGone:
             self.status, self.error = Outcome.CANCELLED, "the client went away before its request was read"
@@ -176,19 +180,19 @@ class Exchange:
             await self.finish()
 
     async def _run(self, receive: Receive, send: Send) -> None:
-        rt, parsed, principal = self.rt, self.parsed, self.principal
-        assert parsed is not None and principal is not None
-        resolved = rt.resolve(principal, parsed.model, self.dialect)
+        rt, parsed, principal, snapshot = self.rt, self.parsed, self.principal, self.snapshot
+        assert parsed is not None and principal is not None and snapshot is not None
+        resolved = rt.route(snapshot, principal, parsed.model, self.dialect)
         self.route = resolved.route
         rates = self._rates(resolved.targets[0])
-        if rates is None and rt.prices.blocks_unknown:
+        if rates is None and snapshot.prices.blocks_unknown:
             model = resolved.targets[0].model
             raise PermissionDenied(
                 f"Model {echo(model)} has no known price and this gateway refuses unpriced models"
             )
         estimate = rates.estimate(len(parsed.body), parsed.max_tokens) if rates is not None else 0.0
 
-        decision = await rt.limiter.acquire_request(principal, self.request_id)
+        decision = await rt.limiter.acquire_request(snapshot.rate_plan(principal), self.request_id)
         if not decision.allowed:
             raise RateLimited(decision.message, decision.retry_after, blocked_by=decision.blocked_by)
         self.ticket = decision.ticket
@@ -205,21 +209,23 @@ class Exchange:
             await relay_whole(self, opened, send)
 
     def _rates(self, target: Target) -> Rates | None:
+        assert self.snapshot is not None
+        prices = self.snapshot.prices
         provider = self.rt.providers.get(target.provider)
         if provider is None:
-            return self.rt.prices.rates(target.model)
+            return prices.rates(target.model)
         provider_id, api_url = provider.price_hint
-        return self.rt.prices.rates(target.model, provider_id, api_url)
+        return prices.rates(target.model, provider_id, api_url)
 
     async def _open(self, targets: tuple[Target, ...], estimate: float) -> Opened:
         """Try each target in order until one answers; raises the right error when none does."""
-        rt, parsed = self.rt, self.parsed
-        assert parsed is not None
+        rt, parsed, snapshot = self.rt, self.parsed, self.snapshot
+        assert parsed is not None and snapshot is not None
         failures: list[Failure] = []
         for target in targets:
             provider = rt.providers[target.provider]
             rates = self._rates(target)
-            if rates is None and rt.prices.blocks_unknown:
+            if rates is None and snapshot.prices.blocks_unknown:
                 failures.append(
                     Failure(
                         target.provider,
@@ -230,7 +236,7 @@ class Exchange:
                 )
                 continue
             held = None
-            provider_scopes = rt.budgets.provider_scopes(target.provider)
+            provider_scopes = snapshot.budget_scopes.provider_scopes(target.provider)
             if provider_scopes:
                 reserved = await rt.budgets.reserve(provider_scopes, estimate, self.request_id)
                 if isinstance(reserved, BudgetBlock):

@@ -12,47 +12,39 @@ import asyncio
 import itertools
 import logging
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from gateway_common.auth import KeyRing
+from gateway_common.policy_state import PolicyState
 from llm_proxy.alerts import AlertSink
 from llm_proxy.dialects import Dialect
 from llm_proxy.errors import NotFound, PermissionDenied
 from llm_proxy.ledger import AlertWriter, LedgerWriter, alerts_since, spend_since
 from llm_proxy.upstream import ProviderClient, open_providers
 from policies import GatewayPolicy, Principal
-from policies.bounds import MAX_NAME_CHARS, echo
-from policies.budgeting import PERIODS, BudgetBook, BudgetScope, period_bounds, period_label
-from policies.counters import Clock, CounterStore, MemoryCounterStore
+from policies.bounds import echo
+from policies.budgeting import PERIODS, BudgetBook, BudgetScopes, period_bounds, period_label
+from policies.counters import Clock
 from policies.pricing import PriceBook
 from policies.providers import LlmProxySettings
 from policies.ratelimit import RateLimiter
-from policies.routing import ModelRouter, Target, is_glob
+from policies.routing import ModelRouter, is_glob
+from policies.snapshot import ModelRoute, PolicySnapshot
 
 logger = logging.getLogger("llm_proxy")
 
 
-@dataclass(frozen=True, slots=True)
-class Resolved:
-    targets: tuple[Target, ...]
-    route: str | None
-    budget_scopes: tuple[BudgetScope, ...]
-    """The caller's budgets (org, team, key); provider budgets are reserved per target."""
-
-
 @dataclass
 class LlmRuntime:
-    policy: GatewayPolicy
+    """The model proxy's own resources; policy decisions come from the request's snapshot (`state`)."""
+
+    state: PolicyState
     settings: LlmProxySettings
-    keys: KeyRing
     providers: dict[str, ProviderClient]
-    router: ModelRouter
-    prices: PriceBook
     limiter: RateLimiter
+    """Shared with the /mcp front door (tools/call counts against tool_calls_per_minute)."""
     budgets: BudgetBook
     ledger: LedgerWriter
     alerts: AlertSink
@@ -60,35 +52,30 @@ class LlmRuntime:
     warnings: list[str] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _id_prefix: str = field(default_factory=lambda: os.urandom(8).hex())
-    _resolved: dict[tuple[str, str | None, str, str], Resolved] = field(default_factory=dict)
 
     def next_request_id(self) -> str:
         """32 hex characters: a random per-process prefix and a counter (no syscall per request)."""
         return f"{self._id_prefix}{next(self._ids):016x}"
 
-    def resolve(self, principal: Principal, model: str, dialect: Dialect) -> Resolved:
-        """Route and permission for a key and model (cached: the policy is fixed for the process)."""
-        cache_key = (principal.key_id, principal.team, model, dialect.kind)
-        found = self._resolved.get(cache_key)
-        if found is not None:
-            return found
-        routed = self.router.route(model, principal)
-        if routed is None:
+    def route(
+        self, snapshot: PolicySnapshot, principal: Principal, model: str, dialect: Dialect
+    ) -> ModelRoute:
+        """Where the caller's model goes under ``snapshot``; the proxy's error when it may not."""
+        decision = snapshot.route_model(principal, model, dialect.kind)
+        if isinstance(decision, ModelRoute):
+            return decision
+        if decision.reason == "unrouted":
             raise NotFound(f"Model {echo(model)} is not served by this gateway (no route matches it)")
-        targets = tuple(t for t in routed.targets if t.kind == dialect.kind)
-        if not targets:
+        if decision.reason == "other_api":
             other = "/v1/messages" if dialect.openai else "/v1/chat/completions"
             raise NotFound(
                 f"Model {echo(model)} is routed to a provider that does not speak this API; use {other}"
             )
-        if not self.router.allows(principal, model, targets[0].model):
-            raise PermissionDenied(f"Key {principal.key_id!r} may not use model {echo(model)}")
-        found = Resolved(targets, routed.route, self.budgets.caller_scopes(principal))
-        if len(model) <= MAX_NAME_CHARS:  # a stream of huge distinct names must not fill memory
-            if len(self._resolved) >= 10_000:
-                self._resolved.clear()
-            self._resolved[cache_key] = found
-        return found
+        raise PermissionDenied(f"Key {principal.key_id!r} may not use model {echo(model)}")
+
+    async def budget_status(self) -> list[dict[str, object]]:
+        """Every budget of the current policy: spent, reserved, limit, reset time."""
+        return await self.budgets.status(self.state.current.budget_scopes)
 
     @property
     def provider_secrets(self) -> tuple[bytes, ...]:
@@ -146,43 +133,39 @@ def unpriced_models(
 
 
 async def start_llm_runtime(
-    policy: GatewayPolicy,
+    state: PolicyState,
     engine: Engine,
-    keys: KeyRing,
     *,
-    clock: Clock | None = None,
-    store: CounterStore | None = None,
+    limiter: RateLimiter,
+    budgets: BudgetBook,
+    clock: Clock,
 ) -> LlmRuntime:
-    clock = clock or time.time
-    store = store or MemoryCounterStore()
+    """Open the providers, start the writers and rebuild the current periods' spend from the ledger."""
+    policy = state.policy
     settings = policy.llm_proxy
     providers, warnings = open_providers(policy.providers)
-    prices = PriceBook(policy.pricing, clock)
-    warnings += await asyncio.to_thread(unpriced_models, policy, prices, providers)
+    warnings += await asyncio.to_thread(unpriced_models, policy, state.current.prices, providers)
     ledger = LedgerWriter(engine, settings)
     alerts = AlertSink(
         AlertWriter(engine, settings), policy.budgets.alert_webhook, settings.alert_webhook_timeout_seconds
     )
-    budgets = BudgetBook(policy, store, clock)
     runtime = LlmRuntime(
-        policy=policy,
+        state=state,
         settings=settings,
-        keys=keys,
         providers=providers,
-        router=ModelRouter(policy),
-        prices=prices,
-        limiter=RateLimiter(policy, store, clock),
+        limiter=limiter,
         budgets=budgets,
         ledger=ledger,
         alerts=alerts,
         clock=clock,
         warnings=warnings,
     )
+    scopes = state.current.budget_scopes
     try:
         await ledger.start()
         await alerts.start()
-        if budgets.enabled:
-            await restore_spend(runtime, engine)
+        if scopes.enabled:
+            await restore_spend(runtime, engine, scopes)
     except BaseException:
         await runtime.aclose()
         raise
@@ -193,18 +176,18 @@ async def start_llm_runtime(
             "model proxy: %d providers, %d routes, %d budgets",
             len(providers),
             len(policy.routes),
-            len(budgets.all_scopes()),
+            len(scopes.all_scopes()),
         )
     return runtime
 
 
-async def restore_spend(runtime: LlmRuntime, engine: Engine) -> None:
+async def restore_spend(runtime: LlmRuntime, engine: Engine, scopes: BudgetScopes) -> None:
     """Seed the current periods' budget counters and fired alerts from the database."""
     now = runtime.clock()
     starts = {period: period_bounds(period, now)[0] for period in PERIODS}
     for period, since in starts.items():
         rows = await asyncio.to_thread(spend_since, engine, since)
-        await runtime.budgets.restore(period, rows)
+        await runtime.budgets.restore(period, rows, scopes)
     current: dict[str, str] = {period: period_label(period, start) for period, start in starts.items()}
     earliest = min(starts.values())
     for kind, budget, period_name, label in await asyncio.to_thread(alerts_since, engine, earliest):

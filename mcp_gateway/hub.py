@@ -20,7 +20,7 @@ from mcp.shared.inbound import find_invalid_x_mcp_header, x_mcp_header_map
 
 from mcp_gateway.upstream.base import JsonObject, UpstreamConnection
 from mcp_gateway.upstream.supervisor import UpstreamSupervisor, make_connection
-from policies import GatewayPolicy, Principal, ToolGrant
+from policies import GatewayPolicy, ToolGrant
 from policies.catalogue import CatalogueIndex, build_catalogue
 
 logger = logging.getLogger("mcp_gateway.hub")
@@ -58,7 +58,7 @@ class UpstreamHub:
         self.version = 0
         self._signature = b""
         self._reported: set[str] = set()
-        self._visible_cache: dict[tuple[str, str | None], tuple[int, list[JsonObject], bytes]] = {}
+        self._visible_cache: dict[int, tuple[ToolGrant, int, list[JsonObject], bytes]] = {}
         self._change = asyncio.Event()
 
     @property
@@ -145,17 +145,22 @@ class UpstreamHub:
             return None, False
         return binding, self.index.resolve(exposed_name, grant) is not None
 
-    def visible_tools(self, principal: Principal, grant: ToolGrant) -> tuple[list[JsonObject], bytes]:
-        """Tool definitions this caller may see, plus a signature to notice changes."""
-        key = (principal.key_id, principal.team)
-        cached = self._visible_cache.get(key)
-        if cached is not None and cached[0] == self.version:
-            return cached[1], cached[2]
+    def visible_tools(self, grant: ToolGrant) -> tuple[list[JsonObject], bytes]:
+        """Tool definitions a grant may see, in name order, plus a signature to notice changes.
+
+        Memoized per grant object (snapshots memoize grants per key) and catalogue version; a
+        grant of a replaced snapshot simply stops being asked for.
+        """
+        cached = self._visible_cache.get(id(grant))
+        if cached is not None and cached[0] is grant and cached[1] == self.version:
+            return cached[2], cached[3]
         bindings = self.bindings
         tools = [bindings[entry.exposed_name].definition for entry in self.index.visible(grant)]
         tools.sort(key=lambda t: str(t["name"]))
         signature = orjson.dumps([t["name"] for t in tools])
-        self._visible_cache[key] = (self.version, tools, signature)
+        if len(self._visible_cache) >= 10_000:
+            self._visible_cache.clear()
+        self._visible_cache[id(grant)] = (grant, self.version, tools, signature)
         return tools, signature
 
     def explain_empty(self, grant: ToolGrant) -> str:

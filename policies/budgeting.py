@@ -202,11 +202,10 @@ def _limits(config: BudgetLimits) -> tuple[tuple[Period, float], ...]:
     return tuple((period, found[period]) for period in PERIODS if period in found)
 
 
-class BudgetBook:
-    def __init__(self, policy: GatewayPolicy, store: CounterStore, clock: Clock) -> None:
-        self.policy = policy
-        self.store = store
-        self.clock = clock
+class BudgetScopes:
+    """Which budgets a policy defines and which apply to a caller or a provider (pure, per snapshot)."""
+
+    def __init__(self, policy: GatewayPolicy) -> None:
         budgets = policy.budgets
         default = budgets.default_alert_threshold
 
@@ -214,7 +213,6 @@ class BudgetBook:
             threshold = config.alert_threshold if config.alert_threshold is not None else default
             return BudgetScope(kind, name, _limits(config), threshold)
 
-        self._plans: dict[tuple[BudgetScope, ...], _Plan] = {}
         self._org = scope("org", "", budgets.org) if budgets.org is not None else None
         self._teams = {b.name: scope("team", b.name, b) for b in budgets.teams}
         self._keys = {b.id: scope("key", b.id, b) for b in budgets.keys}
@@ -224,9 +222,8 @@ class BudgetBook:
     def enabled(self) -> bool:
         return bool(self._org or self._teams or self._keys or self._providers)
 
-    # -- which budgets apply ---------------------------------------------------------------
-
     def caller_scopes(self, principal: Principal) -> tuple[BudgetScope, ...]:
+        """The org's, the caller's team's and the caller's own budgets."""
         scopes = []
         if self._org is not None:
             scopes.append(self._org)
@@ -244,6 +241,30 @@ class BudgetBook:
         scopes = [self._org] if self._org is not None else []
         return [*scopes, *self._teams.values(), *self._keys.values(), *self._providers.values()]
 
+    def charged_by(self, row: SpendRow) -> list[BudgetScope]:
+        """Every budget a recorded request's cost counts against."""
+        scopes = [self._org] if self._org is not None else []
+        if row.team is not None and row.team in self._teams:
+            scopes.append(self._teams[row.team])
+        if row.key_id in self._keys:
+            scopes.append(self._keys[row.key_id])
+        if row.provider is not None and row.provider in self._providers:
+            scopes.append(self._providers[row.provider])
+        return scopes
+
+
+class BudgetBook:
+    """Reserves and settles spend against budget counters in a `CounterStore`.
+
+    It holds no policy: callers pass the scopes (from the current snapshot's `BudgetScopes`),
+    so a new policy applies to the next request while spend carries on in the store.
+    """
+
+    def __init__(self, store: CounterStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self._plans: dict[tuple[BudgetScope, ...], _Plan] = {}
+
     def counters(self, scopes: Iterable[BudgetScope], now: float | None = None) -> tuple[Counter, ...]:
         now = self.clock() if now is None else now
         found = []
@@ -258,6 +279,8 @@ class BudgetBook:
     def _plan(self, scopes: tuple[BudgetScope, ...], now: float) -> _Plan:
         plan = self._plans.get(scopes)
         if plan is None or not plan.valid_from <= now < plan.valid_until:
+            if len(self._plans) >= 4096:  # scopes of replaced policies are never asked for again
+                self._plans.clear()
             counters = self.counters(scopes, now)
             plan = _Plan(
                 valid_from=max(c.start.timestamp() for c in counters),
@@ -309,7 +332,7 @@ class BudgetBook:
 
     # -- after a restart -------------------------------------------------------------------
 
-    async def restore(self, period: Period, rows: Iterable[SpendRow]) -> int:
+    async def restore(self, period: Period, rows: Iterable[SpendRow], scopes: BudgetScopes) -> int:
         """Seed the current ``period``'s counters from spend recorded since it started.
 
         ``rows`` must cover exactly the ledger since `period_bounds(period, now)[0]`.
@@ -318,19 +341,10 @@ class BudgetBook:
         now = self.clock()
         totals: dict[str, float] = {}
         for row in rows:
-            scopes = []
-            if self._org is not None:
-                scopes.append(self._org)
-            if row.team is not None and row.team in self._teams:
-                scopes.append(self._teams[row.team])
-            if row.key_id in self._keys:
-                scopes.append(self._keys[row.key_id])
-            if row.provider is not None and row.provider in self._providers:
-                scopes.append(self._providers[row.provider])
-            for scope in scopes:
+            for scope in scopes.charged_by(row):
                 totals[scope.ident] = totals.get(scope.ident, 0.0) + row.cost_usd
         seeded = 0
-        for counter in self.counters(self.all_scopes(), now):
+        for counter in self.counters(scopes.all_scopes(), now):
             if counter.period != period:
                 continue
             spent = totals.get(counter.scope.ident, 0.0)
@@ -344,11 +358,11 @@ class BudgetBook:
         key = counter_key(ident, period, label)
         await self.store.once(f"alert:{kind}:{key}", self.clock() + 40 * 86_400.0)
 
-    async def status(self) -> list[dict[str, object]]:
+    async def status(self, scopes: BudgetScopes) -> list[dict[str, object]]:
         """Every budget counter of the current periods: spent, reserved, limit, reset time."""
         now = self.clock()
         out: list[dict[str, object]] = []
-        for counter in self.counters(self.all_scopes(), now):
+        for counter in self.counters(scopes.all_scopes(), now):
             state = await self.store.spend_state(counter.key, now)
             out.append(
                 {

@@ -74,8 +74,8 @@ class _Limit:
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
-    """A principal's limits, with the store checks built once (they never change)."""
+class RatePlan:
+    """A principal's limits under one policy, with the store checks built once (`build_rate_plan`)."""
 
     windows: tuple[_Limit, ...]
     """requests_per_minute (cost 1) then tokens_per_minute (cost 0, checked only)."""
@@ -101,19 +101,20 @@ _UNITS = {
 
 
 class RateLimiter:
-    """Applies the policy's rate limits through a `CounterStore` and an injected clock."""
+    """Applies rate plans (from the current policy snapshot) through a `CounterStore` and a clock.
 
-    def __init__(self, policy: GatewayPolicy, store: CounterStore, clock: Clock) -> None:
-        self.policy = policy
+    It holds no policy: every call gets the caller's `RatePlan`, so a new policy applies to the
+    next request while the counters (in the store) carry on.
+    """
+
+    def __init__(self, store: CounterStore, clock: Clock) -> None:
         self.store = store
         self.clock = clock
-        self._plans: dict[tuple[str, str | None], _Plan] = {}
 
     # -- model requests --------------------------------------------------------------------
 
-    async def acquire_request(self, principal: Principal, lease: str) -> RateDecision:
+    async def acquire_request(self, plan: RatePlan, lease: str) -> RateDecision:
         """Admit one model request (or say which limit refuses it and when to retry)."""
-        plan = self._plan(principal)
         if plan.empty:
             return RateDecision(True, ticket=RequestTicket(lease, (), ()))
         now = self.clock()
@@ -142,9 +143,8 @@ class RateLimiter:
 
     # -- MCP tool calls --------------------------------------------------------------------
 
-    async def acquire_tool_call(self, principal: Principal) -> RateDecision:
+    async def acquire_tool_call(self, plan: RatePlan) -> RateDecision:
         """Count one MCP tools/call against ``tool_calls_per_minute`` of the key and its team."""
-        plan = self._plan(principal)
         if not plan.tool_checks:
             return ALLOWED
         denial = await self.store.window_hit(plan.tool_checks, self.clock())
@@ -162,42 +162,37 @@ class RateLimiter:
         message = f"Rate limit: {limit.label} allows {limit.value} {unit} ({detail}); retry in {seconds} s"
         return RateDecision(False, retry_after, limit.blocked_by, message)
 
-    def _plan(self, principal: Principal) -> _Plan:
-        cache_key = (principal.key_id, principal.team)
-        plan = self._plans.get(cache_key)
-        if plan is None:
-            plan = self._plans[cache_key] = self._build_plan(principal)
-        return plan
 
-    def _build_plan(self, principal: Principal) -> _Plan:
-        scoped: list[tuple[str, str, RateLimit]] = []
-        key = self.policy.key(principal.key_id)
-        if key is not None and key.rate_limit is not None:
-            scoped.append((f"key:{principal.key_id}", f"key {principal.key_id!r}", key.rate_limit))
-        team = self.policy.team(principal.team)
-        if team is not None and team.rate_limit is not None:
-            scoped.append((f"team:{team.name}", f"team {team.name!r}", team.rate_limit))
+def build_rate_plan(policy: GatewayPolicy, principal: Principal) -> RatePlan:
+    """The limits of a key and its team under ``policy`` (a key's own and its team's both apply)."""
+    scoped: list[tuple[str, str, RateLimit]] = []
+    key = policy.key(principal.key_id)
+    if key is not None and key.rate_limit is not None:
+        scoped.append((f"key:{principal.key_id}", f"key {principal.key_id!r}", key.rate_limit))
+    team = policy.team(principal.team)
+    if team is not None and team.rate_limit is not None:
+        scoped.append((f"team:{team.name}", f"team {team.name!r}", team.rate_limit))
 
-        def limits(metric: str) -> tuple[_Limit, ...]:
-            found = []
-            for scope, label, rate in scoped:
-                value = getattr(rate, metric)
-                if value is not None:
-                    found.append(_Limit(scope, label, metric, int(value)))
-            return tuple(found)
+    def limits(metric: str) -> tuple[_Limit, ...]:
+        found = []
+        for scope, label, rate in scoped:
+            value = getattr(rate, metric)
+            if value is not None:
+                found.append(_Limit(scope, label, metric, int(value)))
+        return tuple(found)
 
-        requests, tokens = limits("requests_per_minute"), limits("tokens_per_minute")
-        slots, tool_calls = limits("concurrent_requests"), limits("tool_calls_per_minute")
-        return _Plan(
-            windows=(*requests, *tokens),
-            window_checks=(
-                *(WindowCheck(limit.store_key, limit.value, MINUTE, 1.0) for limit in requests),
-                *(WindowCheck(limit.store_key, limit.value, MINUTE, 0.0) for limit in tokens),
-            ),
-            slots=slots,
-            slot_checks=tuple(SlotCheck(limit.store_key, limit.value) for limit in slots),
-            slot_keys=tuple(limit.store_key for limit in slots),
-            token_keys=tuple(limit.store_key for limit in tokens),
-            tool_calls=tool_calls,
-            tool_checks=tuple(WindowCheck(limit.store_key, limit.value, MINUTE, 1.0) for limit in tool_calls),
-        )
+    requests, tokens = limits("requests_per_minute"), limits("tokens_per_minute")
+    slots, tool_calls = limits("concurrent_requests"), limits("tool_calls_per_minute")
+    return RatePlan(
+        windows=(*requests, *tokens),
+        window_checks=(
+            *(WindowCheck(limit.store_key, limit.value, MINUTE, 1.0) for limit in requests),
+            *(WindowCheck(limit.store_key, limit.value, MINUTE, 0.0) for limit in tokens),
+        ),
+        slots=slots,
+        slot_checks=tuple(SlotCheck(limit.store_key, limit.value) for limit in slots),
+        slot_keys=tuple(limit.store_key for limit in slots),
+        token_keys=tuple(limit.store_key for limit in tokens),
+        tool_calls=tool_calls,
+        tool_checks=tuple(WindowCheck(limit.store_key, limit.value, MINUTE, 1.0) for limit in tool_calls),
+    )

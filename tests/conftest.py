@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 from gateway_app.app import create_app
 from gateway_app.serving import uvicorn_config
 from gateway_app.settings import Settings
+from llm_proxy.runtime import LlmRuntime
 from mcp_gateway.audit import ToolCall
 from mcp_gateway.runtime import GatewayRuntime
 
@@ -71,6 +72,7 @@ class RunningGateway:
     base: str
     runtime: GatewayRuntime
     server: uvicorn.Server
+    llm: LlmRuntime
 
     def calls(self) -> list[ToolCall]:
         with Session(self.runtime.engine) as db:
@@ -121,7 +123,7 @@ async def run_gateway(
         if wait_ready:
             assert await runtime.hub.wait_ready(30), runtime.hub.status()
         base = f"http://127.0.0.1:{gateway.port}"
-        yield RunningGateway(f"{base}/mcp", base, runtime, server)
+        yield RunningGateway(f"{base}/mcp", base, runtime, server, app.state.llm)
     finally:
         app.state.shutdown.trigger()
         server.should_exit = True

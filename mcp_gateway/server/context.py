@@ -10,6 +10,7 @@ from starlette.types import Receive, Send
 
 from mcp_gateway.server.sessions import Session
 from policies import Principal, ToolGrant
+from policies.snapshot import PolicySnapshot
 
 if TYPE_CHECKING:
     from mcp_gateway.runtime import GatewayRuntime
@@ -23,6 +24,8 @@ class Incoming:
     """One authenticated HTTP request to /mcp, before its era is known."""
 
     runtime: GatewayRuntime
+    snapshot: PolicySnapshot
+    """The policy snapshot that recognised the caller: every decision of this request comes from it."""
     principal: Principal
     headers: dict[str, str]
     """The headers the endpoint reads (`wire.read_headers`)."""
@@ -47,8 +50,9 @@ class Incoming:
         """The context of one JSON-RPC request: the only place one is made."""
         return RequestContext(
             runtime=self.runtime,
+            snapshot=self.snapshot,
             principal=self.principal,
-            grant=self.runtime.grant(self.principal),
+            grant=self.snapshot.grant(self.principal),
             modern=modern,
             protocol_version=protocol_version,
             client_name=client_name,
@@ -63,6 +67,7 @@ class Incoming:
 @dataclass(slots=True, kw_only=True)
 class RequestContext:
     runtime: GatewayRuntime
+    snapshot: PolicySnapshot
     principal: Principal
     grant: ToolGrant
     modern: bool

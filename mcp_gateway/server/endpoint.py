@@ -20,6 +20,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import Receive, Scope, Send
 
 from gateway_common.asgi import ClientGone, send_json
+from gateway_common.auth import bearer_token
 from mcp_gateway import jsonrpc
 from mcp_gateway.errors import GatewayError, HttpProblem, InvalidRequest, jsonrpc_error
 from mcp_gateway.server import legacy, modern
@@ -40,7 +41,7 @@ class McpEndpoint:
         received_at = time.perf_counter()
         headers = read_headers(scope)
         try:
-            principal = await runtime.keys.authenticate(headers.get("authorization"))
+            principal, snapshot = await runtime.state.authenticate(bearer_token(headers.get("authorization")))
             if principal is None:
                 raise HttpProblem(
                     401,
@@ -50,7 +51,9 @@ class McpEndpoint:
                 )
             accept = headers.get("accept", "*/*")
             sse_allowed = "text/event-stream" in accept or "*/*" in accept
-            incoming = Incoming(runtime, principal, headers, receive, send, received_at, sse_allowed)
+            incoming = Incoming(
+                runtime, snapshot, principal, headers, receive, send, received_at, sse_allowed
+            )
             method = scope["method"]
             if method == "POST":
                 await _post(incoming, accept)
@@ -79,7 +82,7 @@ class McpEndpoint:
 async def _post(incoming: Incoming, accept: str) -> None:
     if not (incoming.sse_allowed or "application/json" in accept or "application/*" in accept):
         raise HttpProblem(406, "not_acceptable", "Accept must include application/json or text/event-stream")
-    gateway = incoming.runtime.policy.gateway
+    gateway = incoming.snapshot.policy.gateway
     headers, send = incoming.headers, incoming.send
     body = await read_body(incoming.receive, gateway.max_body_bytes, headers.get("content-length"))
     try:

@@ -115,7 +115,7 @@ async def initialize(incoming: Incoming, message: JsonObject) -> None:
         session.client_version,
         version,
     )
-    answer = jsonrpc.response(message["id"], initialize_result(runtime, version))
+    answer = jsonrpc.response(message["id"], initialize_result(incoming.snapshot.policy, version))
     await send_json(send, 200, answer, [(b"mcp-session-id", session.id.encode())])
 
 
@@ -157,7 +157,6 @@ async def open_stream(incoming: Incoming) -> None:
     await serve_session_stream(
         runtime,
         session,
-        runtime.grant(incoming.principal),
         incoming.receive,
         incoming.send,
         [(b"mcp-session-id", session.id.encode())],

@@ -15,7 +15,7 @@ from mcp_gateway.server.toolcall import call_tool
 from policies import GatewayPolicy
 
 if TYPE_CHECKING:
-    from mcp_gateway.runtime import GatewayRuntime
+    pass
 
 logger = logging.getLogger("mcp_gateway.mcp")
 JsonObject = dict[str, Any]
@@ -44,12 +44,12 @@ def negotiate_version(requested: Any) -> str:
     return LATEST_HANDSHAKE_VERSION
 
 
-def initialize_result(runtime: GatewayRuntime, protocol_version: str) -> JsonObject:
+def initialize_result(policy: GatewayPolicy, protocol_version: str) -> JsonObject:
     return {
         "protocolVersion": protocol_version,
         "capabilities": CAPABILITIES,
         "serverInfo": SERVER_INFO,
-        "instructions": instructions(runtime.policy),
+        "instructions": instructions(policy),
     }
 
 
@@ -58,7 +58,7 @@ async def _ping(ctx: RequestContext, params: JsonObject) -> JsonObject:
 
 
 async def _list_tools(ctx: RequestContext, params: JsonObject) -> JsonObject:
-    tools, signature = ctx.runtime.hub.visible_tools(ctx.principal, ctx.grant)
+    tools, signature = ctx.runtime.hub.visible_tools(ctx.grant)
     if not tools:
         logger.warning(
             "key %s listed no tools: %s", ctx.principal.key_id, ctx.runtime.hub.explain_empty(ctx.grant)
@@ -82,7 +82,7 @@ async def _discover(ctx: RequestContext, params: JsonObject) -> JsonObject:
     return {
         "supportedVersions": list(MODERN_PROTOCOL_VERSIONS),
         "capabilities": CAPABILITIES,
-        "instructions": instructions(ctx.runtime.policy),
+        "instructions": instructions(ctx.snapshot.policy),
         "cacheScope": "private",
         "ttlMs": 0,
     }

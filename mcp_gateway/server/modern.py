@@ -50,9 +50,8 @@ async def post(incoming: Incoming, message: JsonObject) -> None:
     if method == "subscriptions/listen":
         if not incoming.sse_allowed:
             raise HttpProblem(406, "not_acceptable", "subscriptions/listen needs Accept: text/event-stream")
-        grant = runtime.grant(principal)
         meta = {SERVER_INFO_KEY: SERVER_INFO}
-        await serve_listen(runtime, principal, grant, request_id, params, meta, incoming.receive, send)
+        await serve_listen(runtime, principal, request_id, params, meta, incoming.receive, send)
         return
     client = verdict.client_info if isinstance(verdict.client_info, dict) else {}
     responder = Responder(send, [], incoming.sse_allowed)

@@ -4,8 +4,9 @@
 ``subscriptions/listen`` and keep its response open. Either way the gateway
 tells a client ``notifications/tools/list_changed`` when *its* catalogue
 changed (another team's tools coming and going is nobody else's business),
-pings every 15 s so idle proxies keep the stream open, and ends the stream
-when the gateway stops.
+whether an upstream's tools changed or a new policy snapshot changed what the
+key may see; pings every 15 s so idle proxies keep the stream open, and ends
+the stream when the gateway stops.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from mcp_gateway.server.sessions import Session
-from policies import Principal, ToolGrant
+from policies import Principal
 
 if TYPE_CHECKING:
     from mcp_gateway.runtime import GatewayRuntime
@@ -46,28 +47,34 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 async def _next_wake(
     runtime: GatewayRuntime, receive_task: asyncio.Future[None], extra: list[asyncio.Future[Any]]
 ) -> str:
-    """Wait for a catalogue change, a disconnect, the gateway stopping, or the ping interval."""
+    """Wait for a catalogue or policy change, a disconnect, the gateway stopping, or the ping interval."""
     change = asyncio.ensure_future(runtime.hub.change_event.wait())
+    swap = asyncio.ensure_future(runtime.state.changed.wait())
     stop = asyncio.ensure_future(runtime.shutdown.wait())
-    waiters: set[asyncio.Future[Any]] = {change, stop, receive_task, *extra}
+    waiters: set[asyncio.Future[Any]] = {change, swap, stop, receive_task, *extra}
     try:
         done, _ = await asyncio.wait(waiters, timeout=PING_INTERVAL, return_when=asyncio.FIRST_COMPLETED)
     finally:
         change.cancel()
+        swap.cancel()
         stop.cancel()
     if receive_task in done or any(f in done for f in extra):
         return "gone"
     if stop in done:
         return "stop"
-    if change in done:
+    if change in done or swap in done:
         return "change"
     return "ping"
+
+
+def _signature(runtime: GatewayRuntime, principal: Principal) -> bytes:
+    """What the key sees now, under the current snapshot (a stream outlives many of them)."""
+    return runtime.hub.visible_tools(runtime.state.current.grant(principal))[1]
 
 
 async def _serve_changes(
     runtime: GatewayRuntime,
     principal: Principal,
-    grant: ToolGrant,
     receive: Receive,
     send: Send,
     last_signature: bytes | None,
@@ -77,7 +84,7 @@ async def _serve_changes(
 ) -> str:
     receive_task = asyncio.ensure_future(_wait_for_disconnect(receive))
     if last_signature is None:
-        last_signature = runtime.hub.visible_tools(principal, grant)[1]
+        last_signature = _signature(runtime, principal)
     try:
         while True:
             wake = await _next_wake(runtime, receive_task, extra)
@@ -86,7 +93,7 @@ async def _serve_changes(
             if wake == "ping":
                 await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
                 continue
-            signature = runtime.hub.visible_tools(principal, grant)[1]
+            signature = _signature(runtime, principal)
             if watch_tools and signature != last_signature:
                 last_signature = signature
                 params = {"_meta": notification_meta} if notification_meta else None
@@ -103,7 +110,6 @@ async def _serve_changes(
 async def serve_session_stream(
     runtime: GatewayRuntime,
     session: Session,
-    grant: ToolGrant,
     receive: Receive,
     send: Send,
     headers: list[tuple[bytes, bytes]],
@@ -115,7 +121,7 @@ async def serve_session_stream(
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
         await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
         await _serve_changes(
-            runtime, session.principal, grant, receive, send, session.listed_signature, None, [closed]
+            runtime, session.principal, receive, send, session.listed_signature, None, [closed]
         )
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -127,7 +133,6 @@ async def serve_session_stream(
 async def serve_listen(
     runtime: GatewayRuntime,
     principal: Principal,
-    grant: ToolGrant,
     request_id: str | int,
     params: JsonObject,
     result_meta: JsonObject,
@@ -148,7 +153,7 @@ async def serve_listen(
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
     await send({"type": "http.response.body", "body": sse_event(ack), "more_body": True})
     outcome = await _serve_changes(
-        runtime, principal, grant, receive, send, None, meta, [], watch_tools=bool(honored)
+        runtime, principal, receive, send, None, meta, [], watch_tools=bool(honored)
     )
     if outcome == "stop":
         final = {

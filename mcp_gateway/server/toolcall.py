@@ -121,7 +121,7 @@ async def call_tool(ctx: RequestContext, params: JsonObject) -> JsonObject:
             raise UnknownTool(name)  # the same answer as a tool that does not exist
         limiter = ctx.runtime.limiter
         if limiter is not None:
-            decision = await limiter.acquire_tool_call(ctx.principal)
+            decision = await limiter.acquire_tool_call(ctx.snapshot.rate_plan(ctx.principal))
             if not decision.allowed:
                 row["blocked_by"] = decision.blocked_by
                 raise RateLimited(decision.message, decision.retry_after, decision.blocked_by)

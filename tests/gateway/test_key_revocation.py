@@ -20,9 +20,9 @@ from sqlmodel import Session, select
 
 from gateway_app.cli import main
 from gateway_app.database import create_schema
-from gateway_common.auth import KeyRing
 from gateway_common.db import make_engine
 from gateway_common.keystore import ApiKey, FileKeyRevocation, known_teams, revoke_file_key
+from gateway_common.policy_state import PolicyState
 from policies import load_policy_text
 from policies.secrets import hash_secret
 from tests.conftest import RunningGateway, run_gateway, upstream_stdio
@@ -144,27 +144,28 @@ def test_revoking_a_file_key_records_it_once(tmp_path: Path, capsys: pytest.Capt
 
 
 @pytest.mark.anyio
-async def test_the_key_ring_refuses_a_revoked_file_key_after_a_refresh(tmp_path: Path) -> None:
+async def test_the_policy_state_refuses_a_revoked_file_key_after_a_refresh(tmp_path: Path) -> None:
     policy = load_policy_text(
         yaml.safe_dump(
             {
+                "gateway": {"key_refresh_seconds": 3600},
                 "virtual_keys": [
                     {"id": "vk_file", "secret_sha256": hash_secret(FILE_SECRET)},
                     {"id": "vk_other", "secret_sha256": hash_secret(OTHER_SECRET)},
-                ]
+                ],
             }
         )
     ).policy
     engine = make_engine(f"sqlite:///{tmp_path / 'keys.db'}")
     create_schema(engine)
-    ring = KeyRing(policy, engine, refresh_seconds=3600)
-    await ring.refresh()
-    assert await ring.authenticate(FILE_SECRET, raw=True) is not None
+    state = PolicyState(policy, engine, clock=time.time)
+    await state.refresh_keys()
+    assert (await state.authenticate(FILE_SECRET))[0] is not None
     assert revoke_file_key(engine, "vk_file")
-    assert await ring.authenticate(FILE_SECRET, raw=True) is not None  # not refreshed yet
-    await ring.refresh()
-    assert await ring.authenticate(FILE_SECRET, raw=True) is None
-    principal = await ring.authenticate(OTHER_SECRET, raw=True)
+    assert (await state.authenticate(FILE_SECRET))[0] is not None  # not refreshed yet
+    await state.refresh_keys()
+    assert (await state.authenticate(FILE_SECRET))[0] is None
+    principal, _ = await state.authenticate(OTHER_SECRET)
     assert principal is not None and principal.key_id == "vk_other"
     engine.dispose()
 

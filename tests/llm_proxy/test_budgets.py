@@ -12,7 +12,15 @@ import orjson
 import pytest
 
 from policies import Principal, load_policy_text
-from policies.budgeting import BudgetBlock, BudgetBook, Reservation, SpendRow, period_bounds, period_label
+from policies.budgeting import (
+    BudgetBlock,
+    BudgetBook,
+    BudgetScopes,
+    Reservation,
+    SpendRow,
+    period_bounds,
+    period_label,
+)
 from policies.counters import MemoryCounterStore
 from tests.llm_proxy.conftest import (
     KEY_ALICE,
@@ -65,12 +73,15 @@ budgets:
 """
 
 
+SCOPES = BudgetScopes(load_policy_text(BOOK_POLICY).policy)
+
+
 def book(clock: FakeClock) -> BudgetBook:
-    return BudgetBook(load_policy_text(BOOK_POLICY).policy, MemoryCounterStore(), clock)
+    return BudgetBook(MemoryCounterStore(), clock)
 
 
 async def spend(budgets: BudgetBook, principal: Principal, amount: float, lease: str) -> Reservation:
-    reserved = await budgets.reserve(budgets.caller_scopes(principal), amount, lease)
+    reserved = await budgets.reserve(SCOPES.caller_scopes(principal), amount, lease)
     assert isinstance(reserved, Reservation), reserved
     await budgets.settle(reserved, amount)
     return reserved
@@ -79,31 +90,31 @@ async def spend(budgets: BudgetBook, principal: Principal, amount: float, lease:
 async def test_every_applicable_budget_is_charged_and_checked() -> None:
     clock = FakeClock()
     budgets = book(clock)
-    assert [s.ident for s in budgets.caller_scopes(ALICE)] == ["org", "team:eng", "key:alice"]
-    assert [s.ident for s in budgets.caller_scopes(BOB)] == ["org", "team:eng"]
+    assert [s.ident for s in SCOPES.caller_scopes(ALICE)] == ["org", "team:eng", "key:alice"]
+    assert [s.ident for s in SCOPES.caller_scopes(BOB)] == ["org", "team:eng"]
     await spend(budgets, ALICE, 0.6, "r1")
-    status = {(s["budget"], s["period"]): s["spent_usd"] for s in await budgets.status()}
+    status = {(s["budget"], s["period"]): s["spent_usd"] for s in await budgets.status(SCOPES)}
     assert status == {("org", "monthly"): 0.6, ("team:eng", "monthly"): 0.6, ("key:alice", "daily"): 0.6}
     await spend(budgets, ALICE, 0.5, "r2")  # admitted at 0.6 < 1.0: may pass the limit by this one request
-    refused = await budgets.reserve(budgets.caller_scopes(ALICE), 0.01, "r3")
+    refused = await budgets.reserve(SCOPES.caller_scopes(ALICE), 0.01, "r3")
     assert isinstance(refused, BudgetBlock) and not refused.committed
     assert refused.blocked_by == "budget:key:alice:daily"
     assert "key:alice daily (2026-11-27) is spent: $1.1000 of a $1.00 limit" in refused.message
     assert "resets at 2026-11-28T00:00:00Z" in refused.message
-    assert isinstance(await budgets.reserve(budgets.caller_scopes(BOB), 0.01, "r4"), Reservation)
+    assert isinstance(await budgets.reserve(SCOPES.caller_scopes(BOB), 0.01, "r4"), Reservation)
 
 
 async def test_reservations_in_flight_hold_the_rest_of_a_budget() -> None:
     clock = FakeClock()
     budgets = book(clock)
     await spend(budgets, ALICE, 0.7, "r1")
-    first = await budgets.reserve(budgets.caller_scopes(ALICE), 0.5, "r2")
+    first = await budgets.reserve(SCOPES.caller_scopes(ALICE), 0.5, "r2")
     assert isinstance(first, Reservation)
-    second = await budgets.reserve(budgets.caller_scopes(ALICE), 0.01, "r3")
+    second = await budgets.reserve(SCOPES.caller_scopes(ALICE), 0.01, "r3")
     assert isinstance(second, BudgetBlock) and second.committed and second.retry_after == 2
     assert "fully committed" in second.message
     await budgets.settle(first, 0.1)  # the real cost was far below the estimate
-    assert isinstance(await budgets.reserve(budgets.caller_scopes(ALICE), 0.01, "r4"), Reservation)
+    assert isinstance(await budgets.reserve(SCOPES.caller_scopes(ALICE), 0.01, "r4"), Reservation)
 
 
 async def test_alert_fires_once_per_budget_and_period() -> None:
@@ -111,7 +122,7 @@ async def test_alert_fires_once_per_budget_and_period() -> None:
     budgets = book(clock)
     fired: list[Any] = []
     for i in range(12):  # bob: team eng only ($10 a month, alert at 80 %)
-        reserved = await budgets.reserve(budgets.caller_scopes(BOB), 1.0, f"r{i}")
+        reserved = await budgets.reserve(SCOPES.caller_scopes(BOB), 1.0, f"r{i}")
         if isinstance(reserved, BudgetBlock):
             break
         fired.extend(await budgets.settle(reserved, 1.0))
@@ -126,16 +137,16 @@ async def test_daily_budget_resets_at_the_utc_day_boundary() -> None:
     clock = FakeClock(datetime(2026, 11, 27, 23, 59, 58, tzinfo=UTC))
     budgets = book(clock)
     await spend(budgets, ALICE, 1.0, "r1")
-    refused = await budgets.reserve(budgets.caller_scopes(ALICE), 0.1, "r2")
+    refused = await budgets.reserve(SCOPES.caller_scopes(ALICE), 0.1, "r2")
     assert isinstance(refused, BudgetBlock) and refused.counter.period == "daily"
     assert refused.retry_after == pytest.approx(2)
     clock.advance(1.5)  # 23:59:59.5: still the same day
-    assert isinstance(await budgets.reserve(budgets.caller_scopes(ALICE), 0.1, "r3"), BudgetBlock)
+    assert isinstance(await budgets.reserve(SCOPES.caller_scopes(ALICE), 0.1, "r3"), BudgetBlock)
     clock.advance(0.5)  # midnight UTC
-    reserved = await budgets.reserve(budgets.caller_scopes(ALICE), 0.1, "r4")
+    reserved = await budgets.reserve(SCOPES.caller_scopes(ALICE), 0.1, "r4")
     assert isinstance(reserved, Reservation)
     await budgets.settle(reserved, 0.1)
-    status = {(s["budget"], s["label"]): s["spent_usd"] for s in await budgets.status()}
+    status = {(s["budget"], s["label"]): s["spent_usd"] for s in await budgets.status(SCOPES)}
     assert status[("key:alice", "2026-11-28")] == pytest.approx(0.1)
     assert status[("team:eng", "2026-11")] == pytest.approx(1.1)  # the month keeps counting
 
@@ -144,12 +155,12 @@ async def test_restore_rebuilds_counters_without_double_counting() -> None:
     clock = FakeClock()
     budgets = book(clock)
     rows = [SpendRow("alice", "eng", "primary", 0.4), SpendRow("bob", "eng", "primary", 2.0)]
-    assert await budgets.restore("monthly", rows) == 2  # org and team:eng
-    assert await budgets.restore("daily", rows[:1]) == 1  # key:alice
-    status = {s["budget"]: s["spent_usd"] for s in await budgets.status()}
+    assert await budgets.restore("monthly", rows, SCOPES) == 2  # org and team:eng
+    assert await budgets.restore("daily", rows[:1], SCOPES) == 1  # key:alice
+    status = {s["budget"]: s["spent_usd"] for s in await budgets.status(SCOPES)}
     assert status == {"org": 2.4, "team:eng": 2.4, "key:alice": 0.4}
-    await budgets.restore("monthly", rows)  # seeding never overwrites a counter the store has
-    assert {s["budget"]: s["spent_usd"] for s in await budgets.status()}["org"] == 2.4
+    await budgets.restore("monthly", rows, SCOPES)  # seeding never overwrites a counter the store has
+    assert {s["budget"]: s["spent_usd"] for s in await budgets.status(SCOPES)}["org"] == 2.4
 
 
 # -- through the proxy --------------------------------------------------------------------------
@@ -294,7 +305,7 @@ async def test_fifty_concurrent_requests_against_a_nearly_spent_budget(tmp_path:
             spent = sum(r.cost_usd for r in rows)
             costs = [r.cost_usd for r in rows if r.status == "ok"]
             assert spent - 0.05 <= max(costs)  # overshoot: at most one request's cost
-            status = {s["budget"]: s for s in await proxy.llm.budgets.status()}
+            status = {s["budget"]: s for s in await proxy.llm.budget_status()}
             assert status["key:alice"]["spent_usd"] == pytest.approx(spent)
             assert status["key:alice"]["reserved_usd"] == 0
             refused = [r.json()["error"] for r in responses if r.status_code != 200]
@@ -314,19 +325,19 @@ async def test_restart_keeps_the_spend_of_the_current_periods(tmp_path: Path) ->
         async with start_proxy(config, tmp_path, clock=clock) as proxy:
             for _ in range(2):
                 assert (await proxy.messages()).status_code == 200
-            before: dict[Any, Any] = {s["budget"]: s["spent_usd"] for s in await proxy.llm.budgets.status()}
+            before: dict[Any, Any] = {s["budget"]: s["spent_usd"] for s in await proxy.llm.budget_status()}
             assert len(await proxy.alerts()) == 1
         assert 0.05 < before["team:eng"] < 0.07
         clock.advance(3600)
         async with start_proxy(config, tmp_path, clock=clock) as proxy:
-            after = {s["budget"]: s["spent_usd"] for s in await proxy.llm.budgets.status()}
+            after = {s["budget"]: s["spent_usd"] for s in await proxy.llm.budget_status()}
             assert after == pytest.approx(before)
             assert (await proxy.messages(key=KEY_BOB)).status_code == 200  # admitted: still below $0.07
             assert (await proxy.messages(key=KEY_BOB)).status_code == 402
             assert len(await proxy.alerts()) == 2  # the threshold alert was not sent again; exhausted was
         clock.set(datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC))
         async with start_proxy(config, tmp_path, clock=clock) as proxy:  # a new month starts from zero
-            assert {s["budget"]: s["spent_usd"] for s in await proxy.llm.budgets.status()} == {
+            assert {s["budget"]: s["spent_usd"] for s in await proxy.llm.budget_status()} == {
                 "team:eng": 0,
                 "key:alice": 0,
             }

@@ -141,7 +141,7 @@ async def only_row(proxy: Proxy) -> ModelRequest:
 async def assert_charged(proxy: Proxy, row: ModelRequest, clock: FakeClock) -> None:
     """Cost from the row's tokens; the budget spent exactly that (nothing left reserved); tpm counted them."""
     assert row.cost_usd == pytest.approx((row.input_tokens + row.output_tokens) / 1000)
-    [budget] = [s for s in await proxy.llm.budgets.status() if s["budget"] == "key:alice"]
+    [budget] = [s for s in await proxy.llm.budget_status() if s["budget"] == "key:alice"]
     assert budget["spent_usd"] == pytest.approx(row.cost_usd) and budget["reserved_usd"] == 0
     window = await proxy.llm.limiter.store.window_used(TPM_KEY, 60.0, clock())
     assert window == row.input_tokens + row.output_tokens

@@ -139,5 +139,5 @@ async def test_an_exhausted_provider_budget_moves_to_the_next_provider(tmp_path:
             assert (len(primary.received), len(backup.received)) == (1, 1)
             rows = await proxy.ledger()
             assert [(r.provider, r.attempts) for r in rows] == [("primary", 1), ("backup", 1)]
-            status = {s["budget"]: s["spent_usd"] for s in await proxy.llm.budgets.status()}
+            status = {s["budget"]: s["spent_usd"] for s in await proxy.llm.budget_status()}
             assert status["provider:primary"] == pytest.approx(rows[0].cost_usd)

@@ -206,7 +206,7 @@ async def test_gateway_error_for_a_bug_in_the_gateway(
         def broken(*args: object) -> None:
             raise KeyError("a bug")
 
-        monkeypatch.setattr(proxy.llm, "resolve", broken)
+        monkeypatch.setattr(proxy.llm, "route", broken)
         response = await proxy.messages()
         assert response.status_code == 500
         row = await last_row(proxy)

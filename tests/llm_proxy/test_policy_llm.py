@@ -7,10 +7,9 @@ from genai_prices import Usage as GenaiUsage
 from genai_prices import calc_price
 
 from policies import ConfigError, Principal, load_policy_text
-from policies.budgeting import BudgetBook
-from policies.counters import MemoryCounterStore
+from policies.budgeting import BudgetScopes
 from policies.pricing import PriceBook, Usage, genai_prices_lookup
-from policies.ratelimit import RateLimiter
+from policies.ratelimit import build_rate_plan
 from policies.routing import ModelRouter, Target
 from tests.llm_proxy.conftest import FakeClock
 
@@ -66,14 +65,12 @@ def test_the_seed_shapes_drive_routing_limits_and_budgets() -> None:
     )
     assert router.allows(rahul, "claude-sonnet-4-20250514")
     assert not router.allows(rahul, "claude-opus-4-20250514")
-    book = BudgetBook(policy, MemoryCounterStore(), FakeClock())
-    assert [(s.ident, s.limits, s.alert_threshold) for s in book.caller_scopes(rahul)] == [
+    assert [(s.ident, s.limits, s.alert_threshold) for s in BudgetScopes(policy).caller_scopes(rahul)] == [
         ("org", (("monthly", 10000.0),), None),
         ("team:backend", (("monthly", 4000.0),), 0.8),
         ("key:vk_dev_rahul", (("daily", 50.0),), None),
     ]
-    limiter = RateLimiter(policy, MemoryCounterStore(), FakeClock())
-    plan = limiter._plan(rahul)
+    plan = build_rate_plan(policy, rahul)
     assert [(x.metric, x.value) for x in (*plan.windows, *plan.slots)] == [
         ("requests_per_minute", 30),
         ("tokens_per_minute", 50000),

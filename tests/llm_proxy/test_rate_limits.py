@@ -10,7 +10,7 @@ import pytest
 
 from policies import Principal, load_policy_text
 from policies.counters import MemoryCounterStore
-from policies.ratelimit import RateLimiter
+from policies.ratelimit import RateLimiter, build_rate_plan
 from tests.llm_proxy.conftest import (
     KEY_ALICE,
     KEY_BOB,
@@ -38,82 +38,85 @@ ALICE = Principal("alice", "alice", "eng", "file")
 BOB = Principal("bob", "bob", "eng", "file")
 
 
+PLANS = {p: build_rate_plan(load_policy_text(POLICY).policy, p) for p in (ALICE, BOB)}
+
+
 def limiter(clock: FakeClock) -> RateLimiter:
-    return RateLimiter(load_policy_text(POLICY).policy, MemoryCounterStore(), clock)
+    return RateLimiter(MemoryCounterStore(), clock)
 
 
 async def test_requests_per_minute_slides_with_the_clock() -> None:
     clock = FakeClock()
     rl = limiter(clock)
-    first = await rl.acquire_request(ALICE, "r1")
+    first = await rl.acquire_request(PLANS[ALICE], "r1")
     assert first.allowed and first.ticket is not None
     await rl.finish(first.ticket, 0)
     clock.advance(20)
-    second = await rl.acquire_request(ALICE, "r2")
+    second = await rl.acquire_request(PLANS[ALICE], "r2")
     assert second.allowed and second.ticket is not None
     await rl.finish(second.ticket, 0)
-    third = await rl.acquire_request(ALICE, "r3")
+    third = await rl.acquire_request(PLANS[ALICE], "r3")
     assert not third.allowed
     assert third.blocked_by == "rate_limit:key:alice:requests_per_minute"
     assert third.retry_after == pytest.approx(40, abs=1)
     assert "key 'alice' allows 2 requests per minute" in third.message
     clock.advance(41)  # the first request has left the window
-    assert (await rl.acquire_request(ALICE, "r4")).allowed
+    assert (await rl.acquire_request(PLANS[ALICE], "r4")).allowed
 
 
 async def test_team_limit_is_shared_by_its_keys() -> None:
     clock = FakeClock()
     rl = limiter(clock)
     for i in range(5):
-        decision = await rl.acquire_request(BOB, f"b{i}")
+        decision = await rl.acquire_request(PLANS[BOB], f"b{i}")
         assert decision.allowed and decision.ticket is not None
         await rl.finish(decision.ticket, 0)
-    refused = await rl.acquire_request(ALICE, "a1")
+    refused = await rl.acquire_request(PLANS[ALICE], "a1")
     assert not refused.allowed and refused.blocked_by == "rate_limit:team:eng:requests_per_minute"
     clock.advance(60)
-    assert (await rl.acquire_request(ALICE, "a2")).allowed
+    assert (await rl.acquire_request(PLANS[ALICE], "a2")).allowed
 
 
 async def test_tokens_per_minute_counts_real_usage_after_the_response() -> None:
     clock = FakeClock()
     rl = limiter(clock)
-    first = await rl.acquire_request(ALICE, "r1")
+    first = await rl.acquire_request(PLANS[ALICE], "r1")
     assert first.ticket is not None
     await rl.finish(first.ticket, 1200)  # one response used more than the whole budget
     clock.advance(1)
-    refused = await rl.acquire_request(ALICE, "r2")
+    refused = await rl.acquire_request(PLANS[ALICE], "r2")
     assert not refused.allowed and refused.blocked_by == "rate_limit:key:alice:tokens_per_minute"
     assert refused.retry_after == pytest.approx(59, abs=1)
     clock.advance(60)
-    assert (await rl.acquire_request(ALICE, "r3")).allowed
+    assert (await rl.acquire_request(PLANS[ALICE], "r3")).allowed
 
 
 async def test_concurrent_requests_hold_a_slot_until_finished() -> None:
     clock = FakeClock()
     rl = limiter(clock)
-    first = await rl.acquire_request(ALICE, "r1")
+    first = await rl.acquire_request(PLANS[ALICE], "r1")
     assert first.allowed and first.ticket is not None
-    second = await rl.acquire_request(ALICE, "r2")
+    second = await rl.acquire_request(PLANS[ALICE], "r2")
     assert not second.allowed and second.blocked_by == "rate_limit:key:alice:concurrent_requests"
     await rl.finish(first.ticket, 10)
-    third = await rl.acquire_request(ALICE, "r3")
+    third = await rl.acquire_request(PLANS[ALICE], "r3")
     assert third.allowed  # the refused second request did not use up the per-minute allowance
 
 
 async def test_tool_calls_per_minute_for_key_and_team() -> None:
     clock = FakeClock()
     rl = limiter(clock)
-    assert (await rl.acquire_tool_call(ALICE)).allowed
-    assert (await rl.acquire_tool_call(ALICE)).allowed
-    refused = await rl.acquire_tool_call(ALICE)
+    assert (await rl.acquire_tool_call(PLANS[ALICE])).allowed
+    assert (await rl.acquire_tool_call(PLANS[ALICE])).allowed
+    refused = await rl.acquire_tool_call(PLANS[ALICE])
     assert not refused.allowed and refused.blocked_by == "rate_limit:key:alice:tool_calls_per_minute"
     assert refused.retry_after_seconds == 60
-    assert (await rl.acquire_tool_call(BOB)).allowed
-    team_refused = await rl.acquire_tool_call(BOB)  # the team's 3 per minute are used up
+    assert (await rl.acquire_tool_call(PLANS[BOB])).allowed
+    team_refused = await rl.acquire_tool_call(PLANS[BOB])  # the team's 3 per minute are used up
     assert not team_refused.allowed and team_refused.blocked_by == "rate_limit:team:eng:tool_calls_per_minute"
     clock.advance(60)
-    assert (await rl.acquire_tool_call(BOB)).allowed
-    unlimited = Principal("zed", "zed", None, "database")
+    assert (await rl.acquire_tool_call(PLANS[BOB])).allowed
+    unlimited = build_rate_plan(load_policy_text(POLICY).policy, Principal("zed", "zed", None, "database"))
     assert all([(await rl.acquire_tool_call(unlimited)).allowed for _ in range(100)])
 
 
@@ -204,7 +207,7 @@ async def test_the_limiter_is_in_the_lifespan_state_for_mcp_tool_calls(tmp_path:
     config["virtual_keys"][0]["rate_limit"] = {"tool_calls_per_minute": 1}
     async with start_proxy(config, tmp_path, clock=FakeClock()) as proxy:
         limiter = proxy.llm.limiter
-        alice = Principal("alice", "alice", "eng", "file")
+        alice = proxy.llm.state.current.rate_plan(Principal("alice", "alice", "eng", "file"))
         assert (await limiter.acquire_tool_call(alice)).allowed
         refused = await limiter.acquire_tool_call(alice)
         assert not refused.allowed and refused.retry_after_seconds >= 1 and refused.message

@@ -110,7 +110,7 @@ async def test_a_stream_cut_off_by_the_client_records_usage_so_far(tmp_path: Pat
         assert row.input_tokens == start_usage["input_tokens"] > 0
         assert row.output_tokens == 1  # what message_start said so far
         assert row.cost_usd > 0
-        status = {s["budget"]: s for s in await proxy.llm.budgets.status()}
+        status = {s["budget"]: s for s in await proxy.llm.budget_status()}
         assert status == {}  # no budgets here; nothing left reserved either way
 
 

@@ -17,7 +17,16 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from policies import GatewayPolicy, Principal, ToolGrant
-from policies.budgeting import PERIODS, BudgetBlock, BudgetBook, Reservation, period_bounds, period_label
+from policies.budgeting import (
+    PERIODS,
+    BudgetBlock,
+    BudgetBook,
+    BudgetScope,
+    BudgetScopes,
+    Reservation,
+    period_bounds,
+    period_label,
+)
 from policies.catalogue import build_catalogue
 from policies.counters import MemoryCounterStore, SlotCheck, WindowCheck
 from policies.naming import NamingRules, PrefixMode
@@ -259,11 +268,13 @@ def test_periods_contain_now_and_follow_each_other(now: float) -> None:
             assert start.day == 1 and end.day == 1 and 28 <= (end - start).days <= 31
 
 
-def _book(limit: float, clock: list[float]) -> BudgetBook:
+def _book(limit: float, clock: list[float]) -> tuple[BudgetBook, tuple[BudgetScope, ...]]:
+    """A budget book and the scopes of a key of team eng, whose daily budget is ``limit``."""
     policy = GatewayPolicy.model_validate(
         {"budgets": {"teams": [{"name": "eng", "daily_limit_usd": limit}]}, "teams": [{"name": "eng"}]}
     )
-    return BudgetBook(policy, MemoryCounterStore(), lambda: clock[0])
+    scopes = BudgetScopes(policy).caller_scopes(Principal("k", "k", "eng", "file"))
+    return BudgetBook(MemoryCounterStore(), lambda: clock[0]), scopes
 
 
 requests = st.lists(
@@ -287,8 +298,7 @@ def test_spend_overshoots_a_budget_by_at_most_one_request(
     """Estimates that bound the real cost keep the spend under limit + the largest estimate,
     however many requests are in flight at once."""
     clock = [datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp()]
-    book = _book(limit, clock)
-    scopes = book.caller_scopes(Principal("k", "k", "eng", "file"))
+    book, scopes = _book(limit, clock)
     in_flight: list[tuple[Reservation, float]] = []
     largest = 0.0
     for number, (estimate, fraction) in enumerate(batch):
@@ -310,8 +320,7 @@ def test_spend_overshoots_a_budget_by_at_most_one_request(
 @given(limit=st.floats(min_value=0.01, max_value=5.0, allow_nan=False), cost=st.floats(0.001, 1.0))
 def test_a_spent_daily_budget_opens_again_at_the_next_utc_day(limit: float, cost: float) -> None:
     clock = [datetime(2026, 11, 20, 23, 59, tzinfo=UTC).timestamp()]
-    book = _book(limit, clock)
-    scopes = book.caller_scopes(Principal("k", "k", "eng", "file"))
+    book, scopes = _book(limit, clock)
     number = 0
     while True:
         reserved = run(book.reserve(scopes, cost, f"r{number}"))

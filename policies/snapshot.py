@@ -1,0 +1,236 @@
+"""One immutable policy snapshot: every per-request decision, from one policy and one set of keys.
+
+A snapshot is built from the policy file plus the keys kept in the database
+(`build_snapshot`) and never changes afterwards. A request reads the current
+snapshot once and takes every decision from it: who the caller is, which tools
+it may see and call, its rate plan, its budgets, which models it may use and
+where they go. Building a new snapshot and swapping it in (a reload, a key
+created or revoked) therefore never gives one request a mix of old and new
+decisions, and nothing needs to be invalidated: the old snapshot and all its
+memos simply stop being used.
+
+The memos inside (per key and team) are caches of pure functions of the snapshot,
+bounded, and private to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
+
+from policies.admin import AdminTokens
+from policies.bounds import MAX_NAME_CHARS
+from policies.budgeting import BudgetScope, BudgetScopes
+from policies.config import GatewayPolicy
+from policies.counters import Clock
+from policies.keys import Principal
+from policies.permissions import ToolGrant
+from policies.pricing import PriceBook
+from policies.ratelimit import RatePlan, build_rate_plan
+from policies.routing import ModelRouter, ProviderKind, Target
+from policies.secrets import digests_equal, hash_secret
+
+_MEMO_LIMIT = 10_000
+"""Entries per memo; a memo that fills up is emptied (a flood of distinct keys or models)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A virtual key kept in the database, as a snapshot needs it (its secret only as a digest)."""
+
+    key_id: str
+    name: str | None
+    team: str | None
+    secret_sha256: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    digest: str
+    principal: Principal
+    expires_at: datetime | None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    """Where a caller's model request goes, and the caller's budgets that it is charged to."""
+
+    targets: tuple[Target, ...]
+    """Targets of the provider kind the endpoint speaks, in order; later ones are fallbacks."""
+    route: str | None
+    budget_scopes: tuple[BudgetScope, ...]
+    """The caller's budgets (org, team, key); provider budgets are reserved per target."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRefused:
+    reason: Literal["unrouted", "other_api", "not_allowed"]
+    """No route matches; routed only to providers of the other API; the key may not use it."""
+
+
+class PolicySnapshot:
+    """Every per-request decision under one policy and one set of keys. Treat it as immutable."""
+
+    def __init__(
+        self,
+        version: int,
+        policy: GatewayPolicy,
+        keys: Mapping[str, KeyEntry],
+        virtual_key_digests: frozenset[str],
+        admin: AdminTokens,
+        clock: Clock,
+    ) -> None:
+        self.version = version
+        """Counts snapshots in this process (for logs and the admin API; not stable across restarts)."""
+        self.policy = policy
+        self.admin = admin
+        self.router = ModelRouter(policy)
+        self.budget_scopes = BudgetScopes(policy)
+        self.prices = PriceBook(policy.pricing, clock)
+        self._keys = dict(keys)
+        self._virtual_key_digests = virtual_key_digests
+        self._grants: dict[tuple[str, str | None], ToolGrant] = {}
+        self._rate_plans: dict[tuple[str, str | None], RatePlan] = {}
+        self._caller_budgets: dict[tuple[str, str | None], tuple[BudgetScope, ...]] = {}
+        self._models: dict[tuple[str, str | None, str, str], ModelRoute | ModelRefused] = {}
+
+    # -- who is calling ------------------------------------------------------------------
+
+    def identify(self, secret: str, now: datetime | None = None) -> Principal | None:
+        """The principal a secret belongs to, or None (unknown, revoked, disabled or expired)."""
+        digest = hash_secret(secret)
+        entry = self._keys.get(digest)
+        if entry is None or not digests_equal(entry.digest, digest):
+            return None
+        if entry.expires_at is not None and entry.expired(now or datetime.now(UTC)):
+            return None
+        return entry.principal
+
+    def knows_secret(self, digest: str) -> bool:
+        """Whether a digest is any virtual key's (usable or revoked): never an admin token."""
+        return digest in self._keys or digest in self._virtual_key_digests
+
+    @property
+    def key_count(self) -> int:
+        return len(self._keys)
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def grant(self, principal: Principal) -> ToolGrant:
+        memo_key = (principal.key_id, principal.team)
+        grant = self._grants.get(memo_key)
+        if grant is None:
+            grant = _remember(self._grants, memo_key, self.policy.tool_grant(principal))
+        return grant
+
+    def rate_plan(self, principal: Principal) -> RatePlan:
+        memo_key = (principal.key_id, principal.team)
+        plan = self._rate_plans.get(memo_key)
+        if plan is None:
+            plan = _remember(self._rate_plans, memo_key, build_rate_plan(self.policy, principal))
+        return plan
+
+    def caller_budgets(self, principal: Principal) -> tuple[BudgetScope, ...]:
+        memo_key = (principal.key_id, principal.team)
+        scopes = self._caller_budgets.get(memo_key)
+        if scopes is None:
+            scopes = _remember(self._caller_budgets, memo_key, self.budget_scopes.caller_scopes(principal))
+        return scopes
+
+    def route_model(self, principal: Principal, model: str, kind: ProviderKind) -> ModelRoute | ModelRefused:
+        """Where ``model`` goes for this caller on an endpoint speaking ``kind``, or why it may not."""
+        memo_key = (principal.key_id, principal.team, model, kind)
+        found = self._models.get(memo_key)
+        if found is not None:
+            return found
+        found = self._route_model(principal, model, kind)
+        if len(model) <= MAX_NAME_CHARS:  # a flood of huge distinct names must not fill memory
+            _remember(self._models, memo_key, found)
+        return found
+
+    def _route_model(self, principal: Principal, model: str, kind: ProviderKind) -> ModelRoute | ModelRefused:
+        routed = self.router.route(model, principal)
+        if routed is None:
+            return ModelRefused("unrouted")
+        targets = tuple(t for t in routed.targets if t.kind == kind)
+        if not targets:
+            return ModelRefused("other_api")
+        if not self.router.allows(principal, model, targets[0].model):
+            return ModelRefused("not_allowed")
+        return ModelRoute(targets, routed.route, self.caller_budgets(principal))
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _remember(memo: dict[K, V], key: K, value: V) -> V:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
+def file_key_entries(
+    policy: GatewayPolicy, environ: Mapping[str, str]
+) -> tuple[dict[str, KeyEntry], frozenset[str]]:
+    """The keys the policy file declares with a secret: usable entries by digest, and every digest
+    (disabled keys included) so that none of them can ever serve as an admin token."""
+    entries: dict[str, KeyEntry] = {}
+    digests: set[str] = set()
+    for key in policy.virtual_keys:
+        digest = key.secret_sha256
+        if digest is None and key.secret_env:
+            secret = environ.get(key.secret_env)
+            digest = hash_secret(secret) if secret else None
+        if digest is None:
+            continue
+        digests.add(digest)
+        if key.disabled:
+            continue
+        expires = key.expires_at
+        if expires is not None and expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
+        entries[digest] = KeyEntry(digest, Principal(key.id, key.display_name, key.team, "file"), expires)
+    return entries, frozenset(digests)
+
+
+def stored_key_entry(policy: GatewayPolicy, stored: StoredKey) -> KeyEntry | None:
+    """A database key: one with the id of a file key takes that key's team and name (and is off if
+    that key is disabled); any other stands alone with the team it was created with."""
+    declared = policy.key(stored.key_id)
+    if declared is not None:
+        if declared.disabled:
+            return None
+        principal = Principal(stored.key_id, declared.display_name, declared.team, "database")
+    else:
+        principal = Principal(stored.key_id, stored.name or stored.key_id, stored.team, "database")
+    return KeyEntry(stored.secret_sha256, principal, stored.expires_at)
+
+
+def build_snapshot(
+    policy: GatewayPolicy,
+    *,
+    version: int,
+    environ: Mapping[str, str],
+    stored_keys: Iterable[StoredKey] = (),
+    revoked_file_keys: Collection[str] = (),
+    clock: Clock,
+) -> tuple[PolicySnapshot, list[str]]:
+    """A snapshot of ``policy`` with the database's keys, and warnings for an admin (unusable admin
+    tokens). File keys whose id was revoked in the database are left out (their digests still never
+    serve as admin tokens)."""
+    file_entries, file_digests = file_key_entries(policy, environ)
+    keys = {d: e for d, e in file_entries.items() if e.principal.key_id not in revoked_file_keys}
+    for stored in stored_keys:
+        entry = stored_key_entry(policy, stored)
+        if entry is not None:
+            keys.setdefault(entry.digest, entry)
+    admin, warnings = AdminTokens.from_settings(policy.admin, environ, key_digests=file_digests | set(keys))
+    return PolicySnapshot(version, policy, keys, file_digests, admin, clock), warnings
