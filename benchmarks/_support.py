@@ -5,7 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -25,3 +31,106 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process, all its threads (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_ready(
+    port: int, proc: subprocess.Popen[bytes], path: str = "/readyz", want: bytes = b" 200 "
+) -> None:
+    """Poll ``GET path`` until the answer contains ``want``; exit if ``proc`` dies or 30 s pass."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"process {proc.args!r} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+                if want in sock.recv(65536):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"nothing ready on port {port}")
+
+
+def start_mock_model_api(port: int, *flags: str) -> subprocess.Popen[bytes]:
+    """examples/servers/mock_model_api.py on ``port`` (pinned to core 0), once it answers ``GET /``."""
+    mock = subprocess.Popen(
+        [sys.executable, "-m", "examples.servers.mock_model_api", "--port", str(port), *flags],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pin(mock.pid, 0)
+    wait_ready(port, mock, "/")
+    return mock
+
+
+def stop(*procs: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
+    """SIGTERM each process, then SIGKILL whichever is still there after ``timeout``."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        if proc is None:
+            continue
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass(frozen=True)
+class ProcSample:
+    """Resident memory and open file descriptors of one process (Linux /proc)."""
+
+    rss: int
+    fds: int
+
+    def __add__(self, other: ProcSample) -> ProcSample:
+        return ProcSample(self.rss + other.rss, self.fds + other.fds)
+
+
+def proc_sample(pid: int) -> ProcSample | None:
+    """None when the process is gone."""
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, IndexError, ValueError):
+        return None
+    return ProcSample(pages * os.sysconf("SC_PAGE_SIZE"), fds)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of a process (by parent pid, scanning /proc: not every kernel has ``children``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+    return sorted(found)
+
+
+def inbound_connections(pid: int, port: int) -> int:
+    """How many of a process's open sockets are connections accepted on ``port`` (Linux /proc/net/tcp*).
+
+    A server's fd count rises and falls with the keep-alive connections its clients hold open; this
+    is the part to subtract before calling the rest a leak.
+    """
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+    count = 0
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                listening = fields[3] == "0A"
+                if not listening and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                    count += 1
+    return count

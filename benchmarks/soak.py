@@ -1,0 +1,706 @@
+"""Soak: mixed traffic at a fixed rate through a real gateway restarted three times; no row may go missing.
+
+    python benchmarks/soak.py [--minutes 10] [--rate 50] [--seed 1] [--database-url URL] [--keep]
+
+Starts the mock model API, an MCP upstream over streamable HTTP and `mcp-gateway serve` (SQLite in a
+temporary directory, or ``--database-url``), whose policy adds a stdio upstream (its child); both
+upstreams are tests/fixtures/upstream.py. Then starts ``--rate`` requests per second for ``--minutes``
+(open loop: the schedule never waits for answers), a seeded mix of the kinds in `KINDS`: tools/call in
+both protocol eras (2025-11-25 sessions, 2026-07-28 stateless), tool errors, unknown and hidden tools,
+a rate-limited key, slow calls, calls cut by the client after their first progress event, whole and
+streamed /v1/messages, streams cut by the client after their first text, OpenAI chat completions, a
+model the key may not use, a key whose budget is spent, requests without a valid key. At 1/4, 2/4 and
+3/4 of the run the gateway gets SIGTERM while traffic flows, and is started again once it has exited.
+
+Which requests must have a row (audit: ``tool_calls``, found by the JSON-RPC id; ledger:
+``model_requests``, found by the ``x-claude-code-session-id`` header, which the gateway stores): every
+request whose response headers came back, except the answers given before anything is dispatched
+(401 without a valid key; 404 for a 2025 session that a restarted gateway does not know). A request
+refused at connect (the gateway was down) has none, nor has one whose connection closed before any
+byte of an answer (it reached a gateway that had stopped reading); both are counted. A cut call has
+its row (``cancelled``): the client cuts only once the answer has started. Requests in flight at a
+SIGTERM must have theirs: a graceful stop finishes them, then writes every row.
+
+After the last stop it counts this run's rows in the database and the fallback files and prints,
+per table, expected against written (PASS when the counts are equal and the requests the same), and
+the RSS and open file descriptors of each gateway process and of its children (the stdio upstream)
+when its steady state starts and when it ends. Exit status 0 only when everything passed. Not a test:
+the figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import random
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import yaml
+from _support import (
+    ROOT,
+    ProcSample,
+    child_pids,
+    free_port,
+    inbound_connections,
+    pin,
+    proc_sample,
+    start_mock_model_api,
+    stop,
+    wait_ready,
+)
+from mcp_tools_call import ENVELOPE
+from sqlalchemy import make_url, text
+
+from mcp_gateway.db import open_database
+from mcp_gateway.upstream.httpclient import ConnectError, ConnectionLost, HttpPool, Response
+
+ROW, NO_ROW, REFUSED, LOST, ERROR = "row due", "no row due", "refused at connect", "lost", "error"
+"""What became of a request, seen from the client; only ROW requests must have a row."""
+KEYS = {name: f"mgw_soak_{name}_{secrets.token_hex(16)}" for name in ("main", "limited", "broke")}
+WRONG_KEY = "mgw_soak_wrong_0123456789abcdef0123456789abcdef"
+MIB = 1024 * 1024
+FLAT_RSS = (4 * MIB, 0.05)
+FLAT_FDS = 5
+"""Growth from a lifetime's steady-state start to its end still called flat: RSS max(4 MiB, 5 %); fds."""
+KINDS: dict[str, tuple[str, int, str]] = {
+    # name: (table, weight, what)
+    "call26_stdio": ("audit", 14, "2026 echo, stdio upstream"),
+    "call26_http": ("audit", 8, "2026 add, HTTP upstream"),
+    "call25": ("audit", 12, "2025 session, echo on either"),
+    "tool_error": ("audit", 3, "2026, tool answers isError"),
+    "unknown_tool": ("audit", 3, "2026, no such tool"),
+    "hidden_tool": ("audit", 3, "2025, tool hidden from the key"),
+    "limited_tool": ("audit", 4, "2026, key with 30 calls/min"),
+    "slow_call": ("audit", 4, "2026, tool takes 1 s"),
+    "cut_call": ("audit", 3, "2026, closed after progress"),
+    "unauth_call": ("audit", 1, "2026, wrong key"),
+    "message": ("ledger", 14, "/v1/messages, whole"),
+    "stream": ("ledger", 10, "/v1/messages, streamed"),
+    "cut_stream": ("ledger", 5, "streamed, cut after text"),
+    "chat": ("ledger", 5, "/v1/chat/completions"),
+    "model_denied": ("ledger", 3, "model the key may not use"),
+    "limited_model": ("ledger", 4, "key with 20 requests/min"),
+    "budget_refused": ("ledger", 3, "key with a $0 budget"),
+    "unauth_model": ("ledger", 1, "wrong key"),
+}
+TABLES = {"audit": ("tool_calls", "request_id"), "ledger": ("model_requests", "session_id")}
+
+
+def kind_of(tag: str) -> str:
+    return tag.rsplit("-", 1)[1]
+
+
+class Refused(Exception):
+    """Nothing was dispatched: connect refused, or the connection closed before any answer."""
+
+    def __init__(self, outcome: str) -> None:
+        self.outcome = outcome
+
+
+async def send(pool: HttpPool, path: str, headers: dict[str, str], body: bytes) -> Response:
+    try:
+        return await pool.request("POST", path, headers, body)
+    except ConnectError:
+        raise Refused(REFUSED) from None
+    except ConnectionLost as exc:
+        raise Refused(LOST if exc.before_response else ERROR) from None
+
+
+# -- the load ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    port: int
+    rng: random.Random
+    outcome: dict[str, str] = field(default_factory=dict)
+    errors: Counter[str] = field(default_factory=Counter)
+    in_flight: set[str] = field(default_factory=set)
+    sessions: dict[int, str] = field(default_factory=dict)
+    session_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    mcp: HttpPool = field(init=False)
+    model: HttpPool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mcp = HttpPool(f"http://127.0.0.1:{self.port}", read_timeout=60)
+        self.model = HttpPool(f"http://127.0.0.1:{self.port}", read_timeout=60)
+
+    async def run(self, tag: str) -> None:
+        self.in_flight.add(tag)
+        try:
+            outcome = await self.request(kind_of(tag), tag)
+        except Refused as exc:
+            outcome = exc.outcome
+        except Exception as exc:  # a timeout, a broken answer: counted, never expected
+            outcome = ERROR
+            self.errors[f"{kind_of(tag)}: {type(exc).__name__}: {exc}"[:160]] += 1
+        finally:
+            self.in_flight.discard(tag)
+        self.outcome[tag] = outcome
+
+    async def request(self, kind: str, tag: str) -> str:
+        haiku = "claude-haiku-4-5"
+        match kind:
+            case "call26_stdio":
+                return await self.tools_call(tag, "stdio__echo", {"text": tag})
+            case "call26_http":
+                return await self.tools_call(tag, "http__add", {"a": 1, "b": 2})
+            case "call25":
+                tool = self.rng.choice(["stdio__echo", "http__echo"])
+                return await self.tools_call(tag, tool, {"text": tag}, era="2025")
+            case "tool_error":
+                return await self.tools_call(tag, "http__fail", {})
+            case "unknown_tool":
+                return await self.tools_call(tag, "nosuch__tool", {})
+            case "hidden_tool":
+                return await self.tools_call(tag, "stdio__big", {"size": 3}, era="2025")
+            case "limited_tool":
+                return await self.tools_call(tag, "stdio__add", {"a": 1, "b": 1}, key="limited")
+            case "slow_call":
+                return await self.tools_call(tag, "http__slow", {"seconds": 1})
+            case "cut_call":
+                return await self.cut_call(tag)
+            case "unauth_call":
+                return await self.tools_call(tag, "stdio__echo", {"text": tag}, key="wrong")
+            case "message":
+                return await self.model_call(tag, haiku)
+            case "stream":
+                return await self.model_call(tag, haiku, stream=True)
+            case "cut_stream":
+                return await self.model_call(tag, haiku, stream=True, cut=True)
+            case "chat":
+                return await self.model_call(tag, "gpt-4o-mini", stream=self.rng.random() < 0.5, chat=True)
+            case "model_denied":
+                return await self.model_call(tag, "claude-opus-4-8")
+            case "limited_model":
+                return await self.model_call(tag, haiku, key="limited")
+            case "budget_refused":
+                return await self.model_call(tag, haiku, key="broke")
+            case "unauth_model":
+                return await self.model_call(tag, haiku, key="wrong")
+        raise ValueError(kind)
+
+    # -- /mcp ------------------------------------------------------------------------------------
+
+    def mcp_headers(self, key: str, era: str, name: str = "") -> dict[str, str]:
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+            "authorization": f"Bearer {KEYS.get(key, WRONG_KEY)}",
+            "mcp-protocol-version": "2026-07-28" if era == "2026" else "2025-11-25",
+        }
+        if era == "2026":
+            headers |= {"mcp-method": "tools/call", "mcp-name": name}
+        return headers
+
+    async def tools_call(
+        self, tag: str, name: str, arguments: dict[str, object], *, key: str = "main", era: str = "2026"
+    ) -> str:
+        headers = self.mcp_headers(key, era, name)
+        params: dict[str, object] = {"name": name, "arguments": arguments}
+        slot = self.rng.randrange(4)
+        if era == "2026":
+            params["_meta"] = ENVELOPE
+        else:
+            headers["mcp-session-id"] = await self.session(slot)
+        body = orjson.dumps({"jsonrpc": "2.0", "id": tag, "method": "tools/call", "params": params})
+        async with await send(self.mcp, "/mcp", headers, body) as response:
+            answer = await response.read()
+        if response.status == 401:
+            return NO_ROW
+        if response.status == 404 and b"Session not found" in answer:
+            if self.sessions.get(slot) == headers.get("mcp-session-id"):
+                del self.sessions[slot]
+            return NO_ROW
+        return ROW
+
+    async def session(self, slot: int) -> str:
+        """One of four 2025-11-25 sessions, opened when missing or forgotten by a restarted gateway."""
+        async with self.session_locks.setdefault(slot, asyncio.Lock()):
+            if slot not in self.sessions:
+                headers = self.mcp_headers("main", "2025")
+                init = {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "soak-2025", "version": "1"},
+                }
+                body = orjson.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
+                async with await send(self.mcp, "/mcp", headers, body) as response:
+                    await response.read()
+                session_id = response.headers.get("mcp-session-id")
+                if session_id is None:
+                    raise RuntimeError(f"initialize answered {response.status} without a session")
+                headers["mcp-session-id"] = session_id
+                note = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
+                async with await send(self.mcp, "/mcp", headers, note) as response:
+                    await response.read()
+                self.sessions[slot] = session_id
+            return self.sessions[slot]
+
+    async def cut_call(self, tag: str) -> str:
+        """A 2026 call of a 5 s tool, closed by the client once its first progress event arrived."""
+        params = {
+            "name": "http__slow",
+            "arguments": {"seconds": 5},
+            "_meta": {**ENVELOPE, "progressToken": tag},
+        }
+        body = orjson.dumps({"jsonrpc": "2.0", "id": tag, "method": "tools/call", "params": params})
+        response = await send(self.mcp, "/mcp", self.mcp_headers("main", "2026", "http__slow"), body)
+        try:
+            seen = b""
+            while chunk := await response.read_some():
+                seen += chunk
+                if b"notifications/progress" in seen:
+                    break
+            return NO_ROW if response.status == 401 else ROW
+        finally:
+            response.release()  # closes the connection unless the answer was read to its end
+
+    # -- the model API ---------------------------------------------------------------------------
+
+    async def model_call(
+        self,
+        tag: str,
+        model: str,
+        *,
+        key: str = "main",
+        stream: bool = False,
+        cut: bool = False,
+        chat: bool = False,
+    ) -> str:
+        secret = KEYS.get(key, WRONG_KEY)
+        headers = {"content-type": "application/json", "x-claude-code-session-id": tag}
+        if chat:
+            headers["authorization"] = f"Bearer {secret}"
+        else:
+            headers |= {"anthropic-version": "2023-06-01", "x-api-key": secret}
+        request: dict[str, object] = {
+            "model": model,
+            "max_tokens": 256,
+            "messages": [{"role": "user", "content": "Say hello in a few words, please."}],
+        }
+        if stream:
+            request["stream"] = True
+        response = await send(
+            self.model, "/v1/chat/completions" if chat else "/v1/messages", headers, orjson.dumps(request)
+        )
+        try:
+            if response.status == 401:
+                await response.read()
+                return NO_ROW
+            if "gateway-request-id" not in response.headers:
+                raise RuntimeError(f"answer {response.status} without gateway-request-id")
+            with contextlib.suppress(ConnectionLost):  # the row is due whatever happens to the body
+                while chunk := await response.read_some():
+                    if cut and b"content_block_delta" in chunk:
+                        break
+            return ROW
+        finally:
+            response.release()  # closes the connection unless the answer was read to its end
+
+
+async def generate(load: Load, run_id: str, seconds: float, rate: float) -> set[asyncio.Task[None]]:
+    """Start ``rate`` requests per second for ``seconds`` whatever the answers; returns the tasks left."""
+    names = list(KINDS)
+    weights = [KINDS[name][1] for name in names]
+    loop = asyncio.get_running_loop()
+    started, sent = loop.time(), 0
+    tasks: set[asyncio.Task[None]] = set()
+    while (elapsed := loop.time() - started) < seconds:
+        for _ in range(int(elapsed * rate) - sent):
+            kind = load.rng.choices(names, weights)[0]
+            tasks.add(asyncio.create_task(load.run(f"{run_id}-{sent:07d}-{kind}")))
+            sent += 1
+        tasks = {t for t in tasks if not t.done()}
+        await asyncio.sleep(0.01)
+    return tasks
+
+
+# -- the gateway's lifetimes ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    gateway: ProcSample
+    children: ProcSample
+    """Summed over the gateway's children (its stdio upstream)."""
+    child_pids: tuple[int, ...]
+    inbound: int
+    """Of the gateway's fds, client connections (they come and go with the load, not a leak)."""
+
+
+@dataclass
+class Lifetime:
+    number: int
+    proc: subprocess.Popen[bytes]
+    ready: float = 0.0
+    stopped: float = 0.0
+    exited_in: float = 0.0
+    samples: list[Sample] = field(default_factory=list)
+    in_flight_at_stop: set[str] = field(default_factory=set)
+
+
+def gateway_config(workdir: Path, port: int, http_port: int, mock_port: int, url: str) -> dict[str, object]:
+    digest = {name: hashlib.sha256(secret.encode()).hexdigest() for name, secret in KEYS.items()}
+    limited = {"requests_per_minute": 20, "tool_calls_per_minute": 30}
+    return {
+        "gateway": {
+            "port": port,
+            "database_url": url,
+            "audit": {"fallback_file": str(workdir / "audit-fallback.jsonl")},
+        },
+        "teams": [{"name": "soak"}],
+        "virtual_keys": [
+            {
+                "id": "soak",
+                "team": "soak",
+                "secret_sha256": digest["main"],
+                "allowed_models": ["claude-haiku-*", "gpt-*"],
+            },
+            {"id": "soak_limited", "team": "soak", "secret_sha256": digest["limited"], "rate_limit": limited},
+            {"id": "soak_broke", "team": "soak", "secret_sha256": digest["broke"]},
+        ],
+        "mcp": {
+            "servers": [
+                {
+                    "name": "stdio",
+                    "command": "python",
+                    "args": ["-m", "tests.fixtures.upstream"],
+                    "cwd": str(ROOT),
+                },
+                {"name": "http", "url": f"http://127.0.0.1:{http_port}/mcp"},
+            ],
+            "virtual_key_permissions": {
+                "soak": {"stdio": ["echo", "add", "fail"], "http": ["echo", "add", "fail", "slow"]},
+                "soak_limited": "*",
+                "soak_broke": "*",
+            },
+        },
+        "providers": [
+            {"name": "mock", "kind": "anthropic", "base_url": f"http://127.0.0.1:{mock_port}"},
+            {
+                "name": "mock-openai",
+                "kind": "openai-compatible",
+                "base_url": f"http://127.0.0.1:{mock_port}/v1",
+            },
+        ],
+        "routes": [{"match": "claude-*", "provider": "mock"}, {"match": "gpt-*", "provider": "mock-openai"}],
+        "budgets": {"virtual_key_overrides": [{"id": "soak_broke", "daily_limit_usd": 0}]},
+        "llm_proxy": {"ledger_fallback_file": str(workdir / "ledger-fallback.jsonl")},
+    }
+
+
+class Gateways:
+    """Starts, samples and stops `mcp-gateway serve`, one `Lifetime` per process."""
+
+    def __init__(self, workdir: Path, port: int) -> None:
+        self.workdir, self.port = workdir, port
+        self.lifetimes: list[Lifetime] = []
+        self.t0 = asyncio.get_running_loop().time()
+
+    def clock(self) -> float:
+        return asyncio.get_running_loop().time() - self.t0
+
+    async def start(self) -> Lifetime:
+        number = len(self.lifetimes) + 1
+        config = str(self.workdir / "gateway.yaml")
+        with (self.workdir / f"gateway-{number}.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mcp_gateway", "serve", "--config", config, "--log-level", "warning"],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        pin(proc.pid, 0)
+        life = Lifetime(number, proc)
+        # Ready: both upstreams answer ("degraded" while one is still starting).
+        await asyncio.to_thread(wait_ready, self.port, proc, "/readyz", b'"status":"ready"')
+        life.ready = self.clock()
+        self.lifetimes.append(life)
+        self.sample()
+        print(f"[{life.ready:6.1f} s] gateway {number} ready (pid {proc.pid})", flush=True)
+        return life
+
+    def sample(self) -> None:
+        life = self.lifetimes[-1]
+        gateway = proc_sample(life.proc.pid)
+        if life.stopped or gateway is None:
+            return
+        pids = tuple(child_pids(life.proc.pid))
+        children = [s for pid in pids if (s := proc_sample(pid)) is not None]
+        inbound = inbound_connections(life.proc.pid, self.port)
+        life.samples.append(Sample(self.clock(), gateway, sum(children, ProcSample(0, 0)), pids, inbound))
+
+    async def sample_forever(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self.sample()
+
+    async def stop(self, in_flight: set[str]) -> Lifetime:
+        """SIGTERM (while traffic flows); returns once the process has exited."""
+        life = self.lifetimes[-1]
+        self.sample()
+        life.in_flight_at_stop = set(in_flight)
+        life.stopped = self.clock()
+        life.proc.send_signal(signal.SIGTERM)
+        while life.proc.poll() is None:
+            await asyncio.sleep(0.02)
+        life.exited_in = self.clock() - life.stopped
+        print(
+            f"[{life.stopped:6.1f} s] SIGTERM to gateway {life.number} with {len(life.in_flight_at_stop)} "
+            f"requests in flight: exited ({exit_text(life.proc.returncode)}) {life.exited_in:.2f} s later",
+            flush=True,
+        )
+        return life
+
+
+def exit_text(code: int | None) -> str:
+    # uvicorn re-raises the signal it caught once its graceful shutdown is over.
+    return "by its own SIGTERM, after a graceful stop" if code == -signal.SIGTERM else f"status {code}"
+
+
+async def soak(args: argparse.Namespace, workdir: Path, port: int, run_id: str) -> tuple[Load, Gateways]:
+    seconds = args.minutes * 60
+    gateways = Gateways(workdir, port)
+    load = Load(port, random.Random(args.seed))
+    await gateways.start()
+    sampler = asyncio.create_task(gateways.sample_forever(args.sample_seconds or min(2.0, seconds / 160)))
+    traffic = asyncio.create_task(generate(load, run_id, seconds, args.rate))
+    for cycle in (1, 2, 3):
+        await asyncio.sleep(max(0.0, seconds * cycle / 4 - gateways.clock()))
+        await gateways.stop(load.in_flight)
+        await gateways.start()
+    left = await traffic
+    gateways.sample()
+    sampler.cancel()
+    await asyncio.wait_for(asyncio.gather(*left), 120)
+    await gateways.stop(set())  # no traffic left: flush and stop
+    await load.mcp.close()
+    await load.model.close()
+    return load, gateways
+
+
+# -- counting and the report -----------------------------------------------------------------------
+
+
+@dataclass
+class Written:
+    rows: Counter[str] = field(default_factory=Counter)
+    """Rows per request tag (more than one would be a duplicate)."""
+    statuses: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(kind, status) -> rows."""
+    from_file: int = 0
+
+
+def written_rows(url: str, workdir: Path, run_id: str) -> dict[str, Written]:
+    """This run's rows per table, in the database and in the fallback file (not replayed yet)."""
+    found = {table: Written() for table in TABLES}
+    engine = open_database(url)
+    try:
+        with engine.connect() as conn:
+            for table, (name, column) in TABLES.items():
+                query = text(f"SELECT {column}, status FROM {name} WHERE {column} LIKE :prefix")
+                for tag, status in conn.execute(query, {"prefix": f"{run_id}-%"}):
+                    found[table].rows[tag] += 1
+                    found[table].statuses[kind_of(tag), status] += 1
+    finally:
+        engine.dispose()
+    for table, (_, column) in TABLES.items():
+        fallback = workdir / f"{table}-fallback.jsonl"
+        for line in fallback.read_bytes().splitlines() if fallback.exists() else []:
+            row = orjson.loads(line)
+            tag = str(row.get(column) or "")
+            if tag.startswith(f"{run_id}-"):
+                found[table].rows[tag] += 1
+                found[table].statuses[kind_of(tag), str(row.get("status"))] += 1
+                found[table].from_file += 1
+    return found
+
+
+def report_rows(load: Load, gateways: Gateways, written: dict[str, Written]) -> bool:
+    print(
+        f"\n{'kind':14} {'what':30} {'sent':>5} {'refused':>7} {'lost':>4} {'no row':>6} {'error':>5} "
+        f"{'row due':>7} {'written':>7}  statuses written"
+    )
+    for kind, (table, _, what) in KINDS.items():
+        outcomes = Counter(o for tag, o in load.outcome.items() if kind_of(tag) == kind)
+        found = written[table]
+        statuses = sorted((s, n) for (k, s), n in found.statuses.items() if k == kind)
+        rows = sum(n for _, n in statuses)
+        print(
+            f"{kind:14} {what:30} {outcomes.total():5} {outcomes[REFUSED]:7} {outcomes[LOST]:4} "
+            f"{outcomes[NO_ROW]:6} {outcomes[ERROR]:5} {outcomes[ROW]:7} {rows:7}  "
+            + ", ".join(f"{s} {n}" for s, n in statuses)
+        )
+    for error, count in load.errors.most_common(10):
+        print(f"    error x{count}: {error}")
+    passed = True
+    print()
+    for table, (name, _) in TABLES.items():
+        found = written[table]
+        expected = {t for t, o in load.outcome.items() if o == ROW and KINDS[kind_of(t)][0] == table}
+        missing = expected - found.rows.keys()
+        extra = {t: load.outcome.get(t, "never sent") for t in found.rows if t not in expected}
+        total = found.rows.total()
+        ok = total == len(expected) and not missing and not extra
+        passed &= ok
+        print(
+            f"{table:6} ({name}): expected {len(expected)}, written {total} "
+            f"({total - found.from_file} in the database, {found.from_file} in the fallback file); "
+            f"missing {len(missing)}, unexpected {len(extra)}, "
+            f"duplicates {total - len(found.rows)}: {'PASS' if ok else 'FAIL'}"
+        )
+        for tag in sorted(missing)[:10]:
+            print(f"    missing: {tag}")
+        for tag, seen in sorted(extra.items())[:10]:
+            print(f"    unexpected row: {tag} (the client saw: {seen})")
+    for life in gateways.lifetimes[:-1]:
+        due = {t for t in life.in_flight_at_stop if load.outcome.get(t) == ROW}
+        with_row = {t for t in due if t in written[KINDS[kind_of(t)][0]].rows}
+        others = Counter(load.outcome.get(t) for t in life.in_flight_at_stop - due)
+        print(
+            f"in flight at SIGTERM {life.number}: {len(life.in_flight_at_stop)} requests, {len(due)} "
+            f"answered, {len(with_row)} of them with a row; the others: {dict(others) or 'none'}"
+        )
+    return passed
+
+
+def median(values: list[int]) -> int:
+    return int(statistics.median(values))
+
+
+def report_processes(gateways: Gateways) -> bool:
+    print(
+        f"\nRSS MiB / open fds / of which client connections: at ready, then medians over a window when "
+        f"the steady state starts (after 20 % of the lifetime, at most 30 s) and before the end; flat: "
+        f"RSS grows at most max({FLAT_RSS[0] // MIB} MiB, {FLAT_RSS[1]:.0%}), fds other than client "
+        f"connections at most {FLAT_FDS}"
+    )
+    heads = ("life", "pid", "window s", "at ready", "start", "end", "growth")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(heads, (4, 7, 11, 14, 14, 14, 12), strict=True)), " process")
+    all_flat = True
+    for life in gateways.lifetimes:
+        samples = life.samples
+        span = samples[-1].at - life.ready
+        warm, window = life.ready + min(30.0, 0.2 * span), min(10.0, 0.1 * span)
+        first = [s for s in samples if warm <= s.at <= warm + window]
+        first = first or [min(samples, key=lambda s: abs(s.at - warm))]
+        last = [s for s in samples if s.at >= samples[-1].at - window]
+        restarts = len({s.child_pids for s in samples}) - 1
+        for part in ("gateway", "children"):
+            inbound = part == "gateway"
+
+            def cell(picked: list[Sample], part: str = part, inbound: bool = inbound) -> tuple[int, int, int]:
+                rss = median([getattr(s, part).rss for s in picked])
+                fds = median([getattr(s, part).fds for s in picked])
+                return rss, fds, median([s.inbound for s in picked]) if inbound else 0
+
+            (r0, f0, i0), (r1, f1, i1), (r2, f2, i2) = cell(samples[:1]), cell(first), cell(last)
+            is_flat = r2 - r1 <= max(FLAT_RSS[0], FLAT_RSS[1] * r1) and (f2 - i2) - (f1 - i1) <= FLAT_FDS
+            all_flat &= is_flat
+            label = "gateway" if inbound else f"children {samples[0].child_pids}"
+            if not inbound and restarts:
+                label += f" (restarted {restarts} times)"
+            cells = [
+                f"{r / MIB:5.1f}/{f:>3}/{i:<3}" for r, f, i in ((r0, f0, i0), (r1, f1, i1), (r2, f2, i2))
+            ]
+            growth = f"{(r2 - r1) / MIB:+5.1f}/{(f2 - i2) - (f1 - i1):<+5}"
+            print(
+                f"{life.number:>4} {life.proc.pid:>7} {first[0].at:5.0f}-{last[-1].at:<5.0f} "
+                f"{' '.join(cells)} {growth} {label}{'' if is_flat else '  GROWS'}"
+            )
+    return all_flat
+
+
+def log_problems(workdir: Path) -> list[str]:
+    return [
+        f"{log.name}: {line[:200]}"
+        for log in sorted(workdir.glob("gateway-*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if any(word in line for word in ("ERROR", "CRITICAL", "Traceback"))
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--minutes", type=float, default=10.0, help="length of the run (3 restarts in it)")
+    parser.add_argument("--rate", type=float, default=50.0, help="requests per second, all kinds together")
+    parser.add_argument("--seed", type=int, default=1, help="seeds the mix of request kinds")
+    parser.add_argument(
+        "--database-url",
+        help="the gateway's database (default: SQLite in the work directory); an existing one is fine: "
+        "only this run's rows are counted",
+    )
+    parser.add_argument(
+        "--sample-seconds", type=float, help="RSS and fd sampling (default: 2 s, less if short)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, SQLite file)")
+    args = parser.parse_args()
+    pin(os.getpid(), 1)
+    workdir = Path(tempfile.mkdtemp(prefix="soak-"))
+    run_id = f"soak{secrets.token_hex(3)}"
+    url = args.database_url or f"sqlite:///{workdir / 'gateway.db'}"
+    port, http_port, mock_port = free_port(), free_port(), free_port()
+    (workdir / "gateway.yaml").write_text(
+        yaml.safe_dump(gateway_config(workdir, port, http_port, mock_port, url))
+    )
+    mock = upstream = None
+    passed = False
+    try:
+        mock = start_mock_model_api(mock_port, "--reply-words", "20", "--chunk-delay-ms", "25")
+        upstream = subprocess.Popen(
+            [sys.executable, "-m", "tests.fixtures.upstream", "--name", "http", "--http", str(http_port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        pin(upstream.pid, 0)
+        wait_ready(http_port, upstream, "/mcp", b"HTTP/1.1")
+        print(
+            f"soak {run_id}: {args.minutes:g} min at {args.rate:g} requests/s (seed {args.seed}), SIGTERM "
+            f"and restart at 1/4, 2/4, 3/4; load average {os.getloadavg()[0]:.2f}; database "
+            f"{make_url(url).render_as_string(hide_password=True)}; work directory {workdir}",
+            flush=True,
+        )
+        load, gateways = asyncio.run(soak(args, workdir, port, run_id))
+        rows_ok = report_rows(load, gateways, written_rows(url, workdir, run_id))
+        flat_ok = report_processes(gateways)
+        problems = log_problems(workdir)
+        print(f"\ngateway logs: {len(problems)} ERROR/CRITICAL/Traceback lines")
+        for line in problems[:10]:
+            print(f"    {line}")
+        exits = [life.proc.returncode for life in gateways.lifetimes]
+        clean = all(code in (0, -signal.SIGTERM) for code in exits)
+        passed = rows_ok and flat_ok and clean
+        print(
+            f"rows: {'PASS' if rows_ok else 'FAIL'}; processes flat: {'yes' if flat_ok else 'NO'}; "
+            f"graceful exits: {'yes' if clean else exits}; load average {os.getloadavg()[0]:.2f}\n"
+            f"RESULT: {'PASS' if passed else 'FAIL'}"
+        )
+    finally:
+        stop(mock, upstream)
+        if passed and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"work directory kept: {workdir}")
+    raise SystemExit(0 if passed else 1)
+
+
+if __name__ == "__main__":
+    main()
