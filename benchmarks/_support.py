@@ -112,11 +112,23 @@ def child_pids(pid: int) -> list[int]:
     return sorted(found)
 
 
-def inbound_connections(pid: int, port: int) -> int:
-    """How many of a process's open sockets are connections accepted on ``port`` (Linux /proc/net/tcp*).
+@dataclass(frozen=True)
+class Sockets:
+    """A process's TCP sockets: connections accepted on its port, the others, and CLOSE_WAIT ones."""
 
-    A server's fd count rises and falls with the keep-alive connections its clients hold open; this
-    is the part to subtract before calling the rest a leak.
+    inbound: int
+    outbound: int
+    close_wait: int
+    """Closed by the peer but never by this process: the signature of a leaked socket."""
+    total: int
+    """Every TCP socket of the process, listening ones included."""
+
+
+def tcp_sockets(pid: int, port: int) -> Sockets:
+    """Classify a process's TCP sockets (Linux /proc/<pid>/fd and /proc/<pid>/net/tcp*).
+
+    A server's fd count rises and falls with the keep-alive connections its clients and its own
+    upstream pools hold open; those are counted apart from the rest before anything is called a leak.
     """
     inodes = set()
     with contextlib.suppress(OSError):
@@ -125,12 +137,20 @@ def inbound_connections(pid: int, port: int) -> int:
                 link = os.readlink(f"/proc/{pid}/fd/{fd}")
                 if link.startswith("socket:["):
                     inodes.add(link[8:-1])
-    count = 0
+    inbound = outbound = close_wait = total = 0
     for table in ("tcp", "tcp6"):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
                 fields = line.split()
-                listening = fields[3] == "0A"
-                if not listening and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
-                    count += 1
-    return count
+                if fields[9] not in inodes:
+                    continue
+                total += 1
+                state = fields[3]
+                if state == "08":
+                    close_wait += 1
+                elif state != "0A":
+                    if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inbound += 1
+                    else:
+                        outbound += 1
+    return Sockets(inbound, outbound, close_wait, total)

@@ -1,6 +1,7 @@
 """Soak: mixed traffic at a fixed rate through a real gateway restarted three times; no row may go missing.
 
-    python benchmarks/soak.py [--minutes 10] [--rate 50] [--seed 1] [--database-url URL] [--keep]
+    python benchmarks/soak.py [--minutes 10] [--rate 50] [--restarts 3] [--seed 1] [--database-url URL]
+                              [--sample-seconds S] [--keep]
 
 Starts the mock model API, an MCP upstream over streamable HTTP and `mcp-gateway serve` (SQLite in a
 temporary directory, or ``--database-url``), whose policy adds a stdio upstream (its child); both
@@ -10,7 +11,8 @@ both protocol eras (2025-11-25 sessions, 2026-07-28 stateless), tool errors, unk
 a rate-limited key, slow calls, calls cut by the client after their first progress event, whole and
 streamed /v1/messages, streams cut by the client after their first text, OpenAI chat completions, a
 model the key may not use, a key whose budget is spent, requests without a valid key. At 1/4, 2/4 and
-3/4 of the run the gateway gets SIGTERM while traffic flows, and is started again once it has exited.
+3/4 of the run (``--restarts``) the gateway gets SIGTERM while traffic flows, and is started again
+once it has exited.
 
 Which requests must have a row (audit: ``tool_calls``, found by the JSON-RPC id; ledger:
 ``model_requests``, found by the ``x-claude-code-session-id`` header, which the gateway stores): every
@@ -52,13 +54,14 @@ import yaml
 from _support import (
     ROOT,
     ProcSample,
+    Sockets,
     child_pids,
     free_port,
-    inbound_connections,
     pin,
     proc_sample,
     start_mock_model_api,
     stop,
+    tcp_sockets,
     wait_ready,
 )
 from mcp_tools_call import ENVELOPE
@@ -73,8 +76,9 @@ KEYS = {name: f"mgw_soak_{name}_{secrets.token_hex(16)}" for name in ("main", "l
 WRONG_KEY = "mgw_soak_wrong_0123456789abcdef0123456789abcdef"
 MIB = 1024 * 1024
 FLAT_RSS = (4 * MIB, 0.05)
-FLAT_FDS = 5
-"""Growth from a lifetime's steady-state start to its end still called flat: RSS max(4 MiB, 5 %); fds."""
+FLAT_FDS = 2
+"""Growth from a lifetime's steady-state start to its end still called flat: RSS max(4 MiB, 5 %); fds
+that are not TCP sockets (and at most that many sockets in CLOSE_WAIT at the end)."""
 KINDS: dict[str, tuple[str, int, str]] = {
     # name: (table, weight, what)
     "call26_stdio": ("audit", 14, "2026 echo, stdio upstream"),
@@ -339,8 +343,8 @@ class Sample:
     children: ProcSample
     """Summed over the gateway's children (its stdio upstream)."""
     child_pids: tuple[int, ...]
-    inbound: int
-    """Of the gateway's fds, client connections (they come and go with the load, not a leak)."""
+    sockets: Sockets
+    """The gateway's TCP sockets: client and upstream connections come and go with the load."""
 
 
 @dataclass
@@ -442,8 +446,8 @@ class Gateways:
             return
         pids = tuple(child_pids(life.proc.pid))
         children = [s for pid in pids if (s := proc_sample(pid)) is not None]
-        inbound = inbound_connections(life.proc.pid, self.port)
-        life.samples.append(Sample(self.clock(), gateway, sum(children, ProcSample(0, 0)), pids, inbound))
+        sockets = tcp_sockets(life.proc.pid, self.port)
+        life.samples.append(Sample(self.clock(), gateway, sum(children, ProcSample(0, 0)), pids, sockets))
 
     async def sample_forever(self, every: float) -> None:
         while True:
@@ -480,8 +484,8 @@ async def soak(args: argparse.Namespace, workdir: Path, port: int, run_id: str) 
     await gateways.start()
     sampler = asyncio.create_task(gateways.sample_forever(args.sample_seconds or min(2.0, seconds / 160)))
     traffic = asyncio.create_task(generate(load, run_id, seconds, args.rate))
-    for cycle in (1, 2, 3):
-        await asyncio.sleep(max(0.0, seconds * cycle / 4 - gateways.clock()))
+    for cycle in range(1, args.restarts + 1):
+        await asyncio.sleep(max(0.0, seconds * cycle / (args.restarts + 1) - gateways.clock()))
         await gateways.stop(load.in_flight)
         await gateways.start()
     left = await traffic
@@ -583,15 +587,47 @@ def median(values: list[int]) -> int:
     return int(statistics.median(values))
 
 
+@dataclass(frozen=True)
+class Figures:
+    """Medians over a window of samples, for the gateway or its children."""
+
+    rss: int
+    fds: int
+    other_fds: int
+    """Fds that are not TCP sockets: files, pipes, the event loop's: constant unless something leaks."""
+    connections: str
+    close_wait: int
+
+    @classmethod
+    def of(cls, samples: list[Sample], part: str) -> Figures:
+        if part == "children":
+            rss, fds = median([s.children.rss for s in samples]), median([s.children.fds for s in samples])
+            return cls(rss, fds, fds, "", 0)
+        inbound, outbound = (
+            median([s.sockets.inbound for s in samples]),
+            median([s.sockets.outbound for s in samples]),
+        )
+        return cls(
+            median([s.gateway.rss for s in samples]),
+            median([s.gateway.fds for s in samples]),
+            median([s.gateway.fds - s.sockets.total for s in samples]),
+            f"{inbound}+{outbound}",
+            median([s.sockets.close_wait for s in samples]),
+        )
+
+    def cell(self) -> str:
+        return f"{self.rss / MIB:5.1f}/{self.fds:>3} {self.connections:>5}"
+
+
 def report_processes(gateways: Gateways) -> bool:
     print(
-        f"\nRSS MiB / open fds / of which client connections: at ready, then medians over a window when "
-        f"the steady state starts (after 20 % of the lifetime, at most 30 s) and before the end; flat: "
-        f"RSS grows at most max({FLAT_RSS[0] // MIB} MiB, {FLAT_RSS[1]:.0%}), fds other than client "
-        f"connections at most {FLAT_FDS}"
+        f"\nRSS MiB/open fds and TCP connections (accepted+outbound), at ready and as medians over a window "
+        f"when the steady state starts (after 20 % of the lifetime, at most 30 s) and before the end. Flat: "
+        f"RSS grows at most max({FLAT_RSS[0] // MIB} MiB, {FLAT_RSS[1]:.0%}), fds other than TCP sockets at "
+        f"most {FLAT_FDS}, at most {FLAT_FDS} sockets in CLOSE_WAIT at the end"
     )
     heads = ("life", "pid", "window s", "at ready", "start", "end", "growth")
-    print(" ".join(f"{h:>{w}}" for h, w in zip(heads, (4, 7, 11, 14, 14, 14, 12), strict=True)), " process")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(heads, (4, 7, 11, 15, 15, 15, 12), strict=True)), " process")
     all_flat = True
     for life in gateways.lifetimes:
         samples = life.samples
@@ -600,30 +636,48 @@ def report_processes(gateways: Gateways) -> bool:
         first = [s for s in samples if warm <= s.at <= warm + window]
         first = first or [min(samples, key=lambda s: abs(s.at - warm))]
         last = [s for s in samples if s.at >= samples[-1].at - window]
+        steady = [s for s in samples if s.at >= warm]
         restarts = len({s.child_pids for s in samples}) - 1
         for part in ("gateway", "children"):
-            inbound = part == "gateway"
-
-            def cell(picked: list[Sample], part: str = part, inbound: bool = inbound) -> tuple[int, int, int]:
-                rss = median([getattr(s, part).rss for s in picked])
-                fds = median([getattr(s, part).fds for s in picked])
-                return rss, fds, median([s.inbound for s in picked]) if inbound else 0
-
-            (r0, f0, i0), (r1, f1, i1), (r2, f2, i2) = cell(samples[:1]), cell(first), cell(last)
-            is_flat = r2 - r1 <= max(FLAT_RSS[0], FLAT_RSS[1] * r1) and (f2 - i2) - (f1 - i1) <= FLAT_FDS
+            ready, start, end = Figures.of(samples[:1], part), Figures.of(first, part), Figures.of(last, part)
+            is_flat = (
+                end.rss - start.rss <= max(FLAT_RSS[0], FLAT_RSS[1] * start.rss)
+                and end.other_fds - start.other_fds <= FLAT_FDS
+                and end.close_wait <= FLAT_FDS
+            )
             all_flat &= is_flat
-            label = "gateway" if inbound else f"children {samples[0].child_pids}"
-            if not inbound and restarts:
-                label += f" (restarted {restarts} times)"
-            cells = [
-                f"{r / MIB:5.1f}/{f:>3}/{i:<3}" for r, f, i in ((r0, f0, i0), (r1, f1, i1), (r2, f2, i2))
-            ]
-            growth = f"{(r2 - r1) / MIB:+5.1f}/{(f2 - i2) - (f1 - i1):<+5}"
+            trend = 0.0
+            if len(steady) > 2:
+                rss = [getattr(s, part).rss / MIB for s in steady]
+                trend = statistics.linear_regression([s.at for s in steady], rss).slope * 60
+            label = (
+                f"gateway, {end.close_wait} CLOSE_WAIT"
+                if part == "gateway"
+                else f"children {samples[0].child_pids}"
+            )
+            label += f", RSS trend {trend:+.2f} MiB/min"
+            if part == "children" and restarts:
+                label += f", restarted {restarts} times"
             print(
                 f"{life.number:>4} {life.proc.pid:>7} {first[0].at:5.0f}-{last[-1].at:<5.0f} "
-                f"{' '.join(cells)} {growth} {label}{'' if is_flat else '  GROWS'}"
+                f"{ready.cell()} {start.cell()} {end.cell()} "
+                f"{(end.rss - start.rss) / MIB:+5.1f}/{end.other_fds - start.other_fds:<+5} "
+                f"{label}{'' if is_flat else '  GROWS'}"
             )
     return all_flat
+
+
+def write_samples(gateways: Gateways, path: Path) -> None:
+    """Every sample, for a closer look (kept with the work directory)."""
+    lines = ["lifetime,seconds,rss,fds,inbound,outbound,close_wait,tcp_sockets,children_rss,children_fds"]
+    for life in gateways.lifetimes:
+        for s in life.samples:
+            g, k = s.sockets, s.children
+            lines.append(
+                f"{life.number},{s.at:.1f},{s.gateway.rss},{s.gateway.fds},"
+                f"{g.inbound},{g.outbound},{g.close_wait},{g.total},{k.rss},{k.fds}"
+            )
+    path.write_text("\n".join(lines) + "\n")
 
 
 def log_problems(workdir: Path) -> list[str]:
@@ -639,7 +693,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--minutes", type=float, default=10.0, help="length of the run (3 restarts in it)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="length of the run")
+    parser.add_argument("--restarts", type=int, default=3, help="SIGTERM-and-restart cycles, evenly spread")
     parser.add_argument("--rate", type=float, default=50.0, help="requests per second, all kinds together")
     parser.add_argument("--seed", type=int, default=1, help="seeds the mix of request kinds")
     parser.add_argument(
@@ -673,14 +728,15 @@ def main() -> None:
         pin(upstream.pid, 0)
         wait_ready(http_port, upstream, "/mcp", b"HTTP/1.1")
         print(
-            f"soak {run_id}: {args.minutes:g} min at {args.rate:g} requests/s (seed {args.seed}), SIGTERM "
-            f"and restart at 1/4, 2/4, 3/4; load average {os.getloadavg()[0]:.2f}; database "
+            f"soak {run_id}: {args.minutes:g} min at {args.rate:g} requests/s (seed {args.seed}), "
+            f"{args.restarts} SIGTERM-and-restart cycles; load average {os.getloadavg()[0]:.2f}; database "
             f"{make_url(url).render_as_string(hide_password=True)}; work directory {workdir}",
             flush=True,
         )
         load, gateways = asyncio.run(soak(args, workdir, port, run_id))
         rows_ok = report_rows(load, gateways, written_rows(url, workdir, run_id))
         flat_ok = report_processes(gateways)
+        write_samples(gateways, workdir / "samples.csv")
         problems = log_problems(workdir)
         print(f"\ngateway logs: {len(problems)} ERROR/CRITICAL/Traceback lines")
         for line in problems[:10]:
