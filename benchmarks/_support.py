@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,3 +155,17 @@ def tcp_sockets(pid: int, port: int) -> Sockets:
                     else:
                         outbound += 1
     return Sockets(inbound, outbound, close_wait, total)
+
+
+def other_fds(pid: int) -> Counter[str]:
+    """A process's fds that are not sockets, by target (a file's name, ``pipe``, ``eventpoll``...)."""
+    found: Counter[str] = Counter()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("anon_inode:"):
+                    found[link.removeprefix("anon_inode:").strip("[]")] += 1
+                elif not link.startswith("socket:["):
+                    found[link.split(":[", 1)[0].rsplit("/", 1)[-1]] += 1
+    return found
