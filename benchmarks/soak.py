@@ -6,13 +6,13 @@
 Starts the mock model API, an MCP upstream over streamable HTTP and `mcp-gateway serve` (SQLite in a
 temporary directory, or ``--database-url``), whose policy adds a stdio upstream (its child); both
 upstreams are tests/fixtures/upstream.py. Then starts ``--rate`` requests per second for ``--minutes``
-(open loop: the schedule never waits for answers), a seeded mix of the kinds in `_soak_traffic.KINDS`: tools/call in
-both protocol eras (2025-11-25 sessions, 2026-07-28 stateless), tool errors, unknown and hidden tools,
-a rate-limited key, slow calls, calls cut by the client after their first progress event, whole and
-streamed /v1/messages, streams cut by the client after their first text, OpenAI chat completions, a
-model the key may not use, a key whose budget is spent, requests without a valid key. At 1/4, 2/4 and
-3/4 of the run (``--restarts``) the gateway gets SIGTERM while traffic flows, and is started again
-once it has exited.
+(open loop: the schedule never waits for answers), a seeded mix of the kinds in _soak_traffic.py:
+tools/call in both protocol eras (2025-11-25 sessions, 2026-07-28 stateless), tool errors, unknown and
+hidden tools, a rate-limited key, slow calls, calls cut by the client after their first progress
+event, whole and streamed /v1/messages, streams cut by the client after their first text, OpenAI chat
+completions, a model the key may not use, a key whose budget is spent, requests without a valid key.
+At 1/4, 2/4 and 3/4 of the run (``--restarts``) the gateway gets SIGTERM while traffic flows, and is
+started again once it has exited.
 
 Which requests must have a row (audit: ``tool_calls``, found by the JSON-RPC id; ledger:
 ``model_requests``, found by the ``x-claude-code-session-id`` header, which the gateway stores): every
@@ -24,10 +24,13 @@ its row (``cancelled``): the client cuts only once the answer has started. Reque
 SIGTERM must have theirs: a graceful stop finishes them, then writes every row.
 
 After the last stop it counts this run's rows in the database and the fallback files and prints,
-per table, expected against written (PASS when the counts are equal and the requests the same), and
-the RSS and open file descriptors of each gateway process and of its children (the stdio upstream)
-when its steady state starts and when it ends. Exit status 0 only when everything passed. Not a test:
-the figures depend on the machine.
+per table, expected against written (PASS when the counts are equal and the requests the same). It
+samples the gateway and its children (the stdio upstream) every 2 s and prints, per lifetime, RSS and
+open fds at the start of the steady state and at its end. Flat means: RSS grew at most max(4 MiB, 5 %),
+fds other than TCP sockets by at most 2 (a changed one is named), at most 2 sockets in CLOSE_WAIT at
+the end; TCP connections (clients', and the gateway's pools to its upstreams) come and go with the
+load and are shown apart. Exit status 0 only when rows, processes and exits all passed. Not a test:
+the figures depend on the machine; samples.csv in a kept work directory has every sample.
 """
 
 from __future__ import annotations
@@ -120,6 +123,8 @@ class Gateways:
     def __init__(self, workdir: Path, port: int) -> None:
         self.workdir, self.port = workdir, port
         self.lifetimes: list[Lifetime] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        """Every process started, ready or not (for the clean-up after a failure)."""
         self.t0 = asyncio.get_running_loop().time()
 
     def clock(self) -> float:
@@ -135,6 +140,7 @@ class Gateways:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        self.procs.append(proc)
         pin(proc.pid, 0)
         life = Lifetime(number, proc)
         # Ready: both upstreams answer ("degraded" while one is still starting).
@@ -189,20 +195,23 @@ async def soak(args: argparse.Namespace, workdir: Path, port: int, run_id: str) 
     seconds = args.minutes * 60
     gateways = Gateways(workdir, port)
     load = Load(port, random.Random(args.seed))
-    await gateways.start()
-    sampler = asyncio.create_task(gateways.sample_forever(args.sample_seconds or min(2.0, seconds / 160)))
-    traffic = asyncio.create_task(generate(load, run_id, seconds, args.rate))
-    for cycle in range(1, args.restarts + 1):
-        await asyncio.sleep(max(0.0, seconds * cycle / (args.restarts + 1) - gateways.clock()))
-        await gateways.stop(load.in_flight)
+    try:
         await gateways.start()
-    left = await traffic
-    gateways.sample()
-    sampler.cancel()
-    await asyncio.wait_for(asyncio.gather(*left), 120)
-    await gateways.stop(set())  # no traffic left: flush and stop
-    await load.mcp.close()
-    await load.model.close()
+        sampler = asyncio.create_task(gateways.sample_forever(args.sample_seconds or min(2.0, seconds / 160)))
+        traffic = asyncio.create_task(generate(load, run_id, seconds, args.rate))
+        for cycle in range(1, args.restarts + 1):
+            await asyncio.sleep(max(0.0, seconds * cycle / (args.restarts + 1) - gateways.clock()))
+            await gateways.stop(load.in_flight)
+            await gateways.start()
+        left = await traffic
+        gateways.sample()
+        sampler.cancel()
+        await asyncio.wait_for(asyncio.gather(*left), 120)
+        await gateways.stop(set())  # no traffic left: flush and stop
+    finally:
+        await asyncio.to_thread(stop, *gateways.procs)  # only still-running ones, after a failure
+        await load.mcp.close()
+        await load.model.close()
     return load, gateways
 
 
