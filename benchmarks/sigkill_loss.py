@@ -36,7 +36,7 @@ from pathlib import Path
 
 import orjson
 import yaml
-from _support import free_port, pin
+from _support import free_port, pin, wait_ready
 from mcp_tools_call import ENVELOPE, UPSTREAM
 
 from gateway_common.http.pool import HttpPool
@@ -78,22 +78,6 @@ def gateway_config(
             "ledger_flush_interval_ms": flush_ms,
         },
     }
-
-
-def wait_ready(port: int, proc: subprocess.Popen[bytes], path: str = "/readyz") -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"process {proc.args!r} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
-                if b" 200 " in sock.recv(200):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"nothing ready on port {port}")
 
 
 async def tool_call(pool: HttpPool, ident: int, tally: Tally) -> None:
