@@ -40,6 +40,8 @@ from policies.servers import HttpServerConfig
 logger = logging.getLogger("mcp_gateway.upstream")
 
 _NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+_LISTEN_WAIT = 5.0
+"""How long opening waits for the listening stream to be established before going on without it."""
 
 
 class HttpTransport(MessageTransport):
@@ -155,10 +157,16 @@ class HttpTransport(MessageTransport):
         except HttpClientError as exc:
             raise UpstreamError(f"the HTTP exchange failed: {exc}") from exc
 
-    def listen(self, subscribe: JsonObject | None) -> None:
-        self._listener = asyncio.create_task(self._listen(subscribe), name=f"upstream-{self.server}-listen")
+    async def listen(self, subscribe: JsonObject | None) -> None:
+        established = asyncio.Event()
+        self._listener = asyncio.create_task(
+            self._listen(subscribe, established), name=f"upstream-{self.server}-listen"
+        )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_LISTEN_WAIT):
+                await established.wait()
 
-    async def _listen(self, subscribe: JsonObject | None) -> None:
+    async def _listen(self, subscribe: JsonObject | None, established: asyncio.Event) -> None:
         """Hand what the listening stream carries to the session, on this task (never a caller's)."""
         assert self._pool is not None and self._session is not None
         session = self._session
@@ -173,6 +181,7 @@ class HttpTransport(MessageTransport):
                 del headers["Content-Type"]
                 resp = await self._pool.request("GET", self._path, headers)
             async with resp:
+                established.set()
                 if resp.status != 200 or not resp.headers.get("content-type", "").startswith(
                     "text/event-stream"
                 ):
@@ -183,6 +192,8 @@ class HttpTransport(MessageTransport):
                         await session.receive(message, None)
         except HttpClientError as exc:
             logger.debug("[%s] notification stream ended: %s", self.server, exc)
+        finally:
+            established.set()
 
     async def close(self) -> None:
         if self._listener is not None:

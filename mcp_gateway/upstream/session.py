@@ -158,8 +158,9 @@ class MessageTransport(abc.ABC):
         """Send a notification or an answer to the server; raises `UpstreamError`."""
 
     @abc.abstractmethod
-    def listen(self, subscribe: JsonObject | None) -> None:
-        """Open the stream for messages outside any call (``subscribe``: the 2026 request for it)."""
+    async def listen(self, subscribe: JsonObject | None) -> None:
+        """Open the stream for messages outside any call (``subscribe``: the 2026 request for it);
+        return once it is established (or refused), so nothing sent after `open` is missed."""
 
     def status(self) -> JsonObject:
         """Details for the status page (a child's pid)."""
@@ -212,7 +213,7 @@ class JsonRpcSession(UpstreamConnection):
                 raise UpstreamError("server/discover failed; the server does not speak 2026-07-28")
             else:
                 await self._initialize()
-        self._listen()
+            await self._listen()
 
     async def _discover(self) -> bool:
         try:
@@ -244,20 +245,22 @@ class JsonRpcSession(UpstreamConnection):
         self.instructions = result.get("instructions")
         await self.transport.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
-    def _listen(self) -> None:
-        """Messages outside any call: the 2025 GET stream, or a 2026 subscriptions/listen."""
-        tools = self.capabilities.get("tools") or {}
-        if not tools.get("listChanged"):
-            return
+    async def _listen(self) -> None:
+        """Messages outside any call. 2025 era: always (a server may send requests and
+        notifications there whatever it advertises). 2026 era: a subscriptions/listen for what
+        the gateway uses (tool list changes), when the server offers it."""
         subscribe = None
         if self.modern:
+            tools = self.capabilities.get("tools") or {}
+            if not tools.get("listChanged"):
+                return
             subscribe = {
                 "jsonrpc": "2.0",
                 "id": f"listen-{next(self._ids)}",
                 "method": "subscriptions/listen",
                 "params": envelope({"notifications": {"toolsListChanged": True}}),
             }
-        self.transport.listen(subscribe)
+        await self.transport.listen(subscribe)
 
     def connection_lost(self, reason: str) -> None:
         """The transport is gone: calls waiting on its reader fail now (an inline call's own

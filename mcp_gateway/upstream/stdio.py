@@ -107,7 +107,7 @@ class StdioTransport(MessageTransport):
     ) -> None:
         await self.send(message)
 
-    def listen(self, subscribe: JsonObject | None) -> None:
+    async def listen(self, subscribe: JsonObject | None) -> None:
         """Nothing to open: the one reader already receives everything the child sends."""
 
     async def send(self, message: JsonObject) -> None:
