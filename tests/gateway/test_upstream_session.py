@@ -288,11 +288,11 @@ async def test_a_slow_caller_never_stalls_the_reader_and_each_caller_gets_its_ow
     slow_token = first["params"]["_meta"]["progressToken"]
     quick_token = second["params"]["_meta"]["progressToken"]
     assert slow_token != quick_token
-    for step in ("1", "2"):  # interleaved, all handed over by the reader (origin None)
-        await transport.deliver(progress(slow_token, f"slow {step}"))
-        await transport.deliver(progress(quick_token, f"quick {step}"))
-    await transport.deliver(result(first, {"who": "slow"}))
-    await transport.deliver(result(second, {"who": "quick"}))
+    reads = [("slow", slow_token), ("quick", quick_token)]
+    messages = [progress(token, f"{who} {step}") for step in "12" for who, token in reads]
+    for message in [*messages, result(first, {"who": "slow"}), result(second, {"who": "quick"})]:
+        # Handed over by the reader (origin None), which must never wait for the slow client.
+        await asyncio.wait_for(transport.deliver(message), 5)
     assert (await quick_call)["result"] == {"who": "quick"}
     assert quick.labels == ["quick 1", "quick 2"]
     assert not slow_call.done() and slow.labels == []
