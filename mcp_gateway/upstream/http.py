@@ -34,7 +34,8 @@ from gateway_common.http import (
 )
 from gateway_common.sse import iter_sse_data
 from mcp_gateway.upstream.base import JsonObject, UpstreamError, UpstreamUnreachable
-from mcp_gateway.upstream.session import JsonRpcSession, MessageTransport, PendingCall
+from mcp_gateway.upstream.pending import PendingCall
+from mcp_gateway.upstream.session import JsonRpcSession, MessageTransport
 from policies.servers import HttpServerConfig
 
 logger = logging.getLogger("mcp_gateway.upstream")

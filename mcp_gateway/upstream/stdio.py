@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 
 from mcp_gateway.upstream.base import JsonObject, UpstreamError, UpstreamUnreachable
-from mcp_gateway.upstream.session import JsonRpcSession, MessageTransport, PendingCall
+from mcp_gateway.upstream.pending import PendingCall
+from mcp_gateway.upstream.session import JsonRpcSession, MessageTransport
 from policies.servers import StdioServerConfig
 
 logger = logging.getLogger("mcp_gateway.upstream")

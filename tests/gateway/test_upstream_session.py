@@ -22,7 +22,8 @@ from mcp_gateway.upstream.base import (
     UpstreamUnreachable,
     initialize_params,
 )
-from mcp_gateway.upstream.session import JsonRpcSession, MessageTransport, PendingCall, Protocol
+from mcp_gateway.upstream.pending import PendingCall
+from mcp_gateway.upstream.session import JsonRpcSession, MessageTransport, Protocol
 
 Exchange = Callable[["FakeTransport", JsonObject, PendingCall], Awaitable[None]]
 INIT_RESULT = {
