@@ -30,7 +30,9 @@ class PendingCall:
     def resolve(self, reply: JsonObject) -> None:
         if self.reply is None and self.error is None:
             self.reply = reply
-            self._wake()
+            waiter = self._waiter  # (inline: this runs once per call)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def fail(self, error: UpstreamError) -> None:
         if self.reply is None and self.error is None:

@@ -142,25 +142,24 @@ class JsonRpcSession(UpstreamConnection):
     async def open(self, timeout: float) -> None:
         await self.transport.open(self, timeout)
         async with asyncio.timeout(timeout):
-            if self.protocol != "2025-11-25" and await self._discover():
-                self.modern = True
-            elif self.protocol == "2026-07-28":
-                raise UpstreamError("server/discover failed; the server does not speak 2026-07-28")
-            else:
+            if self.protocol == "2025-11-25" or not await self._discover():
+                if self.protocol == "2026-07-28":
+                    raise UpstreamError("server/discover failed; the server does not speak 2026-07-28")
                 await self._initialize()
             await self._listen()
 
     async def _discover(self) -> bool:
+        """Try the 2026-07-28 era: ``modern`` stays set if the server speaks it."""
+        self.modern = True
         try:
-            reply = await self._call("server/discover", {}, modern=True, timeout=None)
+            reply = await self.request("server/discover", {}, timeout=None)
         except UpstreamError as exc:
             logger.debug("[%s] server/discover refused (%s); falling back to initialize", self.server, exc)
-            return False
+            reply = {}
         result = reply.get("result")
-        if not isinstance(result, dict):
-            return False
-        versions = result.get("supportedVersions") or []
-        if not any(v in MODERN_PROTOCOL_VERSIONS for v in versions):
+        versions = (result.get("supportedVersions") or []) if isinstance(result, dict) else []
+        if not isinstance(result, dict) or not any(v in MODERN_PROTOCOL_VERSIONS for v in versions):
+            self.modern = False
             return False
         self.protocol_version = LATEST_MODERN_VERSION
         self.capabilities = result.get("capabilities") or {}
@@ -170,7 +169,7 @@ class JsonRpcSession(UpstreamConnection):
         return True
 
     async def _initialize(self) -> None:
-        reply = await self._call("initialize", initialize_params(), modern=False, timeout=None)
+        reply = await self.request("initialize", initialize_params(), timeout=None)
         if "error" in reply:
             raise UpstreamError(f"initialize failed: {_error_text(reply)}")
         result = reply.get("result") or {}
@@ -227,23 +226,10 @@ class JsonRpcSession(UpstreamConnection):
     ) -> JsonObject:
         if self.is_closed:
             raise UpstreamUnreachable(self.closed_reason or "not connected")
-        return await self._call(
-            method, params, modern=self.modern, timeout=timeout, relay=on_notification, headers=headers
-        )
-
-    async def _call(
-        self,
-        method: str,
-        params: JsonObject | None,
-        *,
-        modern: bool,
-        timeout: float | None,
-        relay: NotificationHandler | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> JsonObject:
+        modern = self.modern
         request_id = next(self._ids)
-        call = PendingCall(request_id, method, relay, self.transport.inline_replies)
-        if relay is not None:
+        call = PendingCall(request_id, method, on_notification, self.transport.inline_replies)
+        if on_notification is not None:
             params = dict(params or {})
             meta = dict(params.get("_meta") or {})
             meta["progressToken"] = request_id
