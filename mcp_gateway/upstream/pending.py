@@ -30,7 +30,7 @@ class PendingCall:
     def resolve(self, reply: JsonObject) -> None:
         if self.reply is None and self.error is None:
             self.reply = reply
-            waiter = self._waiter  # (inline: this runs once per call)
+            waiter = self._waiter  # `_wake`, inlined: every call pays this once
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
 
