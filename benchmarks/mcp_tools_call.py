@@ -1,13 +1,16 @@
 """tools/call: direct to an upstream vs through the gateway, interleaved in one run.
 
     python benchmarks/mcp_tools_call.py [--rounds 20] [--calls 200] [--concurrency 1 16]
+        [--upstream http|stdio]
 
 Starts a real MCP upstream (the mcp SDK's server, streamable HTTP, one trivial
 tool) and the gateway (a subprocess running `mcp-gateway serve`, audit log on
 SQLite), then alternates rounds of calls straight to the upstream and through
 the gateway from a cheap raw JSON-RPC client (keep-alive HTTP/1.1, prebuilt
 requests, httptools parsing). Prints p50/p99 latency, calls/s, the
-gateway/direct ratios and the gateway's CPU per call. On Linux the servers are
+gateway/direct ratios and the gateway's CPU per call. With ``--upstream stdio``
+the gateway runs the same server as its stdio child instead (the direct rounds
+still go to it over HTTP). On Linux the servers are
 pinned to CPU 0 and this client to CPU 1, so the client does not steal from them.
 
 Timing lives here, never in a pass/fail test.
@@ -43,7 +46,10 @@ async def echo(text: str) -> str:
     '''Return the text.'''
     return text
 
-server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]), streamable_http_path="/mcp")
+if sys.argv[1] == "stdio":
+    server.run("stdio")
+else:
+    server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]), streamable_http_path="/mcp")
 """
 ENVELOPE = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -192,18 +198,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--calls", type=int, default=200, help="calls per round (split across clients)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument(
+        "--upstream",
+        choices=["http", "stdio"],
+        default="http",
+        help="how the gateway reaches the upstream (direct calls always use HTTP)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
     upstream_port, gateway_port = free_port(), free_port()
     (workdir / "upstream.py").write_text(UPSTREAM)
+    if args.upstream == "stdio":
+        server: dict[str, object] = {
+            "name": "bench",
+            "command": sys.executable,
+            "args": [str(workdir / "upstream.py"), "stdio"],
+        }
+    else:
+        server = {"name": "bench", "url": f"http://127.0.0.1:{upstream_port}/mcp"}
     (workdir / "gateway.yaml").write_text(
         orjson.dumps(
             {
                 "gateway": {"port": gateway_port, "database_url": f"sqlite:///{workdir / 'audit.db'}"},
                 "virtual_keys": [{"id": "bench", "secret_env": "BENCH_KEY"}],
                 "mcp": {
-                    "servers": [{"name": "bench", "url": f"http://127.0.0.1:{upstream_port}/mcp"}],
+                    "servers": [server],
                     "virtual_key_permissions": {"bench": "*"},
                 },
             }
@@ -237,8 +257,11 @@ def main() -> None:
         wait_http(gateway_port, "/readyz")
         pin(upstream.pid, 0)
         pin(gateway.pid, 0)
+        for child in children(gateway.pid):  # a stdio upstream
+            pin(child, 0)
         pin(os.getpid(), 1)
-        print(f"upstream: mcp SDK MCPServer, streamable HTTP (2026-07-28), tool 'echo'; audit on: {workdir}")
+        leg = "streamable HTTP (2026-07-28)" if args.upstream == "http" else "stdio (2025-11-25)"
+        print(f"upstream: mcp SDK MCPServer, gateway reaches it over {leg}, tool 'echo'; audit on: {workdir}")
         print(f"{'clients':>7} {'target':>8} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9} {'CPU/call ms':>12}")
         for concurrency in args.concurrency:
             direct, through = asyncio.run(
@@ -268,6 +291,15 @@ def report(concurrency: int, direct: Samples, through: Samples) -> None:
         f"x{through.rate / direct.rate:8.2f}"
         f"   added p50 {p50[1] - p50[0]:+.3f} ms"
     )
+
+
+def children(pid: int) -> list[int]:
+    """Child process ids (Linux /proc), e.g. the gateway's stdio upstream."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
 
 
 def wait_http_port_open(port: int, timeout: float = 30) -> None:

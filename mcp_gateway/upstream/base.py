@@ -3,7 +3,8 @@
 The gateway forwards tools/call as JSON-RPC over one long-lived connection per
 upstream: it renumbers request ids, restores them on the way back, and never
 builds typed SDK objects on the hot path (the SDK's ClientSession costs about
-3 ms per call; this costs microseconds).
+3 ms per call; this costs microseconds). The implementation is
+`session.JsonRpcSession` over a stdio or streamable-HTTP transport.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class UpstreamConnection(abc.ABC):
         self.server_info: JsonObject = {}
         self.capabilities: JsonObject = {}
         self.instructions: str | None = None
+        self.modern = False
+        """Speaking the 2026-07-28 era (stateless requests, each with its envelope)."""
         self.on_notification: Callable[[JsonObject], None] | None = None
         """Connection-level notifications (tools/list_changed, log messages without a request)."""
         self._closed = asyncio.Event()

@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mcp_gateway.upstream.base import JsonObject, UpstreamConnection, UpstreamError
-from mcp_gateway.upstream.http import HttpConnection
-from mcp_gateway.upstream.stdio import StdioConnection
+from mcp_gateway.upstream.http import HttpTransport
+from mcp_gateway.upstream.session import JsonRpcSession
+from mcp_gateway.upstream.stdio import StdioTransport
 from policies import ServerConfig
 from policies.servers import HttpServerConfig
 
@@ -36,9 +37,10 @@ _MAX_TOOL_PAGES = 100
 
 
 def make_connection(config: ServerConfig) -> UpstreamConnection:
+    """One JSON-RPC session over the server's transport (stdio speaks the 2025-11-25 era)."""
     if isinstance(config, HttpServerConfig):
-        return HttpConnection(config)
-    return StdioConnection(config)
+        return JsonRpcSession(config.name, HttpTransport(config), protocol=config.protocol)
+    return JsonRpcSession(config.name, StdioTransport(config))
 
 
 @dataclass
@@ -143,8 +145,8 @@ class UpstreamSupervisor:
         if conn is not None:
             status["protocol_version"] = conn.protocol_version
             status["server_info"] = conn.server_info
-            if isinstance(conn, StdioConnection):
-                status["pid"] = conn.pid
+            if isinstance(conn, JsonRpcSession):
+                status.update(conn.transport.status())
         return status
 
     # -- the loop ------------------------------------------------------------------------
@@ -236,7 +238,7 @@ class UpstreamSupervisor:
                 return
 
     async def _probe(self, conn: UpstreamConnection) -> None:
-        method = "server/discover" if getattr(conn, "modern", False) else "ping"
+        method = "server/discover" if conn.modern else "ping"
         timeout = min(10.0, self.config.startup_timeout_seconds)
         await conn.request(method, None, timeout=timeout)
         self.probes += 1

@@ -116,7 +116,7 @@ async def test_http_upstream_in_either_era(
                     tg.start_soon(call, i)
         # One long-lived upstream session, reused by every call (never a session per call).
         assert supervisor.connection is connection
-        pool = connection._pool  # type: ignore[union-attr]
+        pool = connection.transport._pool  # type: ignore[union-attr]
         assert pool is not None and pool.open_connections <= 6  # five concurrent calls + the listen stream
 
 
