@@ -21,7 +21,9 @@ import orjson
 from _support import ROOT
 from mcp_tools_call import ENVELOPE
 
-from mcp_gateway.upstream.httpclient import ConnectError, ConnectionLost, HttpPool, Response
+from gateway_common.http import ConnectError, ConnectionLost
+from gateway_common.http import HttpResponse as Response
+from gateway_common.http.pool import HttpPool
 
 ROW, NO_ROW, REFUSED, LOST, ERROR = "row due", "no row due", "refused at connect", "lost", "error"
 """What became of a request, seen from the client; only ROW requests must have a row."""

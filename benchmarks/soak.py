@@ -81,7 +81,7 @@ from _support import (
 )
 from sqlalchemy import make_url, text
 
-from mcp_gateway.db import open_database
+from gateway_app.database import open_database
 
 MIB = 1024 * 1024
 FLAT_RSS = (4 * MIB, 0.05)
@@ -135,7 +135,7 @@ class Gateways:
         config = str(self.workdir / "gateway.yaml")
         with (self.workdir / f"gateway-{number}.log").open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "mcp_gateway", "serve", "--config", config, "--log-level", "warning"],
+                [sys.executable, "-m", "gateway_app", "serve", "--config", config, "--log-level", "warning"],
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -210,8 +210,8 @@ async def soak(args: argparse.Namespace, workdir: Path, port: int, run_id: str) 
         await gateways.stop(set())  # no traffic left: flush and stop
     finally:
         await asyncio.to_thread(stop, *gateways.procs)  # only still-running ones, after a failure
-        await load.mcp.close()
-        await load.model.close()
+        await load.mcp.aclose()
+        await load.model.aclose()
     return load, gateways
 
 
