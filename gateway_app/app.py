@@ -154,6 +154,12 @@ def create_app(
         )
         runtime = GatewayRuntime(state, engine, hub, audit, sessions, shutdown, limiter)
         hub.start()
+        wait = policy.mcp.startup_wait_seconds
+        if wait and hub.supervisors and not await hub.wait_ready(wait):
+            late = [s.name for s in hub.supervisors.values() if s.state != "ready"]
+            logger.warning(
+                "accepting requests before these upstreams answered (%g s): %s", wait, ", ".join(late)
+            )
         sweeper = asyncio.create_task(_sweep_sessions(runtime), name="session-sweeper")
         app.state.runtime = runtime  # for embedding code and tests; requests use the lifespan state
         app.state.llm = llm

@@ -245,6 +245,16 @@ class McpSection(BaseModel):
         default=60.0, gt=0, description="Per tools/call timeout for servers that set none."
     )
     instructions: str | None = Field(default=None, description="Sent to clients as the server instructions.")
+    startup_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "At start, how long the gateway waits for its upstream servers to list their tools before it "
+            "accepts requests (0: not at all). Until a server has answered once its tools are unknown, so a "
+            "call to one would be answered 'Unknown tool'; a server still not up after this long comes in "
+            "later by itself."
+        ),
+    )
 
 
 class GatewayPolicy(BaseModel):

@@ -100,6 +100,7 @@ async def test_a_remote_peer_without_a_token_sees_only_the_status(tmp_path: Path
 async def test_the_public_answer_keeps_the_status_code(tmp_path: Path) -> None:
     broken = config()
     broken["mcp"]["servers"] = [{"name": "gone", "command": str(tmp_path / "no-such-program")}]
+    broken["mcp"]["startup_wait_seconds"] = 0  # it will never come up: no point waiting for it
     app = create_app(settings_for(broken, tmp_path))
     async with app.router.lifespan_context(app) as maybe_state:
         state: dict[str, Any] = dict(maybe_state or {})

@@ -115,7 +115,7 @@ async def test_an_upstream_that_cannot_start_is_retried_and_others_serve(
         "max_restart_delay_seconds": 1,
     }
     missing = {"name": "missing", "command": str(tmp_path / "no-such-binary"), "max_restart_delay_seconds": 1}
-    cfg = config(upstream_stdio("alpha"), late, missing)
+    cfg = config(upstream_stdio("alpha"), late, missing, startup_wait_seconds=0)  # two never start
     async with run_gateway(cfg, tmp_path, wait_ready=False) as gw:
         await wait_for(lambda: upstream_state(gw, "alpha") == "ready")
         await wait_for(lambda: gw.runtime.hub.supervisors["late"].last_error is not None)
