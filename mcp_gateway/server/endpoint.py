@@ -306,9 +306,12 @@ class McpEndpoint:
 
     @staticmethod
     def _cancel(session: Session, params: JsonObject) -> None:
-        task = session.in_flight.get(params.get("requestId"))  # type: ignore[arg-type]
+        request_id = params.get("requestId")
+        if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+            return  # no request of this session has such an id (a list or an object cannot even be looked up)
+        task = session.in_flight.get(request_id)
         if task is not None and not task.done():
-            session.cancelled_ids.add(params.get("requestId"))  # type: ignore[arg-type]
+            session.cancelled_ids.add(request_id)
             task.cancel()
 
     async def _run(
