@@ -40,11 +40,19 @@ class Case:
     chunked: bool = False
     open_ended: bool = False
     """The answer may be a stream that never ends (a GET stream, subscriptions/listen)."""
+    raw: bytes | None = None
+    """The whole request as bytes, sent as it is (placeholders resolved): for broken HTTP framing.
+    ``method`` and ``path`` then only say what it is meant to be."""
 
     @property
     def fresh_connection(self) -> bool:
         """Requests whose framing may leave bytes behind get a connection of their own."""
-        return isinstance(self.content_length, str) or self.content_length is None or self.chunked
+        return (
+            isinstance(self.content_length, str)
+            or self.content_length is None
+            or self.chunked
+            or self.raw is not None
+        )
 
     def message(self) -> Any:
         """The body as the gateway reads it (orjson: the last of duplicate keys wins), or None."""
@@ -57,6 +65,9 @@ class Case:
         printer.text(repr(self))
 
     def __repr__(self) -> str:
+        if self.raw is not None:
+            shown = self.raw if len(self.raw) <= 600 else self.raw[:600] + b"...(%d bytes)" % len(self.raw)
+            return f"Case(raw={shown!r})"
         body = self.body if len(self.body) <= 300 else self.body[:300] + b"...(%d bytes)" % len(self.body)
         headers = [(k, v if len(v) <= 200 else v[:200] + f"...({len(v)} chars)") for k, v in self.headers]
         return (
@@ -104,6 +115,9 @@ def resolve(value: str, client: WireClient, gw: LiveGateway) -> bytes:
 
 
 def send(case: Case, client: WireClient, gw: LiveGateway) -> Answer:
+    if case.raw is not None:
+        raw = resolve(case.raw.decode("latin-1"), client, gw)
+        return client.exchange(case.method, raw, open_ended=case.open_ended, fresh=True, keep=False)
     headers = [(name.encode("latin-1"), resolve(value, client, gw)) for name, value in case.headers]
     raw = build_request(
         case.method,
@@ -176,6 +190,8 @@ def join_parts(parts: list[Any]) -> bytes:
 
 
 def to_corpus(case: Case) -> dict[str, Any]:
+    if case.raw is not None:
+        return {"request": {"method": case.method, "path": case.path, "raw": body_parts(case.raw)}}
     return {
         "request": {
             "method": case.method,
@@ -191,6 +207,9 @@ def to_corpus(case: Case) -> dict[str, Any]:
 
 def from_corpus(entry: dict[str, Any]) -> Case:
     request = entry["request"]
+    if "raw" in request:
+        raw = join_parts(request["raw"])
+        return Case(request.get("method", "POST"), request.get("path", "/mcp"), raw=raw)
     return Case(
         method=request.get("method", "POST"),
         path=request.get("path", "/mcp"),

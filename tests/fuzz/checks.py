@@ -157,7 +157,7 @@ def count_ledger_row(case: Case, answer: Answer, gw: LiveGateway) -> None:
     if not _ledger_path(case):
         return
     request_id = answer.header("gateway-request-id")
-    if request_id is None and isinstance(case.content_length, str):
+    if request_id is None and (isinstance(case.content_length, str) or case.raw is not None):
         # A Content-Length shorter than the body: the rest reads as a second, malformed request, and
         # uvicorn may answer that one (400, closing the connection) before the model request it
         # passed on to the gateway answers. That request may or may not have a row.
