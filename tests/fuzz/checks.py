@@ -39,6 +39,7 @@ _VALID_OUTCOMES = set(OUTCOMES)
 def run_case(case: Case, client: WireClient, gw: LiveGateway) -> Answer:
     """Send one case and check every per-request invariant; returns the answer."""
     _note(f"corpus entry: {orjson.dumps(to_corpus(case)).decode()[:2000]}")
+    gw.mock.received.clear()  # the mock keeps what it received; a long run must not keep every body
     log_mark = len(gw.errors.records)
     audit_before = len(gw.audit_rows)
     try:

@@ -98,7 +98,8 @@ def _settings(config: dict[str, Any], tmp: Path, port: int) -> Settings:
 
 
 class RowCounter:
-    """Wraps a writer's ``submit`` (which still runs) to keep every row handed to it."""
+    """Wraps a writer's ``submit`` (which still runs) to keep every row handed to it, without its
+    large JSON values (arguments, results: a long fuzz run must not hold them all)."""
 
     def __init__(self, writer: Any) -> None:
         self.rows: list[dict[str, Any]] = []
@@ -107,8 +108,9 @@ class RowCounter:
 
         def counting(row: dict[str, Any]) -> None:
             submit(row)
+            kept = {k: v for k, v in row.items() if k not in ("arguments", "result")}
             with self._changed:
-                self.rows.append(row)
+                self.rows.append(kept)
                 self._changed.notify_all()
 
         writer.submit = counting
