@@ -609,3 +609,47 @@ def model_request(draw: Draw, path: str, focus: tuple[str, ...] | None = None) -
         draw, "http-method", st.just("POST"), st.sampled_from(["GET", "PUT", "HEAD", "DELETE"])
     )
     return Case(http_method, path + query, headers, body, **draw(framing(len(body), "framing" in f.wrong)))
+
+
+# -- everything else ----------------------------------------------------------------------------------
+
+OTHER_PATHS = (
+    "/",
+    "/healthz",
+    "/readyz",
+    "/v1/models",
+    "/v1/messages/",
+    "/v1/messages/count_tokens/",
+    "/mcp/",
+    "/.well-known/oauth-protected-resource/mcp",
+    "/.well-known/oauth-authorization-server",
+    "/register",
+    "/token",
+    "/nope",
+    "/%2e%2e/mcp",
+)
+
+
+@st.composite
+def other_routes(draw: Draw) -> Case:
+    """The small routes (health, models list, OAuth discovery, root, unknown paths) with any key."""
+    path = draw(st.sampled_from(OTHER_PATHS))
+    key = draw(
+        weighted(
+            (
+                3,
+                st.sampled_from(
+                    [[], bearer("alice"), [("x-api-key", "{BOB}")], [("anthropic-version", "2023-06-01")]]
+                ),
+            ),
+            (1, AUTH_WRONG),
+        )
+    )
+    headers = [
+        *draw(weighted((6, HOST_RIGHT), (1, HOST_WRONG))),
+        *draw(weighted((6, ORIGIN_RIGHT), (1, ORIGIN_WRONG))),
+        *key,
+    ]
+    method = draw(st.sampled_from(["GET", "GET", "GET", "HEAD", "POST", "DELETE", "OPTIONS"]))
+    body = draw(st.sampled_from([b"", b"", b"{}", b"\x00"])) if method != "GET" else b""
+    return Case(method, path, headers, body)

@@ -11,7 +11,7 @@ import pytest
 
 from .live import LiveGateway
 from .runner import fuzz
-from .strategies import JSONRPC_PARTS, legacy_mcp, modern_mcp, raw_mcp
+from .strategies import JSONRPC_PARTS, legacy_mcp, modern_mcp, other_routes, raw_mcp
 
 pytestmark = pytest.mark.fuzz
 
@@ -34,3 +34,7 @@ def test_legacy_messages(gateway: LiveGateway) -> None:
 
 def test_raw_bodies(gateway: LiveGateway) -> None:
     fuzz(gateway, raw_mcp(), max_examples=100)
+
+
+def test_other_routes(gateway: LiveGateway) -> None:
+    fuzz(gateway, other_routes(), max_examples=60)
