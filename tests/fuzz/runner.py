@@ -14,8 +14,11 @@ HEALTH_EVERY = 50
 """Examples between two health checks (tools/list, /readyz, rows in the database)."""
 
 
-def fuzz(gateway: LiveGateway, cases: st.SearchStrategy[Case], max_examples: int | None = None) -> None:
+def fuzz(gateway: LiveGateway, cases: st.SearchStrategy[Case], share: float = 1.0) -> None:
     """Every example must pass `run_case`; the gateway must be healthy every so often and at the end.
+
+    ``share``: the fraction of the profile's examples this test runs (for the narrower tests), so
+    HYPOTHESIS_PROFILE=deep scales them all.
 
     Examples run one at a time on one kept-alive connection (reopened when the server closes it),
     so a request that breaks the connection for the next one shows up too.
@@ -31,8 +34,8 @@ def fuzz(gateway: LiveGateway, cases: st.SearchStrategy[Case], max_examples: int
             assert_healthy(gateway)
 
     test = given(case=cases)(example)
-    if max_examples is not None:
-        test = settings(max_examples=max_examples)(test)
+    if share != 1.0:
+        test = settings(max_examples=max(1, round(settings().max_examples * share)))(test)
     try:
         test()
     finally:

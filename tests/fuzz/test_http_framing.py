@@ -13,4 +13,4 @@ pytestmark = pytest.mark.fuzz
 
 
 def test_broken_framing(gateway: LiveGateway) -> None:
-    fuzz(gateway, broken_http(), max_examples=100)
+    fuzz(gateway, broken_http(), share=0.5)

@@ -33,8 +33,8 @@ def test_legacy_messages(gateway: LiveGateway) -> None:
 
 
 def test_raw_bodies(gateway: LiveGateway) -> None:
-    fuzz(gateway, raw_mcp(), max_examples=100)
+    fuzz(gateway, raw_mcp(), share=0.5)
 
 
 def test_other_routes(gateway: LiveGateway) -> None:
-    fuzz(gateway, other_routes(), max_examples=60)
+    fuzz(gateway, other_routes(), share=0.3)
