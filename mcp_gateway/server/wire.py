@@ -91,8 +91,8 @@ async def read_body(
     if content_length is not None and content_length.isascii() and content_length.isdigit():
         # Only plain ASCII digits are a size ("²".isdigit() is true). More than 18 significant digits is
         # over any limit, and is never converted (int() refuses more than 4,300 digits).
-        digits = content_length.lstrip("0")
-        if len(digits) > 18 or int(digits or "0") > limit:
+        digits = content_length if len(content_length) <= 18 else (content_length.lstrip("0") or "0")
+        if len(digits) > 18 or int(digits) > limit:
             raise too_large(limit)
     chunks: list[bytes] = []
     size = 0

@@ -48,3 +48,9 @@ async def test_a_declared_size_over_the_limit_is_refused_before_reading(declared
 async def test_a_lying_small_content_length_does_not_let_a_large_body_through() -> None:
     with pytest.raises(HttpProblem):
         await read_body(receiving(b"x" * 6, b"x" * 6), 10, "3")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("declared", ["3", "0" * 30 + "3", "0" * 30, "10"])
+async def test_a_declared_size_within_the_limit_reads_the_body(declared: str) -> None:
+    assert await read_body(receiving(b"abc"), 10, declared) == b"abc"
