@@ -25,8 +25,12 @@ async def read_body(
 ) -> bytes:
     """The whole request body, refused (``too_large(limit)``) as soon as it is known to exceed ``limit``:
     from Content-Length before reading, else while reading. Raises `ClientGone` on a disconnect."""
-    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
-        raise too_large(limit)
+    if content_length is not None and content_length.isascii() and content_length.isdigit():
+        # Only plain ASCII digits are a size ("²".isdigit() is true). More than 18 significant digits is
+        # over any limit, and is never converted (int() refuses more than 4,300 digits).
+        digits = content_length if len(content_length) <= 18 else (content_length.lstrip("0") or "0")
+        if len(digits) > 18 or int(digits) > limit:
+            raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
     while True:

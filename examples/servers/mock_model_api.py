@@ -331,10 +331,12 @@ def _tool_result_text(message: JsonObject) -> str | None:
 
 def _tool_names(request: JsonObject, openai: bool) -> list[str]:
     names = []
-    for tool in request.get("tools") or []:
+    tools = request.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
         if not isinstance(tool, dict):
             continue
-        name = (tool.get("function") or {}).get("name") if openai else tool.get("name")
+        function = tool.get("function")
+        name = (function.get("name") if isinstance(function, dict) else None) if openai else tool.get("name")
         if isinstance(name, str):
             names.append(name)
     return names

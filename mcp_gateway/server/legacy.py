@@ -122,9 +122,11 @@ async def initialize(incoming: Incoming, message: JsonObject) -> None:
 def cancel(session: Session, params: JsonObject) -> None:
     """``notifications/cancelled``: cancel that request of this session if it is still running."""
     request_id = params.get("requestId")
-    task = session.in_flight.get(request_id)  # type: ignore[arg-type]
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        return  # no request of this session has such an id (a list or an object cannot even be looked up)
+    task = session.in_flight.get(request_id)
     if task is not None and not task.done():
-        session.cancelled_ids.add(request_id)  # type: ignore[arg-type]
+        session.cancelled_ids.add(request_id)
         task.cancel()
 
 
