@@ -1,0 +1,6 @@
+"""The gateway's schema migrations (Alembic), shipped in the package.
+
+``versions/`` holds the revisions; `runner` reads where a database stands and upgrades it under
+`lock`'s migration lock; `legacy` recognises databases made before migrations existed. Use them
+through `gateway_app.database`; README, "Changing the schema", says how to add a revision.
+"""
