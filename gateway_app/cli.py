@@ -423,7 +423,7 @@ def _outcome(text: str) -> str:
 def cmd_db(args: argparse.Namespace) -> int:
     """The schema's migrations: ``upgrade`` (creates or upgrades, under the migration lock),
     ``current`` (exit 1 unless at this release's head), ``history``."""
-    from gateway_app.database import DatabaseNotFound, SchemaError, describe, schema_state, upgrade_database
+    from gateway_app.database import SchemaError, describe, schema_state, upgrade_database
     from gateway_app.migrations.runner import head, history
     from gateway_common.db import make_engine, sqlite_file
 
@@ -432,7 +432,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     url = _database_url(args)
     file = sqlite_file(url)
     if args.db_command != "upgrade" and file is not None and not file.is_file():
-        print(f"mcp-gateway: {DatabaseNotFound(f'no database at {file.resolve()} ({url})')}", file=sys.stderr)
+        print(f"mcp-gateway: no database at {file.resolve()} ({url})", file=sys.stderr)
         return 1
     engine = make_engine(url)
     try:
@@ -467,11 +467,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def _print_history(scripts: Sequence[Any], newest: str, current: str | None) -> int:
     for script in scripts:
-        marks = [
-            m
-            for m, on in (("head", script.revision == newest), ("current", script.revision == current))
-            if on
-        ]
+        marks = ["head"] if script.revision == newest else []
+        marks += ["current"] if script.revision == current else []
         shown = f" ({', '.join(marks)})" if marks else ""
         print(f"{script.revision}{shown}  {script.doc}")
     return 0

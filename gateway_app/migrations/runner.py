@@ -100,10 +100,7 @@ def read_state(connection: Connection) -> SchemaState:
 
 
 def _known(revision: str) -> bool:
-    try:
-        return scripts().get_revision(revision) is not None
-    except Exception:  # alembic raises its own errors for an unknown or ambiguous id
-        return False
+    return revision in {script.revision for script in history()}  # exact: Alembic also takes prefixes
 
 
 @dataclass(frozen=True)
@@ -121,9 +118,6 @@ class Upgrade:
 def upgrade(engine: Engine, *, lock_wait: float = LOCK_WAIT_SECONDS) -> Upgrade:
     """Bring the database to this release's head, under the migration lock (safe when several
     processes do it at once: one migrates, the others wait and then find nothing to do)."""
-    alembic_log = logging.getLogger("alembic")
-    if alembic_log.level == logging.NOTSET:
-        alembic_log.setLevel(logging.WARNING)  # its INFO lines ("Context impl ...") say less than ours
     with engine.connect() as connection:
         state = read_state(connection)
         connection.rollback()

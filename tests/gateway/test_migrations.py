@@ -5,6 +5,7 @@ migration changes nothing; the lock gives up after its wait."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from gateway_common.db import make_engine
 from gateway_common.keystore import ApiKey, FileKeyRevocation, create_key
 from llm_proxy.ledger import BudgetAlertRecord, ModelRequest
 from mcp_gateway.audit.models import ToolCall
+from tests.conftest import PYTHON, REPO_ROOT
 from tests.postgres import scratch_database
 from tests.schema_fixtures import insert_rows, load_ddl, postgres_sequences_follow
 
@@ -91,13 +93,15 @@ def test_there_is_one_head_and_revisions_are_numbered_in_order() -> None:
     assert len(heads) == 1, f"several heads {heads}: two revisions name the same down_revision"
     chain = [script.revision for script in runner.history()]
     assert chain == [f"{n:04d}" for n in range(1, len(chain) + 1)]
+    assert runner.pending(None) == tuple(chain) and runner.pending(chain[-1]) == ()
+    assert runner.pending("0001") == tuple(chain[1:])
     files = sorted(p.name for p in (runner.SCRIPT_LOCATION / "versions").glob("[0-9]*.py"))
     assert [name[:4] for name in files] == chain
 
 
 def test_an_empty_database_is_brought_to_the_head_the_models_declare(engine: Engine) -> None:
     result = upgrade_database(engine)
-    assert (result.before, result.stamped, result.applied) == (None, None, ("0001", "0002"))
+    assert (result.before, result.stamped, result.applied) == (None, None, runner.pending(None))
     differences = schema_differences(engine)
     assert differences == [], (
         f"the models and the migrations disagree: {differences}. Every model change needs a revision "
@@ -125,8 +129,8 @@ def test_a_first_release_database_is_stamped_then_upgraded_with_its_rows(engine:
 
     result = upgrade_database(engine)
 
-    assert (result.before, result.stamped, result.applied) == ("0001", "0001", ("0002",))
-    assert versions(engine) == ["0002"]
+    assert (result.before, result.stamped, result.applied) == ("0001", "0001", runner.pending("0001"))
+    assert versions(engine) == [runner.head()]
     assert schema_differences(engine) == []
     assert_rows_intact(engine, rows)
     with Session(engine) as db:
@@ -147,8 +151,8 @@ def test_a_database_made_by_main_before_migrations_is_stamped_at_0002(engine: En
 
     result = upgrade_database(engine)
 
-    assert (result.before, result.stamped, result.applied) == ("0002", "0002", ())
-    assert versions(engine) == ["0002"]
+    assert (result.before, result.stamped, result.applied) == ("0002", "0002", runner.pending("0002"))
+    assert versions(engine) == [runner.head()]
     assert schema_differences(engine) == []
     assert_rows_intact(engine, rows)
     assert_rows_intact(engine, later)
@@ -162,7 +166,7 @@ def test_a_first_release_sqlite_file_that_main_extended_is_stamped_at_0002(tmp_p
 
     result = upgrade_database(engine)
 
-    assert (result.stamped, result.applied) == ("0002", ())
+    assert (result.stamped, result.applied) == ("0002", runner.pending("0002"))
     assert schema_differences(engine) == []
     assert_rows_intact(engine, rows)
     assert_rows_intact(engine, later)
@@ -177,7 +181,7 @@ def test_a_release_between_with_some_additions_gets_the_others(engine: Engine) -
 
     result = upgrade_database(engine)
 
-    assert (result.stamped, result.applied) == ("0001", ("0002",))
+    assert (result.stamped, result.applied) == ("0001", runner.pending("0001"))
     assert schema_differences(engine) == []
     assert_rows_intact(engine, rows)
 
@@ -231,3 +235,26 @@ def test_the_lock_gives_up_after_its_wait(engine: Engine, tmp_path: Path) -> Non
         conn.rollback()
     holder.dispose()
     assert inspect(engine).get_table_names() == []
+
+
+def test_the_developers_alembic_command_upgrades_a_scratch_database_and_finds_nothing_to_generate(
+    tmp_path: Path,
+) -> None:
+    """README, "Changing the schema": ``alembic`` configured by pyproject.toml, with -x database_url."""
+    url = f"sqlite:///{tmp_path / 'scratch.db'}"
+
+    def alembic(*args: str) -> str:
+        done = subprocess.run(
+            [PYTHON, "-m", "alembic", "-x", f"database_url={url}", *args],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    alembic("upgrade", "head")
+    assert "No new upgrade operations detected." in alembic("check")
+    assert alembic("current").strip().endswith(f"{runner.head()} (head)")

@@ -20,7 +20,7 @@ import yaml
 from sqlalchemy import text
 
 from gateway_app.migrations.lock import ADVISORY_LOCK_KEY
-from gateway_app.migrations.runner import VERSION_TABLE, head
+from gateway_app.migrations.runner import VERSION_TABLE, head, pending
 from gateway_common.db import make_engine, sqlite_file
 from tests.conftest import PYTHON, REPO_ROOT, free_port
 from tests.postgres import scratch_database
@@ -93,7 +93,7 @@ def test_start_up_upgrades_racing_for_the_lock_migrate_once(database_url: str, t
         out, _ = proc.communicate(timeout=40)
         assert proc.returncode == 0, log.read_text()
         results.append(orjson.loads(out))
-    assert sorted(r["applied"] for r in results) == [[], ["0001", "0002"]], results
+    assert sorted(r["applied"] for r in results) == [[], list(pending(None))], results
     assert versions(database_url) == [head()]
 
 
