@@ -258,3 +258,15 @@ def test_the_developers_alembic_command_upgrades_a_scratch_database_and_finds_no
     alembic("upgrade", "head")
     assert "No new upgrade operations detected." in alembic("check")
     assert alembic("current").strip().endswith(f"{runner.head()} (head)")
+
+
+def test_only_the_migrations_create_tables() -> None:
+    """``create_all`` would race between replicas and skip the version table: nothing calls it."""
+    packages = ("gateway_app", "mcp_gateway", "llm_proxy", "gateway_common", "policies", "benchmarks")
+    callers = [
+        str(path.relative_to(REPO_ROOT))
+        for package in packages
+        for path in (REPO_ROOT / package).rglob("*.py")
+        if ".create_all(" in path.read_text(encoding="utf-8")
+    ]
+    assert callers == []
