@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway_app.database import create_schema
+from gateway_app.database import prepare_database
 from gateway_app.guard import HostGuard, refusal_response
 from gateway_app.health import healthz, readyz
 from gateway_app.settings import Settings
@@ -137,7 +137,7 @@ def create_app(
         for warning in settings.warnings:
             logger.warning("%s", warning)
         engine = await asyncio.to_thread(make_engine, policy.gateway.database_url)
-        await asyncio.to_thread(create_schema, engine)
+        await asyncio.to_thread(prepare_database, engine, policy.gateway.database_migrations)
         audit = AuditWriter(engine, policy.gateway.audit)
         await audit.start()
         state = PolicyState(policy, engine, clock=now)

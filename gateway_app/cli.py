@@ -1,4 +1,4 @@
-"""The ``mcp-gateway`` command: serve, check, keys, audit, demo-secrets."""
+"""The ``mcp-gateway`` command: serve, check, keys, audit, db, demo-secrets."""
 
 from __future__ import annotations
 
@@ -271,27 +271,28 @@ async def _check_connect(policy: GatewayPolicy, timeout: float) -> int:
 # -- keys --------------------------------------------------------------------------------
 
 
-def _engine_for(
-    args: argparse.Namespace, policy: GatewayPolicy | None = None, *, read_only: bool = False
-) -> Any:
-    """The gateway's database; commands that only read it never create one (`open_database`)."""
-    from gateway_app.database import DatabaseNotFound, create_schema, open_database
-    from gateway_common.db import make_engine
-
-    url = args.database_url
+def _database_url(args: argparse.Namespace, policy: GatewayPolicy | None = None) -> str:
+    """``--database-url``, else the policy file's ``gateway.database_url``."""
+    url: str | None = args.database_url
     if url is None:
         if args.config is None:
             raise SystemExit("give --config FILE (its gateway.database_url is used) or --database-url URL")
         url = (policy or _load(args.config).policy).gateway.database_url
-    if read_only:
-        try:
-            return open_database(url)
-        except DatabaseNotFound as exc:
-            print(f"mcp-gateway: {exc}", file=sys.stderr)
-            raise SystemExit(1) from None
-    engine = make_engine(url)
-    create_schema(engine)
-    return engine
+    return url
+
+
+def _engine_for(
+    args: argparse.Namespace, policy: GatewayPolicy | None = None, *, read_only: bool = False
+) -> Any:
+    """The gateway's database at this release's schema; commands that only read it never create one,
+    and none of them upgrades an existing one (`open_database`; ``db upgrade`` does)."""
+    from gateway_app.database import DatabaseNotFound, SchemaError, open_database
+
+    try:
+        return open_database(_database_url(args, policy), create=not read_only)
+    except (DatabaseNotFound, SchemaError) as exc:
+        print(f"mcp-gateway: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -416,6 +417,63 @@ def _outcome(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+# -- db ----------------------------------------------------------------------------------
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """The schema's migrations: ``upgrade`` (creates or upgrades, under the migration lock),
+    ``current`` (exit 1 unless at this release's head), ``history``."""
+    from gateway_app.database import SchemaError, describe, schema_state, upgrade_database
+    from gateway_app.migrations.runner import head, history
+    from gateway_common.db import make_engine, sqlite_file
+
+    if args.db_command == "history" and args.config is None and args.database_url is None:
+        return _print_history(history(), head(), None)
+    url = _database_url(args)
+    file = sqlite_file(url)
+    if args.db_command != "upgrade" and file is not None and not file.is_file():
+        print(f"mcp-gateway: no database at {file.resolve()} ({url})", file=sys.stderr)
+        return 1
+    engine = make_engine(url)
+    try:
+        if args.db_command == "upgrade":
+            result = upgrade_database(engine)
+            where = describe(engine)
+            if result.stamped:
+                print(f"{where}: made before migrations, recognised as revision {result.stamped}; stamped")
+            if result.applied:
+                print(f"{where}: upgraded from {result.before or 'empty'} to {result.after}")
+            else:
+                print(f"{where}: already at revision {result.after} (this release's head)")
+            return 0
+        state = schema_state(engine)
+        if args.db_command == "history":
+            return _print_history(history(), state.head, state.revision)
+        if state.up_to_date:
+            print(f"{describe(engine)}: revision {state.revision} (this release's head)")
+            return 0
+        print(
+            f"{describe(engine)}: {state.describe()}; this release's head is {state.head}: "
+            "run `mcp-gateway db upgrade` (`serve` does it at start unless gateway.database_migrations "
+            "is manual)"
+        )
+        return 1
+    except SchemaError as exc:
+        print(f"mcp-gateway: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+
+
+def _print_history(scripts: Sequence[Any], newest: str, current: str | None) -> int:
+    for script in scripts:
+        marks = ["head"] if script.revision == newest else []
+        marks += ["current"] if script.revision == current else []
+        shown = f" ({', '.join(marks)})" if marks else ""
+        print(f"{script.revision}{shown}  {script.doc}")
+    return 0
+
+
 # -- demo secrets ------------------------------------------------------------------------
 
 
@@ -500,6 +558,18 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=50)
     audit.add_argument("--summary", action="store_true", help="counts per key, team, server, tool and status")
     audit.set_defaults(func=cmd_audit)
+
+    db = sub.add_parser("db", help="the database schema: upgrade it, show its revision, list revisions")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    for name, text in (
+        ("upgrade", "create the schema, or bring it to this release's (under a database lock)"),
+        ("current", "the database's revision (exit status 1 unless it is this release's)"),
+        ("history", "this release's revisions, oldest first (with a database: which is its revision)"),
+    ):
+        cmd = db_sub.add_parser(name, help=text)
+        cmd.add_argument("--config", help="policy file: its gateway.database_url")
+        cmd.add_argument("--database-url", help="overrides the policy file's gateway.database_url")
+        cmd.set_defaults(func=cmd_db)
 
     demo = sub.add_parser("demo-secrets", help="create random secrets for a config's secret_env keys")
     demo.add_argument("--config", required=True)

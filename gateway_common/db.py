@@ -1,9 +1,9 @@
 """Database engine set-up shared by the audit log, the key store and the spend ledger.
 
 Any SQLAlchemy URL works; SQLite (the default) gets WAL mode so readers (the
-CLI, a notebook) never block the gateway's writes. Which tables exist is the
-composition root's business (`gateway_app.database`); this module only knows
-how to open an engine and create or extend the tables it is given.
+CLI, a notebook) never block the gateway's writes. Which tables exist, and how
+the schema changes, is the composition root's business (`gateway_app.database`
+and its migrations); this module only opens engines.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Table, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.schema import Column
-from sqlmodel import SQLModel
 
 from gateway_common.database_url import normalise_database_url
 
@@ -63,39 +61,3 @@ def make_engine(url: str, *, create_dirs: bool = True) -> Engine:
             cursor.close()
 
     return engine
-
-
-def create_tables(engine: Engine, tables: list[Table]) -> None:
-    """Create ``tables`` where missing and add the columns newer releases declare (idempotent)."""
-    SQLModel.metadata.create_all(engine, tables=tables)
-    add_missing_columns(engine, tables)
-
-
-def add_missing_columns(engine: Engine, tables: list[Table] | None = None) -> list[str]:
-    """Add columns that newer releases declare to tables an older release created.
-
-    ``create_all`` creates missing tables but never alters existing ones, so a database
-    from an earlier release would refuse every row that names a new column. New columns
-    are always nullable (or have a default the model fills in), so adding them is safe.
-    Returns ``table.column`` for each column added.
-    """
-    inspector = inspect(engine)
-    existing_tables = set(inspector.get_table_names())
-    added: list[str] = []
-    with engine.begin() as conn:
-        for table in tables if tables is not None else SQLModel.metadata.sorted_tables:
-            if table.name not in existing_tables:
-                continue
-            present = {column["name"] for column in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in present:
-                    continue
-                conn.execute(text(_add_column_sql(engine, table.name, column)))
-                added.append(f"{table.name}.{column.name}")
-    return added
-
-
-def _add_column_sql(engine: Engine, table: str, column: Column[Any]) -> str:
-    preparer = engine.dialect.identifier_preparer
-    kind = column.type.compile(dialect=engine.dialect)
-    return f"ALTER TABLE {preparer.quote(table)} ADD COLUMN {preparer.quote(column.name)} {kind}"

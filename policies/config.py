@@ -70,6 +70,15 @@ class GatewaySettings(BaseModel):
             "(relative to the working directory) or postgresql://... (psycopg 3)."
         ),
     )
+    database_migrations: Literal["auto", "manual"] = Field(
+        default="auto",
+        description=(
+            "auto: `serve` brings the database schema up to this release's (Alembic migrations) when it "
+            "starts, under a database lock, so replicas starting together are safe; manual: `serve` "
+            "refuses a schema that is not this release's, and `mcp-gateway db upgrade` migrates it (for "
+            "deployments that migrate as a step of their own)."
+        ),
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Largest /mcp request body; larger ones get 413."
     )

@@ -156,3 +156,13 @@ def keys_env() -> Iterator[dict[str, str]]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """The URL of a new empty PostgreSQL database, dropped after the test (tests/postgres.py: skipped
+    loudly where the server is unreachable, a failure under CI=true)."""
+    from tests.postgres import scratch_database
+
+    with scratch_database("mcpgw_test") as url:
+        yield url

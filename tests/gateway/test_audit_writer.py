@@ -13,15 +13,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, func, select
 
 from gateway_app.database import create_schema
 from gateway_common.db import make_engine
 from mcp_gateway.audit import AuditWriter, ToolCall
 from policies.config import AuditSettings
-
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def row(**overrides: Any) -> Any:  # a ToolCallRow, or a deliberately broken one
@@ -131,19 +128,9 @@ async def test_a_refusing_database_diverts_rows_to_a_file_replayed_at_next_start
     engine.dispose()
 
 
-def _postgres() -> Engine:
-    engine = make_engine(POSTGRES_URL)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-    except OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
-    return engine
-
-
 @pytest.mark.anyio
-async def test_postgres_is_a_drop_in_database(tmp_path: Path) -> None:
-    engine = _postgres()
+async def test_postgres_is_a_drop_in_database(tmp_path: Path, postgres_database: str) -> None:
+    engine = make_engine(postgres_database)
     create_schema(engine)
     marker = uuid.uuid4().hex[:12]
     writer = AuditWriter(engine, AuditSettings(fallback_file=str(tmp_path / "fb")))
@@ -162,8 +149,6 @@ async def test_postgres_is_a_drop_in_database(tmp_path: Path) -> None:
         )
     assert len(rows) == 20 and per_status == {"ok": 10, "denied": 10}
     assert rows[0].arguments == {"path": "a.txt"}
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM tool_calls WHERE key_id = :k"), {"k": f"pg-{marker}"})
     engine.dispose()
 
 

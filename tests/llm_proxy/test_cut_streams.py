@@ -432,6 +432,7 @@ async def test_a_ledger_from_an_earlier_release_gains_the_usage_estimated_column
     create_schema(engine)
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE model_requests DROP COLUMN usage_estimated"))
+        conn.execute(text("DROP TABLE gateway_schema_version"))  # earlier releases had no migrations
     engine.dispose()
     async with mock_api() as (_api, url), start_proxy(config_for(url), tmp_path) as proxy:
         assert (
