@@ -160,6 +160,9 @@ def make_pool(config: ProviderConfig, base_url: str) -> HttpClient:
         read_timeout=config.timeout_seconds,
         idle_timeout=IDLE_SECONDS,
         retry_stale_within=STALE_RETRY_SECONDS,
+        transport=config.http_client,
+        http2=config.http2,
+        tls=config.tls,
     )
     return open_client(base_url, options)
 
