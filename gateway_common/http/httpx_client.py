@@ -91,8 +91,7 @@ class HttpxClient:
             http1=True,
             http2=options.http2,
             limits=limits,
-            # An https:// proxy is verified against the system trust store, like the pool's upstreams.
-            proxy=httpx.Proxy(proxy, ssl_context=client_ssl_context()) if proxy else None,
+            proxy=_proxy(proxy) if proxy else None,
             trust_env=False,
             retries=0,
         )
@@ -202,6 +201,13 @@ class HttpxClient:
 
     def __repr__(self) -> str:
         return f"<HttpxClient {self._origin} in_use={self._in_use}>"
+
+
+def _proxy(url: str) -> httpx.Proxy:
+    """An https:// proxy is verified against the system trust store, as the pool verifies upstreams."""
+    if url.startswith("https://"):
+        return httpx.Proxy(url, ssl_context=client_ssl_context())
+    return httpx.Proxy(url)
 
 
 def _connect_reason(exc: BaseException) -> str:
