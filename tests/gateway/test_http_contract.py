@@ -592,3 +592,17 @@ async def test_drain_keeps_the_connection(serve: Serve, connect: Connect) -> Non
         await resp.drain(1.0)
         assert client.in_use == 0
     assert server.connections == 1
+
+
+async def test_a_finished_response_never_reads_from_its_reused_connection(
+    serve: Serve, connect: Connect
+) -> None:
+    server = await serve(echo_handler)
+    client = connect(server.url)
+    first = await client.request("POST", "/mcp", {}, b"{}")
+    assert await first.read() == b'{"n": 1}'  # read to the end: the connection went back to the client
+    second = await client.request("POST", "/mcp", {}, b"{}")
+    await asyncio.sleep(0.01)  # the second answer has arrived on the same connection
+    assert await first.read_some() == b"" and await first.read() == b""  # a stray read of the first...
+    assert await second.read() == b'{"n": 2}'  # ...takes nothing from the second
+    assert server.connections == 1
