@@ -105,7 +105,12 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks -------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.add(name.decode("latin-1").lower(), value.decode("latin-1"))
+        headers = self.headers
+        size = len(headers)
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers.setdefault(key, text)  # the first value wins; C calls only, as with a plain dict
+        if len(headers) == size:
+            headers.add_repeat(key, text)
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
