@@ -18,13 +18,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
 
+from gateway_common.http.base import LineSource
+
+__all__ = [
+    "LineSource",
+    "SseEvent",
+    "SseParser",
+    "encode_comment",
+    "encode_event",
+    "iter_sse_data",
+    "iter_sse_events",
+    "normalize_line_endings",
+]
 BOM = b"\xef\xbb\xbf"
-
-
-class LineSource(Protocol):
-    async def readline(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)

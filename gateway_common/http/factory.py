@@ -11,6 +11,7 @@ used) and ``transport: httpx`` forces httpx. Which one an origin got, and why, i
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -101,6 +102,15 @@ def choose_transport(
 _logged: set[tuple[str, str, str]] = set()
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def open_client(url: str, options: ClientOptions, environ: Mapping[str, str] | None = None) -> HttpClient:
     """A client for the origin of ``url`` (see the module docstring for which one)."""
     choice = choose_transport(url, options, environ)
@@ -110,7 +120,7 @@ def open_client(url: str, options: ClientOptions, environ: Mapping[str, str] | N
     if key not in _logged and len(_logged) < 1024:
         _logged.add(key)
         logger.info("HTTP client for %s: %s (%s)", origin, choice.kind, choice.reason)
-        if choice.proxy is not None and parts.hostname in ("localhost", "127.0.0.1", "::1"):
+        if choice.proxy is not None and _is_loopback(parts.hostname or ""):
             logger.warning(
                 "%s is a loopback address but goes through the proxy from %s; add it to NO_PROXY "
                 "if the proxy cannot reach this machine's loopback",

@@ -140,6 +140,7 @@ async def test_https_and_http_origins_through_the_proxy(
         f"HTTP client for https://127.0.0.1:{secure.port}: httpx (proxy http://127.0.0.1:{proxy.port} from HTTPS_PROXY"
         in logged
     )
+    assert f"https://127.0.0.1:{secure.port} is a loopback address but goes through the proxy" in logged
     assert "s3cret" not in logged and "gw:" not in logged
 
 
