@@ -16,8 +16,8 @@ the few events that carry usage) and uses `normalize_line_endings` from here for
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NamedTuple
 
 from gateway_common.http.base import LineSource
 
@@ -34,8 +34,7 @@ __all__ = [
 BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True, slots=True)
-class SseEvent:
+class SseEvent(NamedTuple):
     data: bytes
     event: str = "message"
     id: str | None = None
@@ -73,14 +72,21 @@ class SseParser:
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         if not self._started:
-            chunk = self._head + chunk
+            if self._head:
+                chunk = self._head + chunk
             if len(chunk) < len(BOM) and BOM.startswith(chunk):
                 self._head = chunk  # maybe a BOM split across chunks
                 return []
             self._started, self._head = True, b""
             if chunk.startswith(BOM):
                 chunk = chunk[len(BOM) :]
-        chunk, self._cr = normalize_line_endings(chunk, self._cr)
+        if self._cr or b"\r" in chunk:  # (inlined `normalize_line_endings`)
+            if self._cr and chunk[:1] == b"\n":
+                chunk = chunk[1:]
+            self._cr = chunk[-1:] == b"\r"
+            chunk = chunk.replace(b"\r\n", b"\n")
+            if b"\r" in chunk:
+                chunk = chunk.replace(b"\r", b"\n")
         lines = chunk.split(b"\n")
         if len(lines) == 1:
             if chunk:
@@ -94,11 +100,28 @@ class SseParser:
         if rest:
             self._partial.append(rest)
         events: list[SseEvent] = []
+        data = self._data
         for line in lines:
             if not line:
-                if self._data:
-                    events.append(self._dispatch())
+                if data:
+                    name = self._event
+                    events.append(
+                        tuple.__new__(
+                            SseEvent,
+                            (
+                                data[0] if len(data) == 1 else b"\n".join(data),
+                                _event_name(name) if name else "message",
+                                self._id,
+                                self._retry,
+                            ),
+                        )
+                    )
+                    data = self._data = []
                 self._event = b""
+            elif line.startswith(b"data:"):  # the usual lines first
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line.startswith(b"event:"):
+                self._event = line[7:] if line[6:7] == b" " else line[6:]
             elif line[0] != 0x3A:  # a line starting with ":" is a comment
                 self._field(line)
         return events
@@ -117,25 +140,41 @@ class SseParser:
         elif name == b"retry" and value.isdigit():
             self._retry = int(value)
 
-    def _dispatch(self) -> SseEvent:
-        data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-        event = self._event.decode("utf-8", "replace") if self._event else "message"
-        self._data = []
-        return SseEvent(data, event, self._id, self._retry)
+
+_EVENT_NAMES: dict[bytes, str] = {}
+
+
+def _event_name(raw: bytes) -> str:
+    name = _EVENT_NAMES.get(raw)
+    if name is None:
+        name = raw.decode("utf-8", "replace")
+        if len(_EVENT_NAMES) < 256:
+            _EVENT_NAMES[raw] = name
+    return name
+
+
+def _reader(source: LineSource) -> Callable[[], Awaitable[bytes]]:
+    """Whole chunks when the source offers them (`LineReader.read_chunk`): the parser cuts lines itself."""
+    read_chunk: Callable[[], Awaitable[bytes]] | None = getattr(source, "read_chunk", None)
+    return read_chunk if read_chunk is not None else source.readline
 
 
 async def iter_sse_events(source: LineSource) -> AsyncIterator[SseEvent]:
-    """Every event of a stream read through ``source.readline()`` (e.g. ``HttpResponse.lines()``)."""
+    """Every event of a stream read from ``source`` (e.g. ``HttpResponse.lines()``)."""
     parser = SseParser()
-    while piece := await source.readline():
+    read = _reader(source)
+    while piece := await read():
         for event in parser.feed(piece):
             yield event
 
 
 async def iter_sse_data(source: LineSource) -> AsyncIterator[bytes]:
     """The ``data`` of every event of a stream (event names, ids and comments are read and dropped)."""
-    async for event in iter_sse_events(source):
-        yield event.data
+    parser = SseParser()
+    read = _reader(source)
+    while piece := await read():
+        for event in parser.feed(piece):
+            yield event.data
 
 
 _EVENT_LINES: dict[str, bytes] = {}

@@ -38,6 +38,22 @@ class LineReader:
         end = min(self._lf, self._cr)
         return end + 1 if end < len(buffer) else 0
 
+    async def read_chunk(self) -> bytes:
+        """What is buffered, or the next chunk as it arrives, whatever its line endings; ``b""`` at the end.
+        For a reader that cuts lines itself (the SSE parser): one call per chunk instead of per line."""
+        if self._partial or self._pos < len(self._buffer):
+            self._partial.append(self._buffer[self._pos :])
+            chunk = b"".join(self._partial)
+            self._partial = []
+            self._buffer, self._pos = b"", 0
+            return chunk
+        if self._eof:
+            return b""
+        chunk = await self._read_some()
+        if not chunk:
+            self._eof = True
+        return chunk
+
     async def readline(self) -> bytes:
         while True:
             if self._pos < len(self._buffer):

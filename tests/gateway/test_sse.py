@@ -163,3 +163,13 @@ async def test_line_reader_cuts_at_every_line_ending(cuts: list[int]) -> None:
     for piece in lines[:-1]:  # each piece ends at a line ending (a CR LF may come as CR, then LF)
         assert piece.endswith((b"\n", b"\r"))
         assert b"\n" not in piece[:-1] and b"\r" not in piece[:-1]
+
+
+@pytest.mark.anyio
+async def test_line_reader_hands_whole_chunks_to_a_parser_after_lines() -> None:
+    reader = LineReader(Pieces([b"data: a\ndata: b", b"\n\n", b"data: c\n\n"]).read_some)
+    assert await reader.readline() == b"data: a\n"
+    assert await reader.read_chunk() == b"data: b"  # what was buffered, then chunks as they come
+    assert await reader.read_chunk() == b"\n\n"
+    assert [e.data async for e in iter_sse_events(reader)] == [b"c"]
+    assert await reader.read_chunk() == b"" and await reader.readline() == b""
