@@ -3,7 +3,7 @@ check that refuses request headers that would let a value smuggle a header or a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TypeVar, overload
 
 from gateway_common.http.base import InvalidRequest
@@ -70,14 +70,6 @@ class Headers(dict[str, str]):
         more = self._more.get(name) if self._more else None
         return [first, *more] if more else [first]
 
-    def pairs(self) -> Iterator[tuple[str, str]]:
-        """Every (name, value), repeated names included."""
-        for name, first in self.items():
-            yield name, first
-            if self._more and name in self._more:
-                for value in self._more[name]:
-                    yield name, value
-
 
 def check_name(name: str) -> None:
     """Refuse a header name that is not an HTTP token, or one the client sets itself."""
@@ -98,7 +90,8 @@ def check_value(name: str, value: str) -> None:
 
 
 def check_target(target: str) -> None:
-    if not target.startswith("/") or any(ch in target for ch in " \r\n\t\x00"):
+    """An origin-form target (path and query) with no space or control character."""
+    if not target.startswith("/") or any(ch <= " " or ch == "\x7f" for ch in target):
         raise InvalidRequest(f"refused to send an invalid request target: {target!r:.120}")
 
 

@@ -160,6 +160,7 @@ async def test_repeated_response_headers_are_all_kept(serve: Serve, connect: Con
         ({"content-length": "0"}, "/mcp", "set by the HTTP client itself"),
         ({}, "/mcp HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /", "invalid request target"),
         ({}, "/a b", "invalid request target"),
+        ({}, "/a\x01b", "invalid request target"),
     ],
 )
 async def test_header_injection_is_refused_before_anything_is_sent(
