@@ -18,7 +18,7 @@ for the same gateway, 0.37 ms per streamed request at one client here against
 0.43-0.45 ms with aiohttp driving it. Compare runs made with the same load
 generator only.
 
-    .venv/bin/python benchmarks/llm_proxy_bench.py [--seconds 2] [--rounds 3]
+    .venv/bin/python benchmarks/llm_proxy_bench.py [--seconds 2] [--rounds 3] [--http-client httpx]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def wait_for(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
     raise SystemExit(f"{what} did not listen on {port}")
 
 
-def gateway_config(workdir: Path, port: int, upstream: str) -> dict[str, object]:
+def gateway_config(workdir: Path, port: int, upstream: str, http_client: str = "auto") -> dict[str, object]:
     import hashlib
 
     big = {"requests_per_minute": 10_000_000, "tokens_per_minute": 10**12, "concurrent_requests": 10_000}
@@ -83,7 +83,9 @@ def gateway_config(workdir: Path, port: int, upstream: str) -> dict[str, object]
                 "rate_limit": big,
             }
         ],
-        "providers": [{"name": "mock", "kind": "anthropic", "base_url": upstream}],
+        "providers": [
+            {"name": "mock", "kind": "anthropic", "base_url": upstream, "http_client": http_client}
+        ],
         "routes": [{"match": "claude-*", "provider": "mock"}],
         "budgets": {
             "org_level": {"monthly_limit_usd": 1_000_000},
@@ -208,6 +210,12 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each measured phase")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument(
+        "--http-client",
+        choices=["auto", "fast", "httpx"],
+        default="auto",
+        help="the gateway's client towards the mock (httpx: what a provider behind a proxy gets)",
+    )
     args = parser.parse_args()
     pin(os.getpid(), 1)
     with tempfile.TemporaryDirectory(prefix="llm-bench-") as tmp:
@@ -215,7 +223,9 @@ def main() -> None:
         mock_port, gateway_port = free_port(), free_port()
         config = workdir / "gateway.yaml"
         config.write_text(
-            yaml.safe_dump(gateway_config(workdir, gateway_port, f"http://127.0.0.1:{mock_port}"))
+            yaml.safe_dump(
+                gateway_config(workdir, gateway_port, f"http://127.0.0.1:{mock_port}", args.http_client)
+            )
         )
         logs = (workdir / "mock.log").open("wb"), (workdir / "gateway.log").open("wb")
         mock = subprocess.Popen(

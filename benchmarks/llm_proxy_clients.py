@@ -1,7 +1,10 @@
 """Which HTTP client should the model proxy use upstream? HttpPool and httpx against the mock model API.
 
-``HttpPool`` (``gateway_common.http.pool``) is the proxy's upstream client; httpx
-is the library the project uses elsewhere (tests, webhooks). aiohttp, the proxy's
+``HttpPool`` (``gateway_common.http.pool``) is the proxy's upstream client;
+``HttpxClient`` (``gateway_common.http.httpx_client``) is the gateway's httpx-based
+client, used only for origins behind a proxy or asking for HTTP/2 or custom TLS;
+plain ``httpx.AsyncClient`` is the library as the project uses it elsewhere (tests,
+webhooks). aiohttp, the proxy's
 previous upstream client, is no longer a dependency; ``../shared/notes/hot-path.md``
 has the three side by side.
 
@@ -30,6 +33,7 @@ from pathlib import Path
 import httpx
 from _support import free_port, pin
 
+from gateway_common.http import ClientOptions, open_client
 from gateway_common.http.pool import HttpPool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,6 +98,7 @@ async def main() -> None:
     try:
         pool = HttpPool(url, max_connections=256)
         hx = httpx.AsyncClient(limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+        seam = open_client(url, ClientOptions(transport="httpx"), environ={})
 
         async def httppool_send(body: bytes) -> None:
             async with await pool.request("POST", "/v1/messages", HEADERS, body) as resp:
@@ -105,7 +110,12 @@ async def main() -> None:
                 async for _ in resp.aiter_raw():
                     pass
 
-        clients: dict[str, Send] = {"HttpPool": httppool_send, "httpx": httpx_send}
+        async def seam_send(body: bytes) -> None:
+            async with await seam.request("POST", "/v1/messages", HEADERS, body) as resp:
+                while await resp.read_some():
+                    pass
+
+        clients: dict[str, Send] = {"HttpPool": httppool_send, "HttpxClient": seam_send, "httpx": httpx_send}
         results: dict[tuple[str, str, int], list[tuple[list[float], float, float]]] = {}
         for send in clients.values():  # warm up connections
             for _ in range(50):
@@ -117,7 +127,7 @@ async def main() -> None:
                         run = await measure(send, body, concurrency, args.seconds)
                         results.setdefault((name, mode, concurrency), []).append(run)
         print(
-            f"{'client':8} {'mode':10} {'C':>3} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'CPU/req ms':>10}"
+            f"{'client':11} {'mode':10} {'C':>3} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'CPU/req ms':>10}"
         )
         for (name, mode, concurrency), runs in results.items():
             latencies = [x for run in runs for x in run[0]]
@@ -126,10 +136,11 @@ async def main() -> None:
             cpu = sum(run[2] for run in runs)
             q = statistics.quantiles(latencies, n=100)
             print(
-                f"{name:8} {mode:10} {concurrency:>3} {q[49] * 1000:8.3f} {q[98] * 1000:8.3f} "
+                f"{name:11} {mode:10} {concurrency:>3} {q[49] * 1000:8.3f} {q[98] * 1000:8.3f} "
                 f"{count / wall:8.0f} {cpu / count * 1000:10.3f}"
             )
         await pool.aclose()
+        await seam.aclose()
         await hx.aclose()
     finally:
         mock.terminate()

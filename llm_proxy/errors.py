@@ -15,6 +15,7 @@ from typing import Literal
 
 import orjson
 
+from gateway_common.sse import encode_event
 from policies.outcomes import Outcome
 
 Flavor = Literal["anthropic", "openai"]
@@ -128,6 +129,4 @@ def error_response(exc: BaseException, flavor: Flavor) -> tuple[int, Headers, by
 def stream_error_event(exc: BaseException, flavor: Flavor) -> bytes:
     """The same error as an SSE event, for a stream that already started."""
     _, _, body = error_response(exc, flavor)
-    if flavor == "openai":
-        return b"data: " + body + b"\n\n"
-    return b"event: error\ndata: " + body + b"\n\n"
+    return encode_event(body, None if flavor == "openai" else "error")

@@ -1,25 +1,29 @@
-"""Providers as the proxy reaches them: a keep-alive connection pool each, and their keys.
+"""Providers as the proxy reaches them: an HTTP client each, and their keys.
 
-The upstream client is `gateway_common.http.pool.HttpPool` (an asyncio
-protocol around httptools, the MCP side's client too), one pool per provider
-origin. It replaced aiohttp after ``benchmarks/llm_proxy_bench.py`` (2 cores,
-four interleaved runs of each, aiohttp as the load generator) measured, at one
-client, the gateway's CPU per request fall from 0.58-0.63 to 0.43-0.45 ms
-streaming (one disturbed run 0.53) and from 0.42-0.49 to 0.29-0.40 ms not, and
-the latency it adds (p50) from 0.53-0.62 to 0.38-0.46 ms streaming and from
-0.40-0.45 to 0.23-0.38 ms not; at 32 clients the added p50 fell from 12-17 to
-7-9 ms streaming and from 8-10 to 5-7 ms not. aiohttp had itself replaced httpx,
-which cost about 1 ms per request here (``../shared/notes/hot-path.md``).
+The client comes from `gateway_common.http.open_client`, one per provider
+origin: the fast pool (`gateway_common.http.pool.HttpPool`, an asyncio protocol
+around httptools, the MCP side's client too) unless the provider needs what only
+the httpx-based client does: an HTTP(S) proxy from the environment
+(``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``, ``NO_PROXY`` honoured), HTTP/2,
+custom TLS (``tls``) or ``http_client: httpx`` (see `gateway_common.http.factory`;
+the choice and why is logged at start). The pool replaced aiohttp after
+``benchmarks/llm_proxy_bench.py`` (2 cores, four interleaved runs of each,
+aiohttp as the load generator) measured, at one client, the gateway's CPU per
+request fall from 0.58-0.63 to 0.43-0.45 ms streaming (one disturbed run 0.53)
+and from 0.42-0.49 to 0.29-0.40 ms not, and the latency it adds (p50) from
+0.53-0.62 to 0.38-0.46 ms streaming and from 0.40-0.45 to 0.23-0.38 ms not; at
+32 clients the added p50 fell from 12-17 to 7-9 ms streaming and from 8-10 to
+5-7 ms not. aiohttp had itself replaced httpx, which cost about 1 ms per request
+here (``../shared/notes/hot-path.md``), which is why httpx carries only the
+providers that need it.
 
-What the pool does per provider: ``connect_timeout_seconds`` bounds DNS, TCP
-and TLS set-up; ``timeout_seconds`` is the longest the provider may stay silent
-(before the response headers, or between two reads of the body); idle
-connections are dropped after `IDLE_SECONDS`; a reused connection that dies
-before any byte of the answer is retried once only within `STALE_RETRY_SECONDS`
-of sending (later, the provider may already have worked, and billed, on it).
-No HTTP(S)_PROXY support: environment proxies are ignored, as the aiohttp
-session before it did (``trust_env=False``). No ``Accept-Encoding`` is sent, so
-bodies arrive and are relayed byte for byte (identity encoding).
+Whichever client: ``connect_timeout_seconds`` bounds DNS, TCP and TLS set-up;
+``timeout_seconds`` is the longest the provider may stay silent (before the
+response headers, or between two reads of the body); idle connections are
+dropped after `IDLE_SECONDS`; a reused connection that dies before any byte of
+the answer is retried once only within `STALE_RETRY_SECONDS` of sending (later,
+the provider may already have worked, and billed, on it). No ``Accept-Encoding``
+is sent, so bodies arrive and are relayed byte for byte (identity encoding).
 
 A provider's key is read from the environment once at start-up, chosen per
 request by weight when there are several, and sent only in the upstream
@@ -39,6 +43,7 @@ from gateway_common.http import (
     ConnectionLost,
     HttpClient,
     HttpResponse,
+    InvalidRequest,
     MalformedResponse,
     ReadTimeout,
     open_client,
@@ -160,6 +165,9 @@ def make_pool(config: ProviderConfig, base_url: str) -> HttpClient:
         read_timeout=config.timeout_seconds,
         idle_timeout=IDLE_SECONDS,
         retry_stale_within=STALE_RETRY_SECONDS,
+        transport=config.http_client,
+        http2=config.http2,
+        tls=config.tls,
     )
     return open_client(base_url, options)
 
@@ -199,4 +207,6 @@ def describe_failure(exc: BaseException) -> str:
         return "server closed the connection" if exc.before_response else "response body broken off"
     if isinstance(exc, MalformedResponse):
         return "malformed HTTP response"
+    if isinstance(exc, InvalidRequest):
+        return "refused to send a header that could inject others (CR, LF or a control character)"
     return f"connection failed ({type(exc).__name__})"

@@ -24,6 +24,12 @@ plus one (the rule budgets reserve by).
 The meter keeps its fast path: until the final usage arrives it only keeps a
 reference to each relayed chunk; the chunks are decoded only when the final usage
 never came, or in batches of `KEEP_BYTES` on very long streams (to bound memory).
+
+SSE allows CR LF and lone CR line endings as well as LF: a chunk holding a CR is
+normalised to LF for the meter's scan (`gateway_common.sse.normalize_line_endings`,
+which carries a CR that ends one chunk over to the next), so such a stream is
+costed like an LF one; the client is still relayed the provider's bytes as they
+came. An LF-only chunk costs one extra C-level scan for the CR.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from gateway_common.sse import normalize_line_endings
 from policies.pricing import ESTIMATE_BYTES_PER_TOKEN, Usage
 
 KEEP_BYTES = 256 * 1024
@@ -94,7 +101,7 @@ def usage_from_body(body: bytes, openai: bool) -> tuple[Usage, str | None]:
     return (anthropic_usage(raw) if isinstance(raw, dict) else Usage()), model
 
 
-_ANTHROPIC_MARKERS = (b"event: message_", b"event: error")
+_ANTHROPIC_MARKERS = (b"event: message_", b"event: error", b"event:message_", b"event:error")
 _OPENAI_MARKERS = (b'"usage":{', b'"usage": {', b'"error"')
 
 
@@ -103,6 +110,7 @@ class StreamMeter:
 
     __slots__ = (
         "_counted",
+        "_cr",
         "_kept",
         "_kept_bytes",
         "_tail",
@@ -116,6 +124,8 @@ class StreamMeter:
     def __init__(self, openai: bool) -> None:
         self.openai = openai
         self._tail = b""
+        self._cr = False
+        """The last chunk ended in CR: a LF starting the next one belongs to that line ending."""
         self.fields: dict[str, Any] = {}
         self.model: str | None = None
         self.error_type: str | None = None
@@ -129,6 +139,8 @@ class StreamMeter:
         """Output bytes counted from chunks no longer kept."""
 
     def feed(self, chunk: bytes) -> None:
+        if self._cr or b"\r" in chunk:
+            chunk, self._cr = normalize_line_endings(chunk, self._cr)
         kept = self._kept
         if kept is not None:
             kept.append(chunk)
@@ -218,16 +230,15 @@ class StreamMeter:
                 if isinstance(payload.get("model"), str):
                     self.model = payload["model"]
             return
-        if data.startswith(b"event: content_block_", start) or data.startswith(b"event: ping", start):
-            return  # the bulk of a stream: nothing to read
-        if data.startswith(b"event: message_start", start):
+        name = _event_name(data, start, end)
+        if name == b"message_start":
             payload = _data_json(data[start:end])
             message = payload.get("message") if payload else None
             if isinstance(message, dict):
                 if isinstance(message.get("model"), str):
                     self.model = message["model"]
                 self._merge(message.get("usage"))
-        elif data.startswith(b"event: message_delta", start):
+        elif name == b"message_delta":
             payload = _data_json(data[start:end])
             if payload is not None:
                 usage = payload.get("usage")
@@ -238,7 +249,7 @@ class StreamMeter:
                     and _int(usage.get("output_tokens")) is not None
                 ):
                     self._final()
-        elif data.startswith(b"event: error", start):
+        elif name == b"error":
             payload = _data_json(data[start:end])
             error = payload.get("error") if payload else None
             self.error_type = str(error.get("type")) if isinstance(error, dict) else "api_error"
@@ -258,6 +269,18 @@ class StreamMeter:
         error = payload.get("error") if payload else None
         if isinstance(error, dict):
             self.error_type = str(error.get("type") or "api_error")
+
+
+def _event_name(data: bytes, start: int, end: int) -> bytes:
+    """The ``event:`` field of the event in ``data[start:end]`` (usually its first line)."""
+    if data.startswith(b"event: ", start):
+        stop = data.find(b"\n", start, end)
+        return data[start + 7 : stop if stop != -1 else end]
+    name = b""
+    for line in data[start:end].split(b"\n"):  # another field first (id:, a comment), or no space
+        if line.startswith(b"event:"):
+            name = line[7:] if line.startswith(b"event: ") else line[6:]
+    return name
 
 
 def _last_openai_chunk(choices: Any) -> bool:
@@ -333,6 +356,9 @@ def _data_json(event: bytes) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
+_ERROR_OPENINGS = (b"event: error", b"event:error", b'data: {"error"', b'data:{"error"')
+
+
 def first_event_is_error(chunk: bytes) -> bool:
     """Whether a stream opens with an error event (the provider failed before any content)."""
-    return chunk.lstrip().startswith(b"event: error") or chunk.lstrip().startswith(b'data: {"error"')
+    return chunk.lstrip().startswith(_ERROR_OPENINGS)

@@ -13,6 +13,15 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from policies.files import check_file_path
+from policies.http_client import (
+    HTTP2_DESCRIPTION,
+    HTTP_CLIENT_DESCRIPTION,
+    TLS_DESCRIPTION,
+    HttpClientKind,
+    TlsFiles,
+    check_client_fields,
+    check_headers,
+)
 from policies.urls import check_http_url
 
 PROVIDER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -64,16 +73,26 @@ class ProviderConfig(BaseModel):
     models: list[str] = Field(
         default_factory=list, description="Model names this provider serves, listed by GET /v1/models."
     )
+    http_client: HttpClientKind = Field(default="auto", description=HTTP_CLIENT_DESCRIPTION)
+    http2: bool = Field(default=False, description=HTTP2_DESCRIPTION)
+    tls: TlsFiles | None = Field(default=None, description=TLS_DESCRIPTION)
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         return check_http_url(value, "base_url").rstrip("/")
 
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        check_headers(value)
+        return value
+
     @model_validator(mode="after")
     def _one_key_source(self) -> ProviderConfig:
         if self.api_key_env and self.api_keys:
             raise ValueError("give either api_key_env or api_keys, not both")
+        check_client_fields(self.base_url, self.http_client, self.http2, self.tls)
         return self
 
     def key_envs(self) -> list[WeightedKey]:

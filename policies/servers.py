@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from policies.http_client import (
+    HTTP2_DESCRIPTION,
+    HTTP_CLIENT_DESCRIPTION,
+    TLS_DESCRIPTION,
+    HttpClientKind,
+    TlsFiles,
+    check_client_fields,
+    check_headers,
+)
 from policies.urls import check_http_url
 
 SERVER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"
@@ -84,11 +93,25 @@ class HttpServerConfig(_ServerBase):
         default="auto",
         description="Protocol era to speak upstream; auto tries server/discover, then initialize.",
     )
+    http_client: HttpClientKind = Field(default="auto", description=HTTP_CLIENT_DESCRIPTION)
+    http2: bool = Field(default=False, description=HTTP2_DESCRIPTION)
+    tls: TlsFiles | None = Field(default=None, description=TLS_DESCRIPTION)
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         return check_http_url(value, "url")
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        check_headers(value)
+        return value
+
+    @model_validator(mode="after")
+    def _client_fields(self) -> HttpServerConfig:
+        check_client_fields(self.url, self.http_client, self.http2, self.tls)
+        return self
 
 
 def _server_kind(value: Any) -> str | None:

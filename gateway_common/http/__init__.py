@@ -1,7 +1,7 @@
 """The HTTP client the gateway uses towards upstream MCP servers and model providers.
 
-`open_client` picks the implementation for an origin; callers see only the
-`HttpClient` / `HttpResponse` interface of `base`.
+`open_client` picks the implementation for an origin (the fast pool, or httpx for proxies and
+HTTP/2); callers see only the `HttpClient` / `HttpResponse` interface of `base`.
 """
 
 from gateway_common.http.base import (
@@ -10,10 +10,18 @@ from gateway_common.http.base import (
     HttpClient,
     HttpClientError,
     HttpResponse,
+    InvalidRequest,
     MalformedResponse,
     ReadTimeout,
+    ResponseHeaders,
 )
-from gateway_common.http.factory import ClientOptions, open_client, request_target
+from gateway_common.http.factory import (
+    ClientOptions,
+    TransportChoice,
+    choose_transport,
+    open_client,
+    request_target,
+)
 
 __all__ = [
     "ClientOptions",
@@ -22,8 +30,12 @@ __all__ = [
     "HttpClient",
     "HttpClientError",
     "HttpResponse",
+    "InvalidRequest",
     "MalformedResponse",
     "ReadTimeout",
+    "ResponseHeaders",
+    "TransportChoice",
+    "choose_transport",
     "open_client",
     "request_target",
 ]

@@ -40,11 +40,17 @@ class ReadTimeout(HttpClientError):
 
 
 class MalformedResponse(HttpClientError):
-    """The server's bytes are not an HTTP response."""
+    """The server's bytes are not an HTTP response (or a response the gateway never asked for, e.g. 101)."""
+
+
+class InvalidRequest(HttpClientError, ValueError):
+    """The request was refused before anything was sent: a header name or value (or the target) with
+    CR, LF, NUL or another character that could inject headers, or a header the client sets itself."""
 
 
 class ResponseHeaders(Protocol):
-    """Response headers, names case-insensitive. ``get`` gives the first value of a name."""
+    """Response headers, names case-insensitive. ``get`` and ``[]`` give the first value of a name,
+    ``get_all`` every value in order (a server may repeat a header, e.g. ``Set-Cookie`` or ``Link``)."""
 
     @overload
     def get(self, name: str, /) -> str | None: ...
@@ -56,10 +62,13 @@ class ResponseHeaders(Protocol):
 
     def __contains__(self, name: object, /) -> bool: ...
 
+    def get_all(self, name: str, /) -> list[str]: ...
+
 
 class LineSource(Protocol):
     async def readline(self) -> bytes:
-        """The next line with its ending (``\\n``), or what is left at the end; ``b""`` when done."""
+        """The next piece of the body up to and including a line ending (``\\n`` or ``\\r``), or
+        what is left at the end; ``b""`` when done. A ``\\r\\n`` may come back split in two."""
         ...
 
 
@@ -81,7 +90,8 @@ class HttpResponse(Protocol):
         ...
 
     def at_eof(self) -> bool:
-        """Whether the whole body has arrived and been read (the next read returns the end)."""
+        """True when the whole body is known to have arrived and been read (the next read returns the
+        end). False may also mean "not known yet": a client may learn of the end only at the next read."""
         ...
 
     def iter_chunks(self) -> AsyncIterator[bytes]: ...
@@ -115,8 +125,9 @@ class HttpClient(Protocol):
     ) -> HttpResponse:
         """Send one request (``target`` is the path and query) and return at the response headers.
 
-        Raises `ConnectError`, `ConnectionLost`, `ReadTimeout`, `MalformedResponse` (all
-        `HttpClientError`). Cancelling the caller abandons the request and its connection.
+        Raises `ConnectError`, `ConnectionLost`, `ReadTimeout`, `MalformedResponse`, `InvalidRequest`
+        (all `HttpClientError`). Interim (1xx) responses are skipped; a 101 is a `MalformedResponse`.
+        Cancelling the caller abandons the request and its connection.
         """
         ...
 

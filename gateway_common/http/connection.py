@@ -17,6 +17,8 @@ from gateway_common.http.base import (
     MalformedResponse,
     ReadTimeout,
 )
+from gateway_common.http.headers import Headers
+from gateway_common.http.lines import LineReader
 
 if TYPE_CHECKING:
     from gateway_common.http.pool import HttpPool
@@ -54,7 +56,9 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self.status = 0
         self.keep_alive = False
-        self.headers: dict[str, str] = {}
+        self.headers = Headers()
+        self._interim = False
+        """The message being parsed is an interim (1xx) response: skipped, the final one follows."""
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -67,6 +71,8 @@ class _Connection(asyncio.Protocol):
             self._silent_since = self.loop.time()
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(MalformedResponse("malformed HTTP response: an upgrade the client did not ask for"))
         except httptools.HttpParserError as exc:
             self._fail(MalformedResponse(f"malformed HTTP response: {exc}"))
 
@@ -99,10 +105,23 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks -------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        headers = self.headers
+        size = len(headers)
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers.setdefault(key, text)  # the first value wins; C calls only, as with a plain dict
+        if len(headers) == size:
+            headers.add_repeat(key, text)
 
     def on_headers_complete(self) -> None:
-        self.status = status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if status < 200:
+            if status == 101:
+                self._fail(MalformedResponse("unexpected 101 Switching Protocols: no upgrade was asked for"))
+            else:  # 100 Continue, 102 Processing, 103 Early Hints: the final response follows
+                self._interim = True
+                self.headers = Headers()
+            return
+        self.status = status
         self.keep_alive = self.parser.should_keep_alive()
         headers = self.headers
         self._until_eof = (
@@ -125,6 +144,9 @@ class _Connection(asyncio.Protocol):
             self._wake_reader()
 
     def on_message_complete(self) -> None:
+        if self._interim or self._error is not None:
+            self._interim = False
+            return
         self._complete = True
         if self._data_waiter is not None:
             self._wake_reader()
@@ -189,7 +211,8 @@ class _Connection(asyncio.Protocol):
         self._got_bytes = False
         self._until_eof = False
         self._error = None
-        self.headers = {}
+        self.headers = Headers()
+        self._interim = False
         self.status = 0
         if self.transport is None or self.transport.is_closing():
             raise ConnectionLost("connection already closed", before_response=True)
@@ -247,8 +270,17 @@ class Response:
         self.status = conn.status
         self.headers = conn.headers
         self._released = False
+        self._ended = False
+
+    def _after_release(self) -> bytes:
+        """A read after `release`: the connection may already carry another request; never touch it."""
+        if self._ended:
+            return b""
+        raise ConnectionLost("the response was released before its end", before_response=False)
 
     async def read(self) -> bytes:
+        if self._released:
+            return self._after_release()
         parts = []
         while (chunk := await self._conn.next_chunk()) is not None:
             parts.append(chunk)
@@ -257,6 +289,8 @@ class Response:
 
     async def read_some(self) -> bytes:
         """All the body bytes that have arrived, waiting for some if none have; ``b""`` at the end."""
+        if self._released:
+            return self._after_release()
         chunk = await self._conn.next_chunk(joined=True)
         if chunk is None:
             self.release()
@@ -265,30 +299,35 @@ class Response:
 
     def at_eof(self) -> bool:
         """Whether the whole body has arrived and been read (the next read would return the end)."""
-        return self._conn.at_eof
+        return self._ended if self._released else self._conn.at_eof
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
+        if self._released:
+            self._after_release()
+            return
         while (chunk := await self._conn.next_chunk()) is not None:
             yield chunk
         self.release()
 
     async def drain(self, timeout: float) -> None:
         """Read what is left of the body (within ``timeout``) so the connection can be kept."""
-        with contextlib.suppress(TimeoutError, HttpClientError):
-            async with asyncio.timeout(timeout):
-                while await self._conn.next_chunk() is not None:
-                    pass
+        if not self._released:
+            with contextlib.suppress(TimeoutError, HttpClientError):
+                async with asyncio.timeout(timeout):
+                    while await self._conn.next_chunk() is not None:
+                        pass
         self.release()
 
-    def lines(self) -> _LineReader:
-        """The body as a ``readline()`` source (for SSE)."""
-        return _LineReader(self)
+    def lines(self) -> LineReader:
+        """The body cut at line endings (for SSE)."""
+        return LineReader(self.read_some)
 
     def release(self) -> None:
         """Hand the connection back if the response was read to the end; otherwise close it."""
         if self._released:
             return
         self._released = True
+        self._ended = self._conn.at_eof
         self._pool._release(self._conn)
 
     def close(self) -> None:
@@ -301,28 +340,3 @@ class Response:
 
     async def __aexit__(self, *exc: object) -> None:
         self.release()
-
-
-class _LineReader:
-    """``readline()`` over a streamed body, for the SSE parser."""
-
-    def __init__(self, response: Response) -> None:
-        self._response = response
-        self._buffer = b""
-        self._eof = False
-
-    async def readline(self) -> bytes:
-        while True:
-            index = self._buffer.find(b"\n")
-            if index >= 0:
-                line, self._buffer = self._buffer[: index + 1], self._buffer[index + 1 :]
-                return line
-            if self._eof:
-                line, self._buffer = self._buffer, b""
-                return line
-            chunk = await self._response._conn.next_chunk()
-            if chunk is None:
-                self._eof = True
-                self._response.release()
-            else:
-                self._buffer += chunk

@@ -36,6 +36,7 @@ from gateway_common.http.base import (
 )
 from gateway_common.http.connection import Response, _Connection
 from gateway_common.http.happy_eyeballs import open_socket
+from gateway_common.http.headers import encode_head
 
 __all__ = [
     "ConnectError",
@@ -150,14 +151,13 @@ class HttpPool:
         return protocol
 
     def _encode(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> bytes:
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host_header}", f"Content-Length: {len(body)}"]
-        lines.extend(f"{name}: {value}" for name, value in headers.items())
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        return encode_head(method, target, self.host_header, headers, len(body)) + body
 
     async def request(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes = b""
     ) -> Response:
-        """Send a request and return once the response headers arrived; read or release the body."""
+        """Send a request and return once the final response's headers arrived (1xx are skipped);
+        read or release the body. A header that could inject is refused before anything is sent."""
         if self._closed:
             raise HttpClientError("client closed")
         payload = self._encode(method, target, headers, body)

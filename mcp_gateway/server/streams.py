@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from gateway_common.sse import encode_comment, encode_event
 from mcp_gateway.server.sessions import Session
 from policies import Principal
 
@@ -35,8 +36,13 @@ SSE_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 
 
+PING = encode_comment("ping")
+STREAM_OPEN = encode_comment("stream open")
+
+
 def sse_event(message: JsonObject) -> bytes:
-    return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
+    """One JSON-RPC message as an SSE ``message`` event (`gateway_common.sse` frames it)."""
+    return encode_event(orjson.dumps(message), "message")
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
@@ -91,7 +97,7 @@ async def _serve_changes(
             if wake in ("gone", "stop"):
                 return wake
             if wake == "ping":
-                await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                await send({"type": "http.response.body", "body": PING, "more_body": True})
                 continue
             signature = _signature(runtime, principal)
             if watch_tools and signature != last_signature:
@@ -119,7 +125,7 @@ async def serve_session_stream(
     closed = asyncio.ensure_future(session.closed.wait())
     try:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
-        await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": STREAM_OPEN, "more_body": True})
         await _serve_changes(
             runtime, session.principal, receive, send, session.listed_signature, None, [closed]
         )

@@ -72,7 +72,14 @@ class HttpTransport(MessageTransport):
         # cannot have acted on the call.
         self._pool = open_client(
             self.url,
-            ClientOptions(connect_timeout=min(timeout, 10.0), idle_timeout=30.0, retry_stale_within=0.5),
+            ClientOptions(
+                connect_timeout=min(timeout, 10.0),
+                idle_timeout=30.0,
+                retry_stale_within=0.5,
+                transport=self.config.http_client,
+                http2=self.config.http2,
+                tls=self.config.tls,
+            ),
         )
         self._path = request_target(self.url)
 
