@@ -20,11 +20,11 @@ from policies.keys import Principal, TeamConfig, VirtualKeyConfig
 from policies.naming import NamingRules, PrefixMode
 from policies.permissions import PermissionSpec, ToolGrant
 from policies.providers import LlmProxySettings, ModelRoute, PricingConfig, ProviderConfig
-from policies.servers import HttpServerConfig, StdioServerConfig, UpstreamServerConfig
+from policies.servers import HttpServerConfig, SseServerConfig, StdioServerConfig, UpstreamServerConfig
 from policies.urls import is_host_name
 from policies.yaml_source import DocPath, LocatedDocument, format_path, parse_yaml, read_yaml_file
 
-ServerConfig = StdioServerConfig | HttpServerConfig
+ServerConfig = StdioServerConfig | HttpServerConfig | SseServerConfig
 
 
 class AuditSettings(BaseModel):
@@ -234,7 +234,10 @@ class McpSection(BaseModel):
 
     servers: list[UpstreamServerConfig] = Field(
         default_factory=list,
-        description="Upstream MCP servers: stdio children (`command`) or streamable-HTTP servers (`url`).",
+        description=(
+            "Upstream MCP servers: stdio children (`command`), streamable-HTTP servers (`url`) or, with "
+            "`transport: sse`, servers on the older HTTP+SSE transport (`url` at their event stream)."
+        ),
     )
     virtual_key_permissions: dict[str, PermissionSpec] = Field(
         default_factory=dict,
@@ -471,7 +474,7 @@ def _cross_check(policy: GatewayPolicy) -> tuple[list[tuple[DocPath, str]], list
 
 
 def _loc_to_path(loc: tuple[Any, ...], doc: LocatedDocument) -> DocPath:
-    """Pydantic locations include union tags (``stdio``/``http``); keep the parts that exist in the file."""
+    """Pydantic locations include union tags (``stdio``, ``http``, ``sse``); keep the parts in the file."""
     path: list[str | int] = []
     for part in loc:
         candidate = (*path, part)
@@ -480,7 +483,7 @@ def _loc_to_path(loc: tuple[Any, ...], doc: LocatedDocument) -> DocPath:
             or isinstance(part, int)
             or (
                 isinstance(part, str)
-                and part not in {"stdio", "http"}
+                and part not in {"stdio", "http", "sse"}
                 and not part.startswith(("function-", "list["))
             )
         ):

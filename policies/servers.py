@@ -1,4 +1,5 @@
-"""Upstream MCP servers as written in a policy file: stdio children or streamable-HTTP endpoints."""
+"""Upstream MCP servers as written in a policy file: stdio children, streamable-HTTP endpoints, or
+servers on the older HTTP+SSE transport (protocol 2024-11-05: a GET event stream plus a POST endpoint)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,28 @@ from policies.http_client import (
 from policies.urls import check_http_url
 
 SERVER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"
-TRANSPORT_DESCRIPTION = "stdio or http: implied by `command` (stdio) or `url` (http), so rarely written."
+TRANSPORT_DESCRIPTION = (
+    "stdio, http or sse. stdio and http are implied by `command` (stdio) or `url` (http, streamable "
+    "HTTP), so rarely written; sse (the older HTTP+SSE transport of protocol 2024-11-05: an event "
+    "stream at `url` that names the endpoint to POST messages to) must be written."
+)
+URL_DESCRIPTION = (
+    "Where the server is (http:// or https://): with http its streamable-HTTP endpoint "
+    "(e.g. https://host/mcp); with transport: sse its event stream (e.g. https://host/sse)."
+)
+LEGACY_PROTOCOL = "2024-11-05"
+TRANSPORTS = ("stdio", "http", "sse")
 
 
 class _ServerBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("transport", mode="before", check_fields=False)
+    @classmethod
+    def _known_transport(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in TRANSPORTS:
+            raise ValueError(f"unknown transport {value[:40]!r}: stdio, http (streamable HTTP) or sse")
+        return value
 
     name: str = Field(
         pattern=SERVER_NAME_PATTERN,
@@ -78,20 +96,12 @@ class StdioServerConfig(_ServerBase):
     )
 
 
-class HttpServerConfig(_ServerBase):
-    """A server reached over streamable HTTP."""
+class _HttpServerBase(_ServerBase):
+    """What every server reached over HTTP has: where it is, its headers and how the client reaches it."""
 
-    transport: Literal["http"] = Field(default="http", description=TRANSPORT_DESCRIPTION)
-    url: str = Field(
-        min_length=1,
-        description="The server's streamable-HTTP endpoint (http:// or https://), e.g. https://host/mcp.",
-    )
+    url: str = Field(min_length=1, description=URL_DESCRIPTION)
     headers: dict[str, str] = Field(
         default_factory=dict, description="Headers sent with every request to it (e.g. its own token)."
-    )
-    protocol: Literal["auto", "2025-11-25", "2026-07-28"] = Field(
-        default="auto",
-        description="Protocol era to speak upstream; auto tries server/discover, then initialize.",
     )
     http_client: HttpClientKind = Field(default="auto", description=HTTP_CLIENT_DESCRIPTION)
     http2: bool = Field(default=False, description=HTTP2_DESCRIPTION)
@@ -109,9 +119,39 @@ class HttpServerConfig(_ServerBase):
         return value
 
     @model_validator(mode="after")
-    def _client_fields(self) -> HttpServerConfig:
+    def _client_fields(self) -> _HttpServerBase:
         check_client_fields(self.url, self.http_client, self.http2, self.tls)
         return self
+
+
+class HttpServerConfig(_HttpServerBase):
+    """A server reached over streamable HTTP."""
+
+    transport: Literal["http"] = Field(default="http", description=TRANSPORT_DESCRIPTION)
+    protocol: Literal["auto", "2025-11-25", "2026-07-28"] = Field(
+        default="auto",
+        description=(
+            "Protocol era to speak upstream; auto tries server/discover, then initialize. "
+            "A server on the older HTTP+SSE transport (2024-11-05) is declared with transport: sse."
+        ),
+    )
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _legacy_transport(cls, value: Any) -> Any:
+        if value == LEGACY_PROTOCOL:
+            raise ValueError(
+                f"{LEGACY_PROTOCOL} is the older HTTP+SSE transport: declare the server with "
+                "`transport: sse` and `url` at its event stream (e.g. https://host/sse)"
+            )
+        return value
+
+
+class SseServerConfig(_HttpServerBase):
+    """A server on the older HTTP+SSE transport (protocol 2024-11-05): the gateway keeps a GET on its
+    event stream open, which names the endpoint it POSTs messages to and carries every answer."""
+
+    transport: Literal["sse"] = Field(default="sse", description=TRANSPORT_DESCRIPTION)
 
 
 def _server_kind(value: Any) -> str | None:
@@ -120,7 +160,7 @@ def _server_kind(value: Any) -> str | None:
     if not isinstance(value, dict):
         return None
     explicit = value.get("transport")
-    if explicit in ("stdio", "http"):
+    if explicit in TRANSPORTS:
         return str(explicit)
     if "command" in value and "url" not in value:
         return "stdio"
@@ -130,13 +170,16 @@ def _server_kind(value: Any) -> str | None:
 
 
 UpstreamServerConfig = Annotated[
-    Annotated[StdioServerConfig, Tag("stdio")] | Annotated[HttpServerConfig, Tag("http")],
+    Annotated[StdioServerConfig, Tag("stdio")]
+    | Annotated[HttpServerConfig, Tag("http")]
+    | Annotated[SseServerConfig, Tag("sse")],
     Discriminator(
         _server_kind,
         custom_error_type="server_transport",
         custom_error_message=(
             "a server needs exactly one of `command` (a stdio server the gateway spawns) "
-            "or `url` (a streamable-HTTP server)"
+            "or `url` (a streamable-HTTP server; with `transport: sse`, a server on the older HTTP+SSE "
+            "transport)"
         ),
     ),
 ]
