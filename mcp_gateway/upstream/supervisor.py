@@ -26,9 +26,10 @@ from typing import Any, Literal
 from mcp_gateway.upstream.base import JsonObject, UpstreamConnection, UpstreamError
 from mcp_gateway.upstream.http import HttpTransport
 from mcp_gateway.upstream.session import JsonRpcSession
+from mcp_gateway.upstream.sse_legacy import SseLegacyTransport
 from mcp_gateway.upstream.stdio import StdioTransport
 from policies import ServerConfig
-from policies.servers import HttpServerConfig
+from policies.servers import HttpServerConfig, SseServerConfig
 
 logger = logging.getLogger("mcp_gateway.upstream")
 
@@ -37,9 +38,12 @@ _MAX_TOOL_PAGES = 100
 
 
 def make_connection(config: ServerConfig) -> UpstreamConnection:
-    """One JSON-RPC session over the server's transport (stdio speaks the 2025-11-25 era)."""
+    """One JSON-RPC session over the server's transport (stdio and HTTP+SSE speak the 2025-11-25 era:
+    initialize, answered with the newest version the server accepts, 2024-11-05 at the oldest)."""
     if isinstance(config, HttpServerConfig):
         return JsonRpcSession(config.name, HttpTransport(config), protocol=config.protocol)
+    if isinstance(config, SseServerConfig):
+        return JsonRpcSession(config.name, SseLegacyTransport(config))
     return JsonRpcSession(config.name, StdioTransport(config))
 
 
