@@ -1,7 +1,7 @@
 """tools/call: direct to an upstream vs through the gateway, interleaved in one run.
 
     python benchmarks/mcp_tools_call.py [--rounds 20] [--calls 200] [--concurrency 1 16]
-        [--upstream http|stdio]
+        [--upstream http|stdio|sse]
 
 Starts a real MCP upstream (the mcp SDK's server, streamable HTTP, one trivial
 tool) and the gateway (a subprocess running `mcp-gateway serve`, audit log on
@@ -9,8 +9,9 @@ SQLite), then alternates rounds of calls straight to the upstream and through
 the gateway from a cheap raw JSON-RPC client (keep-alive HTTP/1.1, prebuilt
 requests, httptools parsing). Prints p50/p99 latency, calls/s, the
 gateway/direct ratios and the gateway's CPU per call. With ``--upstream stdio``
-the gateway runs the same server as its stdio child instead (the direct rounds
-still go to it over HTTP). On Linux the servers are
+the gateway runs the same server as its stdio child instead, and with ``--upstream sse`` it
+reaches a second copy over the older HTTP+SSE transport (the direct rounds still go to it over
+streamable HTTP). On Linux the servers are
 pinned to CPU 0 and this client to CPU 1, so the client does not steal from them.
 
 Timing lives here, never in a pass/fail test.
@@ -48,6 +49,8 @@ async def echo(text: str) -> str:
 
 if sys.argv[1] == "stdio":
     server.run("stdio")
+elif sys.argv[1] == "sse":
+    server.run("sse", host="127.0.0.1", port=int(sys.argv[2]))
 else:
     server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]), streamable_http_path="/mcp")
 """
@@ -200,7 +203,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument(
         "--upstream",
-        choices=["http", "stdio"],
+        choices=["http", "stdio", "sse"],
         default="http",
         help="how the gateway reaches the upstream (direct calls always use HTTP)",
     )
@@ -215,6 +218,9 @@ def main() -> None:
             "command": sys.executable,
             "args": [str(workdir / "upstream.py"), "stdio"],
         }
+    elif args.upstream == "sse":
+        sse_port = free_port()
+        server = {"name": "bench", "transport": "sse", "url": f"http://127.0.0.1:{sse_port}/sse"}
     else:
         server = {"name": "bench", "url": f"http://127.0.0.1:{upstream_port}/mcp"}
     (workdir / "gateway.yaml").write_text(
@@ -235,8 +241,16 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    gateway = None
+    gateway = sse_upstream = None
     try:
+        if args.upstream == "sse":
+            sse_upstream = subprocess.Popen(
+                [sys.executable, str(workdir / "upstream.py"), "sse", str(sse_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            wait_http_port_open(sse_port)
+            pin(sse_upstream.pid, 0)
         wait_http_port_open(upstream_port)
         gateway = subprocess.Popen(
             [
@@ -260,7 +274,11 @@ def main() -> None:
         for child in children(gateway.pid):  # a stdio upstream
             pin(child, 0)
         pin(os.getpid(), 1)
-        leg = "streamable HTTP (2026-07-28)" if args.upstream == "http" else "stdio (2025-11-25)"
+        leg = {
+            "http": "streamable HTTP (2026-07-28)",
+            "stdio": "stdio (2025-11-25)",
+            "sse": "HTTP+SSE (2025-11-25 over the 2024-11-05 transport)",
+        }[args.upstream]
         print(f"upstream: mcp SDK MCPServer, gateway reaches it over {leg}, tool 'echo'; audit on: {workdir}")
         print(f"{'clients':>7} {'target':>8} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9} {'CPU/call ms':>12}")
         for concurrency in args.concurrency:
@@ -269,7 +287,7 @@ def main() -> None:
             )
             report(concurrency, direct, through)
     finally:
-        for proc in (gateway, upstream):
+        for proc in (gateway, upstream, sse_upstream):
             if proc is not None:
                 proc.terminate()
                 try:
