@@ -15,6 +15,7 @@ three times; the table shows the first (cold) and the best time.
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import secrets
 import statistics
@@ -28,12 +29,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
-from sqlalchemy import Engine, text  # noqa: E402
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine, text
 
-from gateway_app.database import upgrade_database  # noqa: E402
-from gateway_app.queries import (  # noqa: E402
+from gateway_app.database import upgrade_database
+from gateway_app.queries import (
     ModelRequestFilter,
     Period,
     ToolCallFilter,
@@ -48,10 +49,10 @@ from gateway_app.queries import (  # noqa: E402
     team_tools,
     top_keys,
 )
-from gateway_common.db import make_engine  # noqa: E402
-from policies import load_policy_text  # noqa: E402
-from policies.budgeting import BudgetScopes  # noqa: E402
-from policies.outcomes import Outcome  # noqa: E402
+from gateway_common.db import make_engine
+from policies import load_policy_text
+from policies.budgeting import BudgetScopes
+from policies.outcomes import Outcome
 
 DAYS = 90
 TEAMS = [f"team{n:02d}" for n in range(10)]
@@ -99,17 +100,33 @@ def tool_rows(count: int, now: datetime, seed: int = 1) -> Iterator[tuple[Any, .
     for n, stamp in enumerate(_stamps(rng, count, now)):
         (key_id, team), status, (server, tool) = keys[n], statuses[n], tools[n]
         blocked = f"rate_limit:key:{key_id}:tool_calls_per_minute" if status == "rate_limited" else None
-        yield (
-            secrets.token_hex(16), stamp, key_id, key_id, team, clients[n], "2.1", f"{server}__{tool}",
-            server, tool, '{"path": "."}', False, '{"ok": true}', False, status,
-            None if status == "ok" else f"{status} error", blocked, 3.5, 2.0,
-        )  # fmt: skip
+        error = None if status == "ok" else f"{status} error"
+        arguments, result = '{"path": "."}', '{"ok": true}'
+        who = (secrets.token_hex(16), stamp, key_id, key_id, team, clients[n], "2.1", f"{server}__{tool}")
+        yield (*who, server, tool, arguments, False, result, False, status, error, blocked, 3.5, 2.0)
 
 
-TOOL_COLUMNS = (
-    "id timestamp key_id key_name team client_name client_version exposed_name server tool arguments "
-    "arguments_truncated result result_truncated status error blocked_by latency_ms upstream_latency_ms"
-).split()
+TOOL_COLUMNS = [
+    "id",
+    "timestamp",
+    "key_id",
+    "key_name",
+    "team",
+    "client_name",
+    "client_version",
+    "exposed_name",
+    "server",
+    "tool",
+    "arguments",
+    "arguments_truncated",
+    "result",
+    "result_truncated",
+    "status",
+    "error",
+    "blocked_by",
+    "latency_ms",
+    "upstream_latency_ms",
+]
 
 
 def model_rows(count: int, now: datetime, seed: int = 2) -> Iterator[tuple[Any, ...]]:
@@ -127,19 +144,39 @@ def model_rows(count: int, now: datetime, seed: int = 2) -> Iterator[tuple[Any, 
             "rate_limited": f"rate_limit:key:{key_id}:requests_per_minute",
             "budget_exceeded": f"budget:team:{team}:monthly",
         }.get(status)
-        yield (
-            secrets.token_hex(16), stamp, "messages", key_id, key_id, team,
-            provider if answered else None, model, model if answered else None, "claude-*", 1,
-            inp if answered else 0, out if answered else 0, 0, 0, False if answered else None, cost,
-            status, 200 if status == "ok" else 429, blocked, 900.0, True,
-        )  # fmt: skip
+        if not answered:
+            inp, out = 0, 0
+        answering = provider if answered else None
+        who = (secrets.token_hex(16), stamp, "messages", key_id, key_id, team, answering, model)
+        served, estimated = (model, False) if answered else (None, None)
+        usage = (served, "claude-*", 1, inp, out, 0, 0, estimated, cost, status)
+        yield (*who, *usage, 200 if status == "ok" else 429, blocked, 900.0, True)
 
 
-MODEL_COLUMNS = (
-    "request_id timestamp endpoint key_id key_name team provider requested_model served_model route "
-    "attempts input_tokens output_tokens cache_read_tokens cache_write_tokens usage_estimated cost_usd "
-    "status http_status blocked_by latency_ms stream"
-).split()
+MODEL_COLUMNS = [
+    "request_id",
+    "timestamp",
+    "endpoint",
+    "key_id",
+    "key_name",
+    "team",
+    "provider",
+    "requested_model",
+    "served_model",
+    "route",
+    "attempts",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "usage_estimated",
+    "cost_usd",
+    "status",
+    "http_status",
+    "blocked_by",
+    "latency_ms",
+    "stream",
+]
 
 
 def _batches(rows: Iterator[tuple[Any, ...]], size: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:
@@ -207,51 +244,90 @@ budgets:
 """
 
 
+def _tool_calls(filters: ToolCallFilter, db: Engine) -> Any:
+    return list_tool_calls(db, filters)
+
+
+def _model_requests(filters: ModelRequestFilter, db: Engine) -> Any:
+    return list_model_requests(db, filters)
+
+
 def questions(now: datetime, some_tool: str, some_request: str) -> list[tuple[str, Callable[[Any], Any]]]:
     def period(**options: str) -> Period:
         return parse_period(now=now, **options)
 
     days30, week, last_month = period(since="30d"), period(week="this"), period(month="last")
+    days90 = period(since=f"{DAYS}d")
     scopes = BudgetScopes(load_policy_text(POLICY).policy)
     team, key = "team03", "vk_dev_017"
-    return [
-        ("audit: first page", lambda db: list_tool_calls(db)),
-        ("audit --key", lambda db: list_tool_calls(db, ToolCallFilter(key=key))),
-        ("audit --team", lambda db: list_tool_calls(db, ToolCallFilter(team=team))),
-        ("audit --server --tool", lambda db: list_tool_calls(db, ToolCallFilter(server="server3", tool="tool_3_2"))),
-        ("audit --tool (alone)", lambda db: list_tool_calls(db, ToolCallFilter(tool="tool_7_6"))),
-        ("audit --status rate_limited", lambda db: list_tool_calls(db, ToolCallFilter(statuses=(Outcome.RATE_LIMITED,)))),
-        ("audit --status budget_exceeded (none)", lambda db: list_tool_calls(db, ToolCallFilter(statuses=(Outcome.BUDGET_EXCEEDED,)))),
-        ("audit --client mcp-inspector", lambda db: list_tool_calls(db, ToolCallFilter(client="mcp-inspector"))),
-        ("audit --since 2d --until 1d", lambda db: list_tool_calls(db, ToolCallFilter(period=period(since="2d", until="1d")))),
-        ("audit --team --status --since 7d", lambda db: list_tool_calls(db, ToolCallFilter(team=team, statuses=(Outcome.DENIED,), period=period(since="7d")))),
+    tools, requests = ToolCallFilter, ModelRequestFilter
+    limited, over_budget = (Outcome.RATE_LIMITED,), (Outcome.BUDGET_EXCEEDED,)
+    calls: list[tuple[str, ToolCallFilter]] = [
+        ("", tools()),
+        (" --key", tools(key=key)),
+        (" --team", tools(team=team)),
+        (" --server --tool", tools(server="server3", tool="tool_3_2")),
+        (" --tool (alone)", tools(tool="tool_7_6")),
+        (" --status rate_limited", tools(statuses=limited)),
+        (" --status budget_exceeded (none)", tools(statuses=over_budget)),
+        (" --client mcp-inspector", tools(client="mcp-inspector")),
+        (" --since 2d --until 1d", tools(period=period(since="2d", until="1d"))),
+        (
+            " --team --status --since 7d",
+            tools(team=team, statuses=(Outcome.DENIED,), period=period(since="7d")),
+        ),
+    ]
+    models: list[tuple[str, ModelRequestFilter]] = [
+        ("", requests()),
+        (" --key", requests(key=key)),
+        (" --team", requests(team=team)),
+        (" --model claude-opus-4-1", requests(model="claude-opus-4-1")),
+        (" --provider openai", requests(provider="openai")),
+        (" --status budget_exceeded", requests(statuses=over_budget)),
+        (" --status timeout (none)", requests(statuses=(Outcome.TIMEOUT,))),
+    ]
+    found: list[tuple[str, Callable[[Any], Any]]] = []
+    for flags, call_filter in calls:
+        found.append((f"audit{flags}", functools.partial(_tool_calls, call_filter)))
+    found += [
         ("audit: page 2 (cursor)", lambda db: list_tool_calls(db, cursor=list_tool_calls(db).next_cursor)),
         ("audit show ID", lambda db: get_tool_call(db, some_tool)),
-        ("audit requests: first page", lambda db: list_model_requests(db)),
-        ("audit requests --key", lambda db: list_model_requests(db, ModelRequestFilter(key=key))),
-        ("audit requests --team", lambda db: list_model_requests(db, ModelRequestFilter(team=team))),
-        ("audit requests --model claude-opus-4-1", lambda db: list_model_requests(db, ModelRequestFilter(model="claude-opus-4-1"))),
-        ("audit requests --provider openai", lambda db: list_model_requests(db, ModelRequestFilter(provider="openai"))),
-        ("audit requests --status budget_exceeded", lambda db: list_model_requests(db, ModelRequestFilter(statuses=(Outcome.BUDGET_EXCEEDED,)))),
-        ("audit requests --status timeout (none)", lambda db: list_model_requests(db, ModelRequestFilter(statuses=(Outcome.TIMEOUT,)))),
+    ]
+    for flags, request_filter in models:
+        found.append((f"audit requests{flags}", functools.partial(_model_requests, request_filter)))
+    found += [
         ("audit show REQUEST-ID", lambda db: get_model_request(db, some_request)),
         ("report top-keys --week", lambda db: top_keys(db, week)),
-        ("report top-keys (30d)", lambda db: top_keys(db, days30)),
+        ("report top-keys (30 days)", lambda db: top_keys(db, days30)),
         ("report top-keys --month last --by cost", lambda db: top_keys(db, last_month, order="cost")),
-        ("report top-keys --since 90d", lambda db: top_keys(db, period(since="90d"))),
-        ("report tools --team --client claude-code", lambda db: team_tools(db, days30, team=team, client="claude-code")),
-        ("report tools (all teams, 30d)", lambda db: team_tools(db, days30)),
-        ("report tools --since 90d", lambda db: team_tools(db, period(since="90d"))),
-        ("report spend --month last (team)", lambda db: spend(db, last_month)),
-        ("report spend --by key", lambda db: spend(db, last_month, by="key")),
-        ("report spend --by model --daily", lambda db: spend(db, last_month, by="model", daily=True)),
-        ("report spend --by provider --daily", lambda db: spend(db, last_month, by="provider", daily=True)),
-        ("report spend --team --by key --daily", lambda db: spend(db, last_month, by="key", team=team, daily=True)),
-        ("report spend --since 90d --by team --daily", lambda db: spend(db, period(since="90d"), daily=True)),
-        ("report limits (30d)", lambda db: limits(db, days30)),
-        ("report limits --by team --since 90d", lambda db: limits(db, period(since="90d"), by="team")),
+        (
+            "report tools --team --client claude-code",
+            lambda db: team_tools(db, days30, team=team, client="claude-code"),
+        ),
+        ("report tools (30 days)", lambda db: team_tools(db, days30)),
+        ("report spend --month last", lambda db: spend(db, last_month)),
+        ("report spend --month last --by key", lambda db: spend(db, last_month, by="key")),
+        (
+            "report spend --month last --by model --daily",
+            lambda db: spend(db, last_month, by="model", daily=True),
+        ),
+        (
+            "report spend --month last --by provider --daily",
+            lambda db: spend(db, last_month, by="provider", daily=True),
+        ),
+        (
+            "report spend --month last --team --by key --daily",
+            lambda db: spend(db, last_month, by="key", team=team, daily=True),
+        ),
+        ("report limits (30 days)", lambda db: limits(db, days30)),
         ("report budgets", lambda db: budget_status(db, scopes, now=now)),
-    ]  # fmt: skip
+        # The whole table (90 days, every row):
+        ("report top-keys --since 90d", lambda db: top_keys(db, days90)),
+        ("report tools --since 90d", lambda db: team_tools(db, days90)),
+        ("report spend --since 90d --daily", lambda db: spend(db, days90, daily=True)),
+        ("report limits --by team --since 90d", lambda db: limits(db, days90, by="team")),
+    ]
+    return found
 
 
 def run(engine: Engine, label: str, rounds: int = 3) -> list[tuple[str, str, float, float]]:

@@ -162,7 +162,7 @@ def cmd_budgets(args: argparse.Namespace) -> int:
         Column("CURRENT", lambda r: r.label),
         Column("SPENT", lambda r: usd(r.spent_usd), numeric=True),
         Column("LIMIT", lambda r: usd(r.limit_usd), numeric=True),
-        Column("USED", lambda r: f"{r.percent:.1f} %", numeric=True),
+        Column("USED", lambda r: None if r.percent is None else f"{r.percent:.1f} %", numeric=True),
         Column("RESETS (UTC)", lambda r: r.resets_at),
         Column("ALERTS", _alerts),
     ]

@@ -42,8 +42,9 @@ class BudgetStatus:
     """The current period: ``2026-11-27``, ``2026-W48`` or ``2026-11``."""
     limit_usd: float
     spent_usd: float
-    percent: float
-    """Spent as a percentage of the limit (may pass 100: the last request admitted can overshoot)."""
+    percent: float | None
+    """Spent as a percentage of the limit (may pass 100: the last request admitted can overshoot);
+    None for a limit of 0."""
     starts_at: datetime
     resets_at: datetime
     alert_threshold: float | None
@@ -105,7 +106,7 @@ def budget_status(database: Database, scopes: BudgetScopes, *, now: datetime) ->
                 label=label,
                 limit_usd=limit,
                 spent_usd=round(spent, 6),
-                percent=round(100.0 * spent / limit, 2) if limit > 0 else 0.0,
+                percent=round(100.0 * spent / limit, 2) if limit > 0 else None,
                 starts_at=start,
                 resets_at=end,
                 alert_threshold=scope.alert_threshold,
