@@ -37,6 +37,12 @@ DEFAULT_PERIOD = "30d"
 KEY_ORDERS: dict[str, KeyOrder] = {"model-calls": "model_calls", "tool-calls": "tool_calls", "cost": "cost"}
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return int(text)
+
+
 def cmd_top_keys(args: argparse.Namespace) -> int:
     period = common.period_of(args, DEFAULT_PERIOD)
     engine = common.engine_of(args)
@@ -198,7 +204,9 @@ def register_reports(sub: Any) -> None:
         "--by", choices=list(KEY_ORDERS), default="model-calls", help="what ranks them (default model-calls)"
     )
     keys.add_argument("--team", help="only this team's keys")
-    keys.add_argument("--limit", type=int, default=10, metavar="N", help="how many keys (default 10; 0: all)")
+    keys.add_argument(
+        "--limit", type=_count, default=10, metavar="N", help="how many keys (default 10; 0: all)"
+    )
 
     tools = add("tools", "the tools called: calls, refusals, distinct keys, last use", cmd_tools)
     tools.add_argument("--team", help="only this team's calls")
