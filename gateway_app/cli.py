@@ -1,4 +1,4 @@
-"""The ``mcp-gateway`` command: serve, check, keys, audit, db, demo-secrets."""
+"""The ``mcp-gateway`` command: serve, check, keys, audit, report, db, demo-secrets."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import uvicorn
 from gateway_app.serving import raise_open_file_limit, uvicorn_config
 from gateway_app.settings import Settings, load_policy_file
 from policies import ConfigError, GatewayPolicy, LoadedPolicy, Principal
-from policies.outcomes import OUTCOMES, parse_outcome
 from policies.secrets import SECRET_PREFIX
 
 logger = logging.getLogger("mcp_gateway")
@@ -380,43 +379,6 @@ def _revoke_key(args: argparse.Namespace, engine: Any, policy: GatewayPolicy | N
     return 1
 
 
-# -- audit -------------------------------------------------------------------------------
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    from mcp_gateway.audit.query import parse_since, recent_calls, summary
-
-    engine = _engine_for(args, read_only=True)
-    since = parse_since(args.since) if args.since else None
-    if args.summary:
-        print(f"{'KEY':20} {'TEAM':14} {'SERVER':14} {'TOOL':24} {'STATUS':20} CALLS")
-        for row in summary(engine, since=since, key_id=args.key, team=args.team, status=args.status):
-            print(
-                f"{row[0]:20} {row[1] or '-':14} {row[2] or '-':14} {row[3] or '-':24} {row[4]:20} {row[5]}"
-            )
-        return 0
-    rows = recent_calls(
-        engine, since=since, key_id=args.key, team=args.team, status=args.status, limit=args.limit
-    )
-    for call in rows:
-        stamp = call.timestamp.strftime("%Y-%m-%d %H:%M:%S")
-        target = f"{call.server}/{call.tool}" if call.server else "-"
-        error = f"  {call.error}" if call.error else ""
-        print(
-            f"{stamp} {call.key_id:16} {call.exposed_name:32} {target:28} {call.status:20} "
-            f"{call.latency_ms:8.1f} ms{error}"
-        )
-    return 0
-
-
-def _outcome(text: str) -> str:
-    """``--status``: one value of the outcome vocabulary, in any case (``Rate-Limited``)."""
-    try:
-        return parse_outcome(text).value
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 # -- db ----------------------------------------------------------------------------------
 
 
@@ -544,20 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--all", action="store_true", help="include revoked secrets")
         cmd.set_defaults(func=cmd_keys)
 
-    audit = sub.add_parser("audit", help="query the audit log")
-    audit.add_argument("--config")
-    audit.add_argument("--database-url")
-    audit.add_argument("--since", help="e.g. 15m, 2h, 7d or an ISO timestamp")
-    audit.add_argument("--key")
-    audit.add_argument("--team")
-    audit.add_argument(
-        "--status",
-        type=_outcome,
-        help=f"only rows with this outcome, in any case: {', '.join(OUTCOMES)}",
-    )
-    audit.add_argument("--limit", type=int, default=50)
-    audit.add_argument("--summary", action="store_true", help="counts per key, team, server, tool and status")
-    audit.set_defaults(func=cmd_audit)
+    from gateway_app.cli_reports import register
+
+    register(sub)  # audit, report
 
     db = sub.add_parser("db", help="the database schema: upgrade it, show its revision, list revisions")
     db_sub = db.add_subparsers(dest="db_command", required=True)

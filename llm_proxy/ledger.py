@@ -58,12 +58,22 @@ cancelled: the client went away, or the gateway stopped, before the answer ended
 gateway_error: a bug in the gateway (its log has the details)."""
 
 
+SPEND_INDEX_COLUMNS = (
+    "timestamp", "key_id", "team", "provider", "served_model", "requested_model", "status", "cost_usd",
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+)  # fmt: skip
+"""Everything the spend, top-keys and budget reports read, so they scan this index, not the table."""
+
+
 class ModelRequest(SQLModel, table=True):
     __tablename__ = "model_requests"
     __table_args__ = (
         Index("ix_model_requests_key_time", "key_id", "timestamp"),
         Index("ix_model_requests_team_time", "team", "timestamp"),
         Index("ix_model_requests_session", "session_id"),
+        # For the administrators' listings and reports (gateway_app.queries; revision 0003):
+        Index("ix_model_requests_status_time", "status", "timestamp"),
+        Index("ix_model_requests_spend", *SPEND_INDEX_COLUMNS),
     )
 
     request_id: str = Field(

@@ -34,6 +34,13 @@ class ToolCall(SQLModel, table=True):
     __table_args__ = (
         Index("ix_tool_calls_key_time", "key_id", "timestamp"),
         Index("ix_tool_calls_team_tool", "team", "server", "tool"),
+        # For the administrators' listings and reports (gateway_app.queries; revision 0003):
+        Index("ix_tool_calls_team_time", "team", "timestamp"),
+        Index("ix_tool_calls_status_time", "status", "timestamp"),
+        Index("ix_tool_calls_server_tool_time", "server", "tool", "timestamp"),
+        Index(
+            "ix_tool_calls_activity", "timestamp", "key_id", "team", "server", "tool", "status", "client_name"
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=32, description="Unique id (hex), stable across retries.")

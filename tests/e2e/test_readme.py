@@ -209,7 +209,9 @@ def test_the_keys_commands_work_as_written(demo: Demo) -> None:
 def test_the_audit_commands_work_as_written(demo: Demo) -> None:
     result = run_shell(block("audit-cli"), demo.root, clean_env())
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^KEY +TEAM +SERVER +TOOL +STATUS +CALLS$", result.stdout, re.MULTILINE), result.stdout
+    # The demo's calls so far may include no backend ones: then a note instead of a table.
+    summary = re.search(r"^KEY +TEAM +SERVER +TOOL +STATUS +CALLS$", result.stdout, re.MULTILINE)
+    assert summary or "no tool calls match" in result.stderr, result.stdout + result.stderr
 
 
 def _seed(database: Path) -> None:

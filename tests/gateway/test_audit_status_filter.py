@@ -55,13 +55,14 @@ def test_status_filter_matches_case_insensitively(
     database: str, capsys: pytest.CaptureFixture[str], spelling: str
 ) -> None:
     assert main(["audit", "--database-url", database, "--status", spelling]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.startswith("TIME (UTC)")
     assert len(lines) == 1 and "rate_limited" in lines[0] and "alpha__echo" in lines[0]
 
 
 def test_denied_rows_tell_hidden_from_unknown(database: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "--database-url", database, "--status", "Denied"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().out.splitlines()[1:]
     assert len(lines) == 2
     (nope,) = [line for line in lines if "alpha__nope" in line]
     (hang,) = [line for line in lines if "alpha__hang" in line]

@@ -74,10 +74,10 @@ async def test_an_output_command_piped_into_head_ends_quietly(tmp_path: Path) ->
     await writer.aclose()
     engine.dispose()
 
-    command = [PYTHON, "-m", "gateway_app", "audit", "--database-url", url, "--limit", "5000"]
+    command = [PYTHON, "-m", "gateway_app", "audit", "--database-url", url, "--all", "--csv"]
     with subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as audit:
         assert audit.stdout is not None and audit.stderr is not None
-        with subprocess.Popen(["head", "-1"], stdin=audit.stdout, stdout=subprocess.PIPE) as head:
+        with subprocess.Popen(["head", "-2"], stdin=audit.stdout, stdout=subprocess.PIPE) as head:
             audit.stdout.close()  # head owns the reading end now
             first, _ = head.communicate(timeout=60)
         errors = audit.stderr.read()

@@ -1,0 +1,164 @@
+"""Who does what: the most active keys of a period, and the tools a team uses."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, case, func, select
+
+from gateway_app.queries.base import Database, as_utc, connect, group_keys, within
+from gateway_app.queries.period import Period
+from llm_proxy.ledger import ModelRequest
+from mcp_gateway.audit.models import ToolCall
+from policies.outcomes import REFUSALS, Outcome
+
+_T = ToolCall.__table__.c  # type: ignore[attr-defined]
+_M = ModelRequest.__table__.c  # type: ignore[attr-defined]
+
+KeyOrder = Literal["model_calls", "tool_calls", "cost"]
+KEY_ORDERS: tuple[KeyOrder, ...] = ("model_calls", "tool_calls", "cost")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyActivity:
+    """One key's use in a period: model requests (refused ones included) and their cost, tool calls."""
+
+    key_id: str
+    key_name: str | None
+    team: str | None
+    model_calls: int
+    cost_usd: float
+    tool_calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopKeys:
+    period: Period
+    order: KeyOrder
+    rows: list[KeyActivity]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUsage:
+    """One tool's use in a period: every call (``ok`` answered, ``refused`` by the gateway: denied,
+    rate limited, invalid), the keys that called it, the last call."""
+
+    server: str
+    tool: str
+    calls: int
+    ok: int
+    refused: int
+    keys: int
+    last_used: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsReport:
+    period: Period
+    team: str | None
+    client: str | None
+    rows: list[ToolUsage]
+
+
+def top_keys(
+    database: Database,
+    period: Period,
+    *,
+    order: KeyOrder = "model_calls",
+    team: str | None = None,
+    limit: int | None = 10,
+) -> TopKeys:
+    """The keys with the most model calls (or tool calls, or cost) in ``period``, most first; ties
+    by key id."""
+    if order not in KEY_ORDERS:
+        raise ValueError(f"order is one of {', '.join(KEY_ORDERS)}, not {order!r}")
+    models = within(
+        select(_M.key_id, func.max(_M.team), func.count(), func.sum(_M.cost_usd)), _M.timestamp, period
+    ).group_by(*group_keys(_M.key_id))
+    tools = within(select(_T.key_id, func.max(_T.team), func.count()), _T.timestamp, period).group_by(
+        *group_keys(_T.key_id)
+    )
+    if team is not None:
+        models, tools = models.where(_M.team == team), tools.where(_T.team == team)
+    model_calls: dict[str, tuple[str | None, int, float]] = {}
+    tool_calls: dict[str, tuple[str | None, int]] = {}
+    with connect(database) as connection:
+        for key_id, key_team, calls, cost in connection.execute(models):
+            model_calls[key_id] = (key_team, int(calls), float(cost or 0.0))
+        for key_id, key_team, calls in connection.execute(tools):
+            tool_calls[key_id] = (key_team, int(calls))
+        found = []
+        for key_id in model_calls.keys() | tool_calls.keys():
+            key_team, calls, cost = model_calls.get(key_id, (None, 0, 0.0))
+            tool_team, tools_called = tool_calls.get(key_id, (None, 0))
+            found.append(KeyActivity(key_id, None, key_team or tool_team, calls, cost, tools_called))
+        found.sort(key=lambda row: (-getattr(row, _METRIC[order]), row.key_id))
+        rows = found[:limit] if limit is not None else found
+        names = _key_names(connection, [row.key_id for row in rows])
+    return TopKeys(period, order, [dataclasses.replace(row, key_name=names.get(row.key_id)) for row in rows])
+
+
+def _key_names(connection: Connection, key_ids: list[str]) -> dict[str, str]:
+    """Each key's name as its latest row recorded it (one short index lookup per key shown)."""
+    names: dict[str, str] = {}
+    for key_id in key_ids:
+        for columns in (_M, _T):
+            latest = (
+                select(columns.key_name)
+                .where(columns.key_id == key_id)
+                .order_by(columns.timestamp.desc())
+                .limit(1)
+            )
+            name = connection.execute(latest).scalar()
+            if name is not None:
+                names[key_id] = name
+                break
+    return names
+
+
+_METRIC = {"model_calls": "model_calls", "tool_calls": "tool_calls", "cost": "cost_usd"}
+
+
+def team_tools(
+    database: Database,
+    period: Period,
+    *,
+    team: str | None = None,
+    key: str | None = None,
+    client: str | None = None,
+) -> ToolsReport:
+    """The tools called in ``period`` (by ``team``, ``key``, from ``client`` when given), most called
+    first. Calls to names that are no tool at all (denied, no server) are left out."""
+    refused = [outcome.value for outcome in REFUSALS]
+    stmt = select(
+        _T.server,
+        _T.tool,
+        _T.key_id,
+        func.count(),
+        func.sum(case((_T.status == Outcome.OK.value, 1), else_=0)),
+        func.sum(case((_T.status.in_(refused), 1), else_=0)),
+        func.max(_T.timestamp),
+    ).where(_T.tool.is_not(None))
+    for column, value in ((_T.team, team), (_T.key_id, key), (_T.client_name, client)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    # Per key too, and the keys counted here: COUNT(DISTINCT) would make PostgreSQL sort every row.
+    stmt = within(stmt, _T.timestamp, period).group_by(*group_keys(_T.server, _T.tool, _T.key_id))
+    totals: dict[tuple[str, str], list[Any]] = {}
+    with connect(database) as connection:
+        for server, tool, _key, calls, ok, no, last in connection.execute(stmt):
+            seen = totals.setdefault((server, tool), [0, 0, 0, 0, last])
+            seen[0] += calls
+            seen[1] += ok
+            seen[2] += no
+            seen[3] += 1
+            seen[4] = max(seen[4], last)
+    rows = [
+        ToolUsage(server, tool, int(calls), int(ok), int(no), keys, as_utc(last))
+        for (server, tool), (calls, ok, no, keys, last) in totals.items()
+    ]
+    rows.sort(key=lambda row: (-row.calls, row.server, row.tool))
+    return ToolsReport(period, team, client, rows)

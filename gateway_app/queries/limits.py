@@ -1,0 +1,94 @@
+"""Who hits rate limits and budgets: refusals (``rate_limited``, ``budget_exceeded``) of tool calls
+and model requests, per key (or team) and the limit that refused, with how often and when."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+
+from gateway_app.queries.base import Database, as_utc, connect, group_keys, within
+from gateway_app.queries.period import Period
+from llm_proxy.ledger import ModelRequest
+from mcp_gateway.audit.models import ToolCall
+from policies.outcomes import Outcome
+
+_T = ToolCall.__table__.c  # type: ignore[attr-defined]
+_M = ModelRequest.__table__.c  # type: ignore[attr-defined]
+
+LIMIT_OUTCOMES = (Outcome.RATE_LIMITED.value, Outcome.BUDGET_EXCEEDED.value)
+LimitsGrouping = Literal["key", "team"]
+Surface = Literal["tools", "models"]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitHit:
+    """How often one key (or team) was refused by one limit in the period.
+
+    ``blocked_by`` names the limit (``rate_limit:key:alice:requests_per_minute``,
+    ``budget:team:backend:monthly``; empty on rows from before it was recorded); ``surface`` is
+    ``tools`` (tool calls on /mcp) or ``models`` (model requests)."""
+
+    key_id: str | None
+    """None when grouped by team."""
+    team: str | None
+    surface: Surface
+    status: str
+    blocked_by: str | None
+    refusals: int
+    first: datetime
+    last: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsReport:
+    period: Period
+    by: LimitsGrouping
+    rows: list[LimitHit]
+    """Most refusals first; ties by key (or team), then the limit."""
+
+
+def _query(columns: Any, by: LimitsGrouping, team: str | None, key: str | None) -> Any:
+    grouping = [columns.team] if by == "team" else [columns.key_id, columns.team]
+    stmt = select(
+        *grouping,
+        columns.status,
+        columns.blocked_by,
+        func.count(),
+        func.min(columns.timestamp),
+        func.max(columns.timestamp),
+    ).where(columns.status.in_(LIMIT_OUTCOMES))
+    for column, value in ((columns.team, team), (columns.key_id, key)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    return stmt.group_by(*group_keys(*grouping, columns.status, columns.blocked_by))
+
+
+def limits(
+    database: Database,
+    period: Period,
+    *,
+    by: LimitsGrouping = "key",
+    team: str | None = None,
+    key: str | None = None,
+) -> LimitsReport:
+    """Refusals by a rate limit or a budget in ``period``, per key (or team), surface and limit."""
+    if by not in ("key", "team"):
+        raise ValueError(f"limits are grouped by key or team, not {by!r}")
+    rows: list[LimitHit] = []
+    with connect(database) as connection:
+        surfaces: tuple[tuple[Any, Surface], ...] = ((_T, "tools"), (_M, "models"))
+        for columns, surface in surfaces:
+            stmt = within(_query(columns, by, team, key), columns.timestamp, period)
+            for row in connection.execute(stmt):
+                values = list(row) if by == "key" else [None, *row]
+                key_id, row_team, status, blocked_by, count, first, last = values
+                rows.append(
+                    LimitHit(
+                        key_id, row_team, surface, status, blocked_by, int(count), as_utc(first), as_utc(last)
+                    )
+                )
+    rows.sort(key=lambda r: (-r.refusals, r.key_id or "", r.team or "", r.surface, r.blocked_by or ""))
+    return LimitsReport(period, by, rows)
