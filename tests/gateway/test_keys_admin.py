@@ -225,3 +225,27 @@ def test_revoke_ends_database_secrets_and_the_files_secret(engine: Engine) -> No
     assert key_change_version(engine) == 4  # create, rotate, revoke, file revocation
     # After a revocation the id can be given a new key.
     assert admin.create("vk_sam", KeySettings()).key.state == "active"
+
+
+def test_the_same_on_postgresql() -> None:
+    """JSON settings, rotation and the change counter on PostgreSQL (a database of this test's own)."""
+    from tests.postgres import scratch_database
+
+    with scratch_database("keys_test") as url:
+        engine = make_engine(url)
+        try:
+            create_schema(engine)
+            admin = KeysAdmin(engine, policy())
+            settings = parse_settings(
+                {"team": "backend", "budget": {"weekly_limit_usd": 3}, "tool_permissions": "*"}
+            )
+            first = admin.create("vk_pg", settings)
+            admin.rotate("vk_pg", timedelta(minutes=10))
+            admin.update("vk_pg", {"allowed_models": ["claude-*"]})
+            (stored,) = load_stored_keys(engine)
+            assert stored.settings == settings.model_copy(update={"allowed_models": ["claude-*"]})
+            assert len(stored.secrets) == 2 and admin.verify_secret("vk_pg", first.secret)
+            assert admin.revoke("vk_pg").database_secrets == 2
+            assert load_stored_keys(engine) == () and key_change_version(engine) == 4
+        finally:
+            engine.dispose()
