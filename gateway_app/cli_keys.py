@@ -4,27 +4,24 @@ A thin layer over `gateway_app.keys_admin` (which decides what a change may be) 
 `gateway_app.onboarding`: parse flags, call the service, print. Settings flags take the policy
 file's shapes; ``--json`` prints machine-readable output. A new secret is printed once, by
 ``create`` and ``rotate`` (``--onboard`` prints, or ``--write`` writes, what a developer needs with
-it); ``onboard`` on its own needs the secret from the environment or a prompt, never from a file.
+it); ``onboard`` (`gateway_app.cli_onboard`) does it later. Flags: `gateway_app.cli_key_flags`.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
-import re
 import sys
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import yaml
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from gateway_app.cli import _engine_for, _load
+from gateway_app.cli_key_flags import CliError, database_flags, duration, setting_changes, settings_flags
+from gateway_app.cli_onboard import add_onboard_command, deliver, onboard_flags
 from gateway_app.keys_admin import (
     DEFAULT_ROTATION_GRACE,
     SETTING_FIELDS,
@@ -36,93 +33,8 @@ from gateway_app.keys_admin import (
     parse_settings,
     settings_json,
 )
-from gateway_app.onboarding import OnboardingError, build_kit, default_gateway_url, write_kit
+from gateway_app.onboarding import OnboardingError, build_kit, default_gateway_url
 from policies import GatewayPolicy
-
-ONBOARD_SECRET_ENV = "MCPGW_ONBOARD_SECRET"  # noqa: S105 - the name of a variable, not a secret
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"s": 1, "": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-
-
-class CliError(Exception):
-    """Stop the command with a message on stderr and an exit status."""
-
-    def __init__(self, message: str, status: int = 2) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-# -- parsing flags -----------------------------------------------------------------------------
-
-
-def duration(text: str) -> timedelta:
-    """``90d``, ``12h``, ``30m``, ``45s``, ``2w`` (a bare number is seconds)."""
-    found = _DURATION.match(text)
-    if found is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90d, 12h, 30m, 45s or 2w")
-    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
-
-
-def timestamp(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time such as 2027-01-31T18:00Z"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _yaml_value(flag: str, text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CliError(f"{flag}: not valid YAML ({str(exc).splitlines()[0]})") from None
-
-
-def _mapping(flag: str, text: str) -> Any:
-    """A YAML mapping (``{requests_per_minute: 60}``) or ``name=value,name=value``."""
-    if "=" in text and not text.lstrip().startswith("{"):
-        pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
-        if any(len(pair) != 2 for pair in pairs):
-            raise CliError(f"{flag}: write name=value,name=value or a YAML mapping")
-        return {name.strip(): _yaml_value(flag, value) for name, value in pairs}
-    return _yaml_value(flag, text)
-
-
-def _permissions(text: str) -> Any:
-    """``*``, ``server,server`` or YAML (``[filesystem]``, ``{filesystem: [read_file, "list_*"]}``)."""
-    stripped = text.strip()
-    if stripped == "*":
-        return "*"
-    if stripped.startswith(("[", "{")):
-        return _yaml_value("--tools", stripped)
-    return [part.strip() for part in stripped.split(",") if part.strip()]
-
-
-def setting_changes(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings flags given, in the policy file's shapes (validated by the service)."""
-    changes: dict[str, Any] = {}
-    if args.name is not None:
-        changes["name"] = args.name
-    if args.team is not None:
-        changes["team"] = args.team
-    if args.allowed_models is not None:
-        changes["allowed_models"] = [m.strip() for m in args.allowed_models.split(",") if m.strip()]
-    if args.rate_limit is not None:
-        changes["rate_limit"] = _mapping("--rate-limit", args.rate_limit)
-    if args.budget is not None:
-        changes["budget"] = _mapping("--budget", args.budget)
-    if args.tools is not None:
-        changes["tool_permissions"] = _permissions(args.tools)
-    if args.expires_in is not None and args.expires_at is not None:
-        raise CliError("give --expires-in or --expires-at, not both")
-    if args.expires_in is not None:
-        changes["expires_at"] = datetime.now(UTC) + args.expires_in
-    elif args.expires_at is not None:
-        changes["expires_at"] = args.expires_at
-    return changes
-
 
 # -- output ------------------------------------------------------------------------------------
 
@@ -274,7 +186,7 @@ def _report_issued(args: argparse.Namespace, admin: KeysAdmin, issued: IssuedKey
     else:
         print_issued(issued, verb)
     if kit is not None:
-        _deliver(kit, args, show=not args.json)
+        deliver(kit, args, show=not args.json)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -379,141 +291,6 @@ _KEY_COMMANDS = {
 }
 
 
-# -- onboarding --------------------------------------------------------------------------------
-
-
-def _deliver(kit: Any, args: argparse.Namespace, *, show: bool) -> None:
-    """Write the kit to ``--write DIR`` or print it (``show``; with --json it is in the JSON)."""
-    if args.write is not None:
-        written = write_kit(kit, Path(args.write))
-        print(
-            f"wrote {', '.join(str(p) for p in written)} (the first two hold the secret: mode 0600)",
-            file=sys.stderr,
-        )
-        return
-    if not show:
-        return
-    print()
-    print("# 1. MCP tools through the gateway (run once; --scope user keeps the secret in ~/.claude.json):")
-    print(kit.mcp_add)
-    print(
-        "# 2. Model traffic: this env block goes into ~/.claude/settings.json (merge it if the file exists)"
-    )
-    print(kit.settings_json(), end="")
-    print(f"# Model: {kit.models.explanation}")
-    print("# Never put these in shared files (.mcp.json, a project's .claude/settings.json).")
-
-
-def _onboard_secret(args: argparse.Namespace) -> str:
-    secret = os.environ.get(args.secret_env, "").strip()
-    if secret:
-        return secret
-    if sys.stdin.isatty():
-        secret = getpass.getpass(f"secret of key {args.key} (not echoed): ").strip()
-        if secret:
-            return secret
-    raise CliError(
-        f"onboarding needs the key's secret: set {args.secret_env} (or run in a terminal to be asked). "
-        "The gateway keeps only its digest; `keys create|rotate ... --onboard` does it with the new secret",
-    )
-
-
-def cmd_onboard(args: argparse.Namespace) -> int:
-    try:
-        policy = _load(args.config).policy
-        admin = _admin(args, policy, read_only=True)
-        principal, own_models = admin.subject(args.key)
-        secret = _onboard_secret(args)
-        if not admin.verify_secret(args.key, secret):
-            raise CliError(
-                f"that is not a working secret of key {args.key!r} (revoked, expired, or another key's)"
-            )
-        kit = build_kit(
-            policy, principal, own_models, secret, args.gateway_url or default_gateway_url(policy), args.model
-        )
-    except KeyNotFound as exc:
-        print(f"mcp-gateway: {exc}", file=sys.stderr)
-        return 1
-    except (KeyRequestError, OnboardingError) as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return 2
-    except CliError as exc:
-        print(f"mcp-gateway: {exc}", file=sys.stderr)
-        return exc.status
-    if args.json:
-        _print_json(kit.to_json())
-    _deliver(kit, args, show=not args.json)
-    return 0
-
-
-# -- the parser --------------------------------------------------------------------------------
-
-
-def _database_flags(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument(
-        "--config",
-        help="policy file: its gateway.database_url, and the policy keys are checked against "
-        "(teams, servers, keys it declares)",
-    )
-    cmd.add_argument(
-        "--database-url", help="the database to use; overrides the policy file's gateway.database_url"
-    )
-    cmd.add_argument("--json", action="store_true", help="print JSON instead of tables and sentences")
-
-
-def _settings_flags(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--name", help="display name (default: the key id)")
-    cmd.add_argument(
-        "--team", help="a team the policy (--config) knows; the key inherits its models and tools"
-    )
-    cmd.add_argument(
-        "--allowed-models",
-        metavar="LIST",
-        help="comma-separated model names or globs (e.g. 'claude-sonnet-*,fast'); default: the team's",
-    )
-    cmd.add_argument(
-        "--rate-limit",
-        metavar="LIMITS",
-        help="the key's own limits, as a file key's rate_limit: "
-        "'requests_per_minute=60,tokens_per_minute=400000' or YAML; fields: requests_per_minute, "
-        "tokens_per_minute, concurrent_requests, tool_calls_per_minute",
-    )
-    cmd.add_argument(
-        "--budget",
-        metavar="LIMITS",
-        help="the key's own budget in USD, as a budgets.virtual_key_overrides entry: "
-        "'daily_limit_usd=20,alert_threshold=0.8' or YAML; fields: daily_limit_usd, weekly_limit_usd, "
-        "monthly_limit_usd, alert_threshold",
-    )
-    cmd.add_argument(
-        "--tools",
-        metavar="SPEC",
-        help="tool permissions, replacing the team's: '*', 'filesystem,database' (servers) or YAML "
-        "'{filesystem: [read_file, \"list_*\"]}' (tool globs per server)",
-    )
-    cmd.add_argument("--expires-in", type=duration, metavar="DURATION", help="expire after e.g. 90d, 12h, 2w")
-    cmd.add_argument(
-        "--expires-at", type=timestamp, metavar="TIME", help="expire at an ISO 8601 time (UTC by default)"
-    )
-
-
-def _onboard_flags(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument(
-        "--write",
-        metavar="DIR",
-        help="write claude-mcp-add.sh, settings.json (both 0600: they hold the secret) and "
-        "README-onboarding.txt into DIR instead of printing them",
-    )
-    cmd.add_argument(
-        "--gateway-url",
-        metavar="URL",
-        help="the gateway's address as developers reach it (default: the policy's gateway.host and port)",
-    )
-    cmd.add_argument(
-        "--model", help="the model Claude Code should use (default: chosen from what the key may use)"
-    )
-
-
 def add_key_commands(sub: Any) -> None:
     """Register ``keys ...`` and ``onboard`` on the ``mcp-gateway`` parser's subcommands."""
     keys = sub.add_parser("keys", help="manage the virtual keys kept in the database")
@@ -523,11 +300,11 @@ def add_key_commands(sub: Any) -> None:
     create.add_argument(
         "key_id", metavar="ID", help="the key's id (what the audit log and limits are keyed by)"
     )
-    _settings_flags(create)
+    settings_flags(create)
     create.add_argument(
         "--onboard", action="store_true", help="also print (or --write) what a developer needs to use the key"
     )
-    _onboard_flags(create)
+    onboard_flags(create)
 
     listing = keys_sub.add_parser("list", help="the keys and the state of their secrets")
     listing.add_argument(
@@ -539,7 +316,7 @@ def add_key_commands(sub: Any) -> None:
 
     update = keys_sub.add_parser("update", help="change a key's settings (its secret stays)")
     update.add_argument("key_id", metavar="ID", help="the key's id")
-    _settings_flags(update)
+    settings_flags(update)
     update.add_argument(
         "--unset",
         action="append",
@@ -574,27 +351,9 @@ def add_key_commands(sub: Any) -> None:
         action="store_true",
         help="also print (or --write) what a developer needs with the new secret",
     )
-    _onboard_flags(rotate)
+    onboard_flags(rotate)
 
     for cmd in (create, listing, show, update, revoke, rotate):
-        _database_flags(cmd)
+        database_flags(cmd)
         cmd.set_defaults(func=cmd_keys)
-
-    onboard = sub.add_parser(
-        "onboard", help="what one developer needs to use a key with Claude Code (MCP line, settings.json env)"
-    )
-    onboard.add_argument("--key", required=True, metavar="ID", help="the key's id")
-    onboard.add_argument(
-        "--config", required=True, help="policy file: the gateway's address, routes and teams"
-    )
-    onboard.add_argument("--database-url", help="overrides the policy file's gateway.database_url")
-    onboard.add_argument(
-        "--secret-env",
-        default=ONBOARD_SECRET_ENV,
-        metavar="VAR",
-        help=f"environment variable holding the key's secret (default {ONBOARD_SECRET_ENV}); "
-        "without it you are asked in a terminal",
-    )
-    onboard.add_argument("--json", action="store_true", help="print JSON")
-    _onboard_flags(onboard)
-    onboard.set_defaults(func=cmd_onboard)
+    add_onboard_command(sub)

@@ -234,7 +234,9 @@ class KeysAdmin:
     def _info(self, key_id: str, rows: list[ApiKey]) -> KeyInfo:
         now = self.clock()
         current = keystore.current_row(rows)
-        base = current or rows[0]
+        base = current or max(
+            rows, key=lambda r: (r.created_at, r.id or 0)
+        )  # a revoked key: its last settings
         secrets = tuple(
             SecretInfo(r.prefix, r.created_at, r.state(now), r.grace_until, r.revoked_at)
             for r in sorted(rows, key=lambda r: (r.created_at, r.id or 0), reverse=True)
