@@ -9,6 +9,11 @@ created or revoked) therefore never gives one request a mix of old and new
 decisions, and nothing needs to be invalidated: the old snapshot and all its
 memos simply stop being used.
 
+A database key's own settings (`policies.keys.KeySettings`: models, limits, budget,
+tool permissions) are its own entries exactly as a file key's are: each wins over its
+team's, and an unset one inherits. A database key with the id of a file key is that
+file key (only its expiry is its own).
+
 The memos inside (per key and team) are caches of pure functions of the snapshot,
 bounded, and private to it.
 """
