@@ -152,6 +152,7 @@ def create_app(
             max_sessions=policy.gateway.max_sessions,
             max_per_key=policy.gateway.max_sessions_per_key,
         )
+        state.on_keys_ended(sessions.close_keys)  # a revoked key's sessions (and their GET streams) end
         runtime = GatewayRuntime(state, engine, hub, audit, sessions, shutdown, limiter)
         hub.start()
         wait = policy.mcp.startup_wait_seconds
@@ -161,6 +162,7 @@ def create_app(
                 "accepting requests before these upstreams answered (%g s): %s", wait, ", ".join(late)
             )
         sweeper = asyncio.create_task(_sweep_sessions(runtime), name="session-sweeper")
+        key_watcher = asyncio.create_task(state.watch_keys(), name="key-watcher")
         app.state.runtime = runtime  # for embedding code and tests; requests use the lifespan state
         app.state.llm = llm
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC, whose
@@ -173,6 +175,7 @@ def create_app(
             gc.unfreeze()
             shutdown.trigger()
             sweeper.cancel()
+            key_watcher.cancel()
             # Every step runs even if an earlier one failed: the rows in memory must reach the database.
             await _step("close sessions", sessions.close_all)
             await _step("stop the upstream servers", hub.stop)

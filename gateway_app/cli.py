@@ -1,4 +1,4 @@
-"""The ``mcp-gateway`` command: serve, check, keys, audit, report, db, demo-secrets."""
+"""The ``mcp-gateway`` command: serve, check, keys, onboard, audit, report, db, demo-secrets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -294,91 +293,6 @@ def _engine_for(
         raise SystemExit(1) from None
 
 
-def cmd_keys(args: argparse.Namespace) -> int:
-    from gateway_common.keystore import KeyRequestError, check_new_key
-
-    policy = _load(args.config).policy if args.config else None
-    if args.keys_command == "create":
-        if args.team is not None and policy is None:
-            print("--team needs --config FILE: the team is checked against the policy", file=sys.stderr)
-            return 2
-        if policy is not None:
-            try:
-                check_new_key(policy, args.key_id, args.team)
-            except KeyRequestError as exc:
-                print(f"refused: {exc}", file=sys.stderr)
-                return 2
-        return _create_key(args, _engine_for(args, policy))
-    engine = _engine_for(args, policy, read_only=args.keys_command == "list")
-    if args.keys_command == "list":
-        return _list_keys(args, engine)
-    return _revoke_key(args, engine, policy)
-
-
-def _create_key(args: argparse.Namespace, engine: Any) -> int:
-    from gateway_common.keystore import create_key, revoked_file_key_ids
-
-    expires = timedelta(days=args.expires_in_days) if args.expires_in_days else None
-    record, secret = create_key(engine, args.key_id, name=args.name, team=args.team, expires_in=expires)
-    print(f"Created a secret for key {record.key_id!r} (prefix {record.prefix}). It is shown once:")
-    print(secret)
-    if record.key_id in revoked_file_key_ids(engine):
-        print(
-            f"(the policy-file secret of {record.key_id!r} stays revoked; this new secret works)",
-            file=sys.stderr,
-        )
-    return 0
-
-
-def _list_keys(args: argparse.Namespace, engine: Any) -> int:
-    from gateway_common.keystore import file_key_revocations, list_keys
-
-    rows = list_keys(engine, include_revoked=args.all)
-    print(f"{'KEY ID':24} {'PREFIX':12} {'TEAM':14} {'CREATED (UTC)':20} {'EXPIRES':20} STATE")
-    for row in rows:
-        state = "revoked" if row.revoked_at else ("active" if row.is_active() else "expired")
-        until = row.expires_at.strftime("%Y-%m-%d %H:%M") if row.expires_at else "-"
-        print(
-            f"{row.key_id:24} {row.prefix:12} {row.team or '-':14} "
-            f"{row.created_at.strftime('%Y-%m-%d %H:%M'):20} {until:20} {state}"
-        )
-    if args.all:
-        for revocation in file_key_revocations(engine):
-            revoked = revocation.revoked_at.strftime("%Y-%m-%d %H:%M")
-            print(f"{revocation.key_id:24} {'(file)':12} {'-':14} {'-':20} {'-':20} revoked {revoked}")
-    return 0
-
-
-def _revoke_key(args: argparse.Namespace, engine: Any, policy: GatewayPolicy | None) -> int:
-    from gateway_common.keystore import revoke_file_key, revoke_key
-
-    key_id = args.key_id
-    count = revoke_key(engine, key_id)
-    declared = policy.key(key_id) if policy is not None else None
-    has_file_secret = declared is not None and bool(declared.secret_env or declared.secret_sha256)
-    file_revoked = has_file_secret and revoke_file_key(engine, key_id)
-    if count:
-        print(f"revoked {count} database secret(s) of key {key_id!r}")
-        if policy is None:
-            print("(a policy-file secret of this id is only revoked with --config FILE)", file=sys.stderr)
-    if file_revoked:
-        print(f"revoked the policy-file secret of key {key_id!r} (whatever value it has now or later)")
-    if count or file_revoked:
-        print("running gateways stop accepting them within gateway.key_refresh_seconds")
-        return 0
-    if has_file_secret:
-        print(f"key {key_id!r} is already revoked", file=sys.stderr)
-    elif policy is None:
-        print(
-            f"no active database secret for key {key_id!r} (to revoke a key declared in a policy file, "
-            "give --config FILE)",
-            file=sys.stderr,
-        )
-    else:
-        print(f"no active secret for key {key_id!r}", file=sys.stderr)
-    return 1
-
-
 # -- db ----------------------------------------------------------------------------------
 
 
@@ -487,24 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--timeout", type=float, default=20.0)
     check.set_defaults(func=cmd_check)
 
-    keys = sub.add_parser("keys", help="manage key secrets kept in the database")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    for name in ("create", "list", "revoke"):
-        cmd = keys_sub.add_parser(name)
-        cmd.add_argument(
-            "--config",
-            help="policy file: its gateway.database_url, its teams (create) and its keys (revoke)",
-        )
-        cmd.add_argument("--database-url", help="overrides the policy file's gateway.database_url")
-        if name in ("create", "revoke"):
-            cmd.add_argument("key_id", metavar="ID")
-        if name == "create":
-            cmd.add_argument("--name")
-            cmd.add_argument("--team", help="a team the policy (--config) knows; not for keys it declares")
-            cmd.add_argument("--expires-in-days", type=float)
-        if name == "list":
-            cmd.add_argument("--all", action="store_true", help="include revoked secrets")
-        cmd.set_defaults(func=cmd_keys)
+    from gateway_app.cli_keys import add_key_commands
+
+    add_key_commands(sub)  # keys create|list|show|update|revoke|rotate, onboard
 
     from gateway_app.cli_reports import register
 

@@ -26,7 +26,7 @@ from gateway_app.migrations.errors import (
 from gateway_app.migrations.lock import LOCK_WAIT_SECONDS
 from gateway_app.migrations.runner import SchemaState, Upgrade, read_state, upgrade
 from gateway_common.db import DatabaseNotFound, make_engine, sqlite_file
-from gateway_common.keystore import ApiKey, FileKeyRevocation
+from gateway_common.keystore import ApiKey, FileKeyRevocation, KeyChange
 from llm_proxy.ledger import BudgetAlertRecord, ModelRequest
 from mcp_gateway.audit.models import ToolCall
 
@@ -53,7 +53,7 @@ UPGRADE_HINT = "run `mcp-gateway db upgrade --config FILE` (or --database-url UR
 
 
 def all_tables() -> list[Table]:
-    models = (ApiKey, FileKeyRevocation, ToolCall, ModelRequest, BudgetAlertRecord)
+    models = (ApiKey, FileKeyRevocation, KeyChange, ToolCall, ModelRequest, BudgetAlertRecord)
     return [model.__table__ for model in models]  # type: ignore[union-attr]
 
 

@@ -78,7 +78,10 @@ async def authenticate(rt: LlmRuntime, headers: dict[str, str]) -> tuple[Princip
         )
     principal, snapshot = await rt.state.authenticate(secret)
     if principal is None:
-        raise AuthenticationFailed("Invalid virtual key (unknown, revoked or expired)")
+        # Expired (or rotated out) is said only to a holder of that very secret; the rest get one answer.
+        raise AuthenticationFailed(
+            snapshot.refusal(secret) or "Invalid virtual key (unknown, revoked or disabled)"
+        )
     return principal, snapshot
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import calendar
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -205,7 +205,9 @@ def _limits(config: BudgetLimits) -> tuple[tuple[Period, float], ...]:
 class BudgetScopes:
     """Which budgets a policy defines and which apply to a caller or a provider (pure, per snapshot)."""
 
-    def __init__(self, policy: GatewayPolicy) -> None:
+    def __init__(self, policy: GatewayPolicy, key_budgets: Mapping[str, BudgetLimits] | None = None) -> None:
+        """``key_budgets``: budgets of keys kept outside the file (database keys'), by key id; each
+        replaces a ``budgets.keys`` entry of the same id."""
         budgets = policy.budgets
         default = budgets.default_alert_threshold
 
@@ -216,6 +218,7 @@ class BudgetScopes:
         self._org = scope("org", "", budgets.org) if budgets.org is not None else None
         self._teams = {b.name: scope("team", b.name, b) for b in budgets.teams}
         self._keys = {b.id: scope("key", b.id, b) for b in budgets.keys}
+        self._keys.update((key_id, scope("key", key_id, b)) for key_id, b in (key_budgets or {}).items())
         self._providers = {b.name: scope("provider", b.name, b) for b in budgets.providers}
 
     @property

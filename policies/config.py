@@ -89,7 +89,9 @@ class GatewaySettings(BaseModel):
         default=10.0,
         gt=0,
         description=(
-            "How often keys created or revoked with `mcp-gateway keys` are re-read from the database (s)."
+            "How often every key is re-read from the database in any case (s). Changes made with "
+            "`mcp-gateway keys` are seen sooner: each bumps a counter that gateways read every second "
+            "(or every key_refresh_seconds, if shorter)."
         ),
     )
     allowed_hosts: list[str] | None = Field(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from policies.budgets import BudgetLimits
 from policies.limits import RateLimit
+from policies.permissions import PermissionSpec
 from policies.secrets import is_sha256_hex
 
 KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -88,6 +90,57 @@ class VirtualKeyConfig(BaseModel):
     @property
     def display_name(self) -> str:
         return self.name or self.id
+
+
+class KeySettings(BaseModel):
+    """What a key kept in the database says about itself (``mcp-gateway keys create|update``).
+
+    The same shapes as the policy file's: ``rate_limit`` as a file key's, ``budget`` as an entry of
+    ``budgets.virtual_key_overrides``, ``tool_permissions`` as an entry of
+    ``mcp.virtual_key_permissions``. A field left unset inherits, exactly as for a file key: the
+    key's team's models and tools, no limit or budget of its own. A key the policy file declares
+    (same id) takes everything but ``expires_at`` from the file.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(default=None, min_length=1, max_length=200, description="Display name.")
+    team: str | None = Field(
+        default=None, pattern=TEAM_NAME_PATTERN, description="Team: it inherits the team's models and tools."
+    )
+    allowed_models: list[str] | None = Field(
+        default=None, description="Model names or globs; unset inherits the team's, else any routed model."
+    )
+    rate_limit: RateLimit | None = Field(default=None, description="Limits for this key alone.")
+    budget: BudgetLimits | None = Field(
+        default=None, description="USD limits for this key alone (daily, weekly, monthly; alert threshold)."
+    )
+    tool_permissions: PermissionSpec | None = Field(
+        default=None,
+        description=(
+            'Tools the key may use: "*", a list of servers, or {server: [tool globs] or "*"}; '
+            "replaces the team's entry."
+        ),
+    )
+    expires_at: datetime | None = Field(default=None, description="When the key stops working (UTC).")
+
+    @field_validator("allowed_models")
+    @classmethod
+    def _models(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not m.strip() or len(m) > 256 for m in value):
+            raise ValueError("model names and globs must be non-empty and at most 256 characters")
+        return value
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    def inherited(self) -> bool:
+        """True when the key sets nothing of its own but possibly its expiry."""
+        return self.model_dump(exclude_none=True, exclude={"expires_at"}) == {}
 
 
 @dataclass(frozen=True, slots=True)

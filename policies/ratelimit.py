@@ -163,12 +163,17 @@ class RateLimiter:
         return RateDecision(False, retry_after, limit.blocked_by, message)
 
 
-def build_rate_plan(policy: GatewayPolicy, principal: Principal) -> RatePlan:
-    """The limits of a key and its team under ``policy`` (a key's own and its team's both apply)."""
+def build_rate_plan(policy: GatewayPolicy, principal: Principal, own: RateLimit | None = None) -> RatePlan:
+    """The limits of a key and its team under ``policy`` (a key's own and its team's both apply).
+
+    ``own``: the key's own limits when they are kept outside the file (a database key's).
+    """
     scoped: list[tuple[str, str, RateLimit]] = []
-    key = policy.key(principal.key_id)
-    if key is not None and key.rate_limit is not None:
-        scoped.append((f"key:{principal.key_id}", f"key {principal.key_id!r}", key.rate_limit))
+    if own is None:
+        key = policy.key(principal.key_id)
+        own = key.rate_limit if key is not None else None
+    if own is not None:
+        scoped.append((f"key:{principal.key_id}", f"key {principal.key_id!r}", own))
     team = policy.team(principal.team)
     if team is not None and team.rate_limit is not None:
         scoped.append((f"team:{team.name}", f"team {team.name!r}", team.rate_limit))

@@ -10,6 +10,7 @@ the client asked for or the name the route sends upstream.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,8 +43,13 @@ class RouteResult:
 
 
 class ModelRouter:
-    def __init__(self, policy: GatewayPolicy) -> None:
+    def __init__(
+        self, policy: GatewayPolicy, key_models: Mapping[str, tuple[str, ...]] | None = None
+    ) -> None:
+        """``key_models``: ``allowed_models`` of keys kept outside the file (database keys'), by key id;
+        they win over the team's, as a file key's own list does."""
         self.policy = policy
+        self._key_models = dict(key_models or {})
         self._kinds: dict[str, ProviderKind] = {p.name: p.kind for p in policy.providers}
         self._exact: dict[str, ModelRoute] = {}
         self._globs: list[ModelRoute] = []
@@ -76,7 +82,8 @@ class ModelRouter:
     def allowed_patterns(self, principal: Principal) -> tuple[str, ...] | None:
         cache_key = (principal.key_id, principal.team)
         if cache_key not in self._allowed:
-            patterns = self.policy.allowed_models(principal)
+            own = self._key_models.get(principal.key_id)
+            patterns = own if own is not None else self.policy.allowed_models(principal)
             self._allowed[cache_key] = None if patterns is None else tuple(patterns)
         return self._allowed[cache_key]
 

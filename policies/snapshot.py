@@ -9,6 +9,11 @@ created or revoked) therefore never gives one request a mix of old and new
 decisions, and nothing needs to be invalidated: the old snapshot and all its
 memos simply stop being used.
 
+A database key's own settings (`policies.keys.KeySettings`: models, limits, budget,
+tool permissions) are its own entries exactly as a file key's are: each wins over its
+team's, and an unset one inherits. A database key with the id of a file key is that
+file key (only its expiry is its own).
+
 The memos inside (per key and team) are caches of pure functions of the snapshot,
 bounded, and private to it.
 """
@@ -25,7 +30,7 @@ from policies.bounds import MAX_NAME_CHARS
 from policies.budgeting import BudgetScope, BudgetScopes
 from policies.config import GatewayPolicy
 from policies.counters import Clock
-from policies.keys import Principal
+from policies.keys import KeySettings, Principal
 from policies.permissions import ToolGrant
 from policies.pricing import PriceBook
 from policies.ratelimit import RatePlan, build_rate_plan
@@ -37,14 +42,22 @@ _MEMO_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
+class StoredSecret:
+    """One secret of a database key, as a digest."""
+
+    sha256: str
+    grace_until: datetime | None = None
+    """Set when `keys rotate` replaced this secret: it keeps working until then (its grace period)."""
+
+
+@dataclass(frozen=True, slots=True)
 class StoredKey:
-    """A virtual key kept in the database, as a snapshot needs it (its secret only as a digest)."""
+    """A virtual key kept in the database, as a snapshot needs it: its own settings (unset fields
+    inherit) and its usable secrets."""
 
     key_id: str
-    name: str | None
-    team: str | None
-    secret_sha256: str
-    expires_at: datetime | None
+    settings: KeySettings
+    secrets: tuple[StoredSecret, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +65,23 @@ class KeyEntry:
     digest: str
     principal: Principal
     expires_at: datetime | None
+    replaced: bool = False
+    """``expires_at`` is the end of the grace period of a secret that a rotation replaced."""
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
+
+    def refusal(self) -> str:
+        """What the holder of this (expired) secret is told; it names nothing they do not know."""
+        assert self.expires_at is not None
+        when = self.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        key = self.principal.key_id
+        if self.replaced:
+            return (
+                f"This secret of virtual key {key!r} was replaced by a new one (key rotation) and stopped "
+                f"working on {when}: use the new secret"
+            )
+        return f"Virtual key {key!r} expired on {when}: ask the gateway's administrator to renew it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +112,23 @@ class PolicySnapshot:
         virtual_key_digests: frozenset[str],
         admin: AdminTokens,
         clock: Clock,
+        own_settings: Mapping[str, KeySettings] | None = None,
     ) -> None:
         self.version = version
         """Counts snapshots in this process (for logs and the admin API; not stable across restarts)."""
         self.policy = policy
         self.admin = admin
-        self.router = ModelRouter(policy)
-        self.budget_scopes = BudgetScopes(policy)
+        own = dict(own_settings or {})
+        self._own = own
+        """Database keys' own settings by key id (keys the file declares are not in it: the file decides)."""
+        self.router = ModelRouter(
+            policy, {k: tuple(s.allowed_models) for k, s in own.items() if s.allowed_models is not None}
+        )
+        self.budget_scopes = BudgetScopes(
+            policy, {k: s.budget for k, s in own.items() if s.budget is not None}
+        )
         self.prices = PriceBook(policy.pricing, clock)
+        self._clock = clock
         self._keys = dict(keys)
         self._virtual_key_digests = virtual_key_digests
         self._grants: dict[tuple[str, str | None], ToolGrant] = {}
@@ -104,13 +140,35 @@ class PolicySnapshot:
 
     def identify(self, secret: str, now: datetime | None = None) -> Principal | None:
         """The principal a secret belongs to, or None (unknown, revoked, disabled or expired)."""
-        digest = hash_secret(secret)
+        return self.principal_for(hash_secret(secret), now)
+
+    def principal_for(self, digest: str, now: datetime | None = None) -> Principal | None:
+        """`identify` for a secret's digest."""
         entry = self._keys.get(digest)
         if entry is None or not digests_equal(entry.digest, digest):
             return None
-        if entry.expires_at is not None and entry.expired(now or datetime.now(UTC)):
+        if entry.expires_at is not None and entry.expired(now or self.now()):
             return None
         return entry.principal
+
+    def knows_digest(self, digest: str) -> bool:
+        """Whether a digest is one of this snapshot's key entries (usable or expired)."""
+        return digest in self._keys
+
+    def refusal(self, secret: str, now: datetime | None = None) -> str | None:
+        """Why a secret this snapshot knows is refused (expired; replaced by a rotation and past its
+        grace), for its holder; None for every other secret, so that nothing is said about those."""
+        entry = self._keys.get(hash_secret(secret))
+        if entry is None or not entry.expired(now or self.now()):
+            return None
+        return entry.refusal()
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def usable_key_ids(self, now: datetime) -> dict[str, str]:
+        """Digest -> key id of every secret that works at ``now``."""
+        return {d: e.principal.key_id for d, e in self._keys.items() if not e.expired(now)}
 
     def knows_secret(self, digest: str) -> bool:
         """Whether a digest is any virtual key's (usable or revoked): never an admin token."""
@@ -126,14 +184,22 @@ class PolicySnapshot:
         memo_key = (principal.key_id, principal.team)
         grant = self._grants.get(memo_key)
         if grant is None:
-            grant = _remember(self._grants, memo_key, self.policy.tool_grant(principal))
+            grant = _remember(self._grants, memo_key, self._tool_grant(principal))
         return grant
+
+    def _tool_grant(self, principal: Principal) -> ToolGrant:
+        own = self._own.get(principal.key_id)
+        if own is not None and own.tool_permissions is not None:
+            return ToolGrant.from_spec(own.tool_permissions, f"key:{principal.key_id}")
+        return self.policy.tool_grant(principal)
 
     def rate_plan(self, principal: Principal) -> RatePlan:
         memo_key = (principal.key_id, principal.team)
         plan = self._rate_plans.get(memo_key)
         if plan is None:
-            plan = _remember(self._rate_plans, memo_key, build_rate_plan(self.policy, principal))
+            own = self._own.get(principal.key_id)
+            limits = own.rate_limit if own is not None else None
+            plan = _remember(self._rate_plans, memo_key, build_rate_plan(self.policy, principal, limits))
         return plan
 
     def caller_budgets(self, principal: Principal) -> tuple[BudgetScope, ...]:
@@ -201,17 +267,33 @@ def file_key_entries(
     return entries, frozenset(digests)
 
 
-def stored_key_entry(policy: GatewayPolicy, stored: StoredKey) -> KeyEntry | None:
-    """A database key: one with the id of a file key takes that key's team and name (and is off if
-    that key is disabled); any other stands alone with the team it was created with."""
+def stored_key_entries(policy: GatewayPolicy, stored: StoredKey) -> list[KeyEntry]:
+    """A database key's secrets. A key with the id of a file key is that key: the file decides its
+    name, team and everything else (and it is off while the file disables it); only its expiry is
+    its own. Any other stands alone with its own settings (`KeySettings`: unset ones inherit)."""
     declared = policy.key(stored.key_id)
+    settings = stored.settings
     if declared is not None:
         if declared.disabled:
-            return None
+            return []
         principal = Principal(stored.key_id, declared.display_name, declared.team, "database")
     else:
-        principal = Principal(stored.key_id, stored.name or stored.key_id, stored.team, "database")
-    return KeyEntry(stored.secret_sha256, principal, stored.expires_at)
+        principal = Principal(stored.key_id, settings.name or stored.key_id, settings.team, "database")
+    entries = []
+    for secret in stored.secrets:
+        expires, replaced = settings.expires_at, False
+        until = secret.grace_until
+        if until is not None and (expires is None or until < expires):
+            expires, replaced = until, True
+        entries.append(KeyEntry(secret.sha256, principal, expires, replaced))
+    return entries
+
+
+def ended_key_ids(old: PolicySnapshot, new: PolicySnapshot, now: datetime) -> frozenset[str]:
+    """Keys that had a working secret in ``old`` which ``new`` no longer accepts (revoked, removed
+    from the file, disabled, expiry moved into the past): what they hold open must end."""
+    usable = new.usable_key_ids(now)
+    return frozenset(key for digest, key in old.usable_key_ids(now).items() if digest not in usable)
 
 
 def build_snapshot(
@@ -228,9 +310,11 @@ def build_snapshot(
     serve as admin tokens)."""
     file_entries, file_digests = file_key_entries(policy, environ)
     keys = {d: e for d, e in file_entries.items() if e.principal.key_id not in revoked_file_keys}
+    own: dict[str, KeySettings] = {}
     for stored in stored_keys:
-        entry = stored_key_entry(policy, stored)
-        if entry is not None:
+        for entry in stored_key_entries(policy, stored):
             keys.setdefault(entry.digest, entry)
+        if policy.key(stored.key_id) is None:
+            own[stored.key_id] = stored.settings
     admin, warnings = AdminTokens.from_settings(policy.admin, environ, key_digests=file_digests | set(keys))
-    return PolicySnapshot(version, policy, keys, file_digests, admin, clock), warnings
+    return PolicySnapshot(version, policy, keys, file_digests, admin, clock, own), warnings

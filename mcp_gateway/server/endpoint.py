@@ -41,12 +41,16 @@ class McpEndpoint:
         received_at = time.perf_counter()
         headers = read_headers(scope)
         try:
-            principal, snapshot = await runtime.state.authenticate(bearer_token(headers.get("authorization")))
+            secret = bearer_token(headers.get("authorization"))
+            principal, snapshot = await runtime.state.authenticate(secret)
             if principal is None:
+                # A known key past its expiry (or a rotated-out secret past its grace) is told so;
+                # anything else gets the same answer, which says nothing about which keys exist.
+                refusal = snapshot.refusal(secret) if secret else None
                 raise HttpProblem(
                     401,
-                    "unauthorized",
-                    "Missing or invalid virtual key: send 'Authorization: Bearer <key>'",
+                    "key_expired" if refusal else "unauthorized",
+                    refusal or "Missing or invalid virtual key: send 'Authorization: Bearer <key>'",
                     {"WWW-Authenticate": 'Bearer realm="mcp-gateway"'},
                 )
             accept = headers.get("accept", "*/*")

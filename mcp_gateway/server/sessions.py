@@ -205,6 +205,17 @@ class SessionStore:
             self.close(session)
         return len(stale)
 
+    def close_keys(self, key_ids: frozenset[str]) -> int:
+        """Close every session of these keys (they were revoked): requests in flight on them are
+        cancelled and their GET streams end. Returns how many were closed."""
+        closed = 0
+        for key_id in key_ids:
+            for session in list(self._by_key.get(key_id, {}).values()):
+                self.close(session)
+                closed += 1
+                logger.info("session %s of key %s closed: the key is no longer valid", session.id[:8], key_id)
+        return closed
+
     def close_all(self) -> None:
         for session in list(self._sessions.values()):
             self.close(session)

@@ -6,7 +6,9 @@ tells a client ``notifications/tools/list_changed`` when *its* catalogue
 changed (another team's tools coming and going is nobody else's business),
 whether an upstream's tools changed or a new policy snapshot changed what the
 key may see; pings every 15 s so idle proxies keep the stream open, and ends
-the stream when the gateway stops.
+the stream when the gateway stops or the key is revoked (a revoked key's
+sessions are closed, which ends their GET streams; a listen stream ends with
+an error naming why).
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway_common.sse import encode_comment, encode_event
+from mcp_gateway import jsonrpc
+from mcp_gateway.errors import GatewayError, jsonrpc_error
 from mcp_gateway.server.sessions import Session
 from policies import Principal
+from policies.outcomes import Outcome
 
 if TYPE_CHECKING:
     from mcp_gateway.runtime import GatewayRuntime
@@ -29,6 +34,20 @@ from starlette.types import Receive, Send
 JsonObject = dict[str, Any]
 PING_INTERVAL = 15.0
 SUBSCRIPTION_ID_KEY = "io.modelcontextprotocol/subscriptionId"
+KEY_ENDED = -32013
+"""JSON-RPC code of `KeyEnded` (implementation-defined range)."""
+
+
+class KeyEnded(GatewayError):
+    """Ends a listen stream whose key stopped being valid while it was open."""
+
+    code = KEY_ENDED
+    outcome = Outcome.DENIED
+
+    def __init__(self) -> None:
+        super().__init__("The virtual key of this subscription is no longer valid (revoked or expired)")
+
+
 SSE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache, no-transform"),
@@ -87,7 +106,10 @@ async def _serve_changes(
     notification_meta: JsonObject | None,
     extra: list[asyncio.Future[Any]],
     watch_tools: bool = True,
+    end_mark: int | None = None,
 ) -> str:
+    """Serve until the client goes (``gone``), the gateway stops (``stop``) or, given the
+    ``end_mark`` read when the stream opened, the key stops being valid (``ended``)."""
     receive_task = asyncio.ensure_future(_wait_for_disconnect(receive))
     if last_signature is None:
         last_signature = _signature(runtime, principal)
@@ -99,6 +121,8 @@ async def _serve_changes(
             if wake == "ping":
                 await send({"type": "http.response.body", "body": PING, "more_body": True})
                 continue
+            if end_mark is not None and runtime.state.ended_since(principal.key_id, end_mark):
+                return "ended"
             signature = _signature(runtime, principal)
             if watch_tools and signature != last_signature:
                 last_signature = signature
@@ -150,6 +174,7 @@ async def serve_listen(
     if not isinstance(requested, dict):
         requested = {}
     honored: JsonObject = {"toolsListChanged": True} if requested.get("toolsListChanged") else {}
+    end_mark = runtime.state.end_mark
     meta = {SUBSCRIPTION_ID_KEY: request_id}
     ack = {
         "jsonrpc": "2.0",
@@ -159,9 +184,13 @@ async def serve_listen(
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
     await send({"type": "http.response.body", "body": sse_event(ack), "more_body": True})
     outcome = await _serve_changes(
-        runtime, principal, receive, send, None, meta, [], watch_tools=bool(honored)
+        runtime, principal, receive, send, None, meta, [], watch_tools=bool(honored), end_mark=end_mark
     )
-    if outcome == "stop":
+    if outcome == "ended":
+        final = jsonrpc.error_response(request_id, jsonrpc_error(KeyEnded()))
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": sse_event(final), "more_body": False})
+    elif outcome == "stop":
         final = {
             "jsonrpc": "2.0",
             "id": request_id,

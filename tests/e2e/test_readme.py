@@ -201,9 +201,33 @@ def test_the_check_command_works_as_written(demo: Demo) -> None:
 def test_the_keys_commands_work_as_written(demo: Demo) -> None:
     result = run_shell(block("keys"), demo.root, clean_env())
     assert result.returncode == 0, result.stderr
-    assert re.search(r"Created a secret for key 'vk_dev_sam' .*\nmgw_\S+\n", result.stdout), result.stdout
-    assert re.search(r"^vk_dev_sam +mgw_\S+ +backend .* active$", result.stdout, re.MULTILINE), result.stdout
-    assert "revoked 1 database secret(s) of key 'vk_dev_sam'" in result.stdout
+    out = result.stdout
+    assert re.search(r"Created key 'vk_dev_sam' \(team backend, .*\nmgw_\S+\n", out), out
+    assert re.search(
+        r"^ *vk_dev_sam +- +backend +mgw_\S+ +models, limits, budget .* active *$", out, re.MULTILINE
+    ), out
+    assert re.search(r"Rotated key 'vk_dev_sam' .*\nmgw_\S+\nthe replaced secret works until", out), out
+    assert re.search(
+        r"^ *tool_permissions +\{\"filesystem\":\[\"read_file\",\"list_directory\"\]\} *$", out, re.MULTILINE
+    ), out
+    assert "revoked 2 database secret(s) of key 'vk_dev_sam'" in out
+
+
+def test_the_onboarding_command_works_as_written(demo: Demo) -> None:
+    result = run_shell(block("onboard"), demo.root, clean_env())
+    assert result.returncode == 0, result.stderr
+    secret = result.stdout.splitlines()[1]
+    kit = demo.root / "onboarding" / "ana"
+    assert oct((kit / "settings.json").stat().st_mode & 0o777) == "0o600"
+    settings = orjson.loads((kit / "settings.json").read_text())
+    assert settings["env"] == {
+        "ANTHROPIC_BASE_URL": "https://gateway.example.com",
+        "ANTHROPIC_AUTH_TOKEN": secret,
+    }
+    assert (
+        f'https://gateway.example.com/mcp --header "Authorization: Bearer {secret}"'
+        in (kit / "claude-mcp-add.sh").read_text()
+    )
 
 
 def test_the_audit_commands_work_as_written(demo: Demo) -> None:

@@ -20,8 +20,9 @@ from sqlmodel import Session, select
 
 from gateway_app.cli import main
 from gateway_app.database import create_schema
+from gateway_app.keys_admin import known_teams
 from gateway_common.db import make_engine
-from gateway_common.keystore import ApiKey, FileKeyRevocation, known_teams, revoke_file_key
+from gateway_common.keystore import ApiKey, FileKeyRevocation, revoke_file_key
 from gateway_common.policy_state import PolicyState
 from policies import load_policy_text
 from policies.secrets import hash_secret
@@ -86,10 +87,12 @@ def test_keys_create_accepts_known_teams(tmp_path: Path, capsys: pytest.CaptureF
     config, url = write_policy(tmp_path, TEAMS_POLICY)
     assert main(["keys", "create", "vk_new", "--team", "frontend", "--config", config]) == 0
     assert main(["keys", "create", "vk_declared", "--team", "backend", "--config", config]) == 0
-    assert main(["keys", "create", "vk_declared", "--config", config]) == 0
     assert main(["keys", "create", "vk_loner", "--config", config]) == 0
+    # One key per id: a second secret is a rotation, not a second create.
+    capsys.readouterr()
+    assert main(["keys", "create", "vk_declared", "--config", config]) == 2
+    assert "key 'vk_declared' already exists: `keys rotate vk_declared`" in capsys.readouterr().err
     assert sorted((k.key_id, k.team or "-") for k in stored_keys(url)) == [
-        ("vk_declared", "-"),
         ("vk_declared", "backend"),
         ("vk_loner", "-"),
         ("vk_new", "frontend"),
@@ -99,7 +102,7 @@ def test_keys_create_accepts_known_teams(tmp_path: Path, capsys: pytest.CaptureF
 def test_keys_create_with_a_team_needs_the_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'gateway.db'}"
     assert main(["keys", "create", "vk_new", "--team", "backend", "--database-url", url]) == 2
-    assert "--team needs --config FILE" in capsys.readouterr().err
+    assert "a team is checked against the policy: give --config FILE" in capsys.readouterr().err
     assert stored_keys(url) == []
 
 

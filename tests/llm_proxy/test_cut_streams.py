@@ -20,10 +20,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from alembic import command
 from sqlalchemy import text
 
 from examples.servers.mock_model_api import MockModelApi
-from gateway_app.database import create_schema
+from gateway_app.migrations.runner import alembic_config
 from gateway_common.db import make_engine
 from llm_proxy.ledger import ModelRequest
 from policies.pricing import ESTIMATE_BYTES_PER_TOKEN
@@ -429,7 +430,8 @@ async def test_complete_streams_keep_the_providers_exact_usage(tmp_path: Path) -
 
 async def test_a_ledger_from_an_earlier_release_gains_the_usage_estimated_column(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'gateway.db'}")  # the database start_proxy uses
-    create_schema(engine)
+    with engine.begin() as conn:  # the last schema before migrations (0002), not this release's
+        command.upgrade(alembic_config(conn), "0002")
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE model_requests DROP COLUMN usage_estimated"))
         conn.execute(text("DROP TABLE gateway_schema_version"))  # earlier releases had no migrations
