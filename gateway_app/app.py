@@ -138,9 +138,10 @@ def create_app(
             logger.warning("%s", warning)
         engine = await asyncio.to_thread(make_engine, policy.gateway.database_url)
         await asyncio.to_thread(prepare_database, engine, policy.gateway.database_migrations)
-        audit = AuditWriter(engine, policy.gateway.audit)
-        await audit.start()
         state = PolicyState(policy, engine, clock=now)
+        # Redaction and content rules follow the current policy; the writer reads it in its own thread.
+        audit = AuditWriter(engine, policy.gateway.audit, policy=lambda: state.current.policy)
+        await audit.start()
         await state.refresh_keys()
         # One limiter and one budget book for both front doors (tools/call counts tool_calls_per_minute).
         limiter = RateLimiter(store, now)
