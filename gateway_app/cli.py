@@ -18,6 +18,7 @@ from typing import Any
 
 import uvicorn
 
+from gateway_app.cli_prune import add_audit_prune
 from gateway_app.serving import raise_open_file_limit, uvicorn_config
 from gateway_app.settings import Settings, load_policy_file
 from policies import ConfigError, GatewayPolicy, LoadedPolicy, Principal
@@ -558,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=50)
     audit.add_argument("--summary", action="store_true", help="counts per key, team, server, tool and status")
     audit.set_defaults(func=cmd_audit)
+    add_audit_prune(audit)
 
     db = sub.add_parser("db", help="the database schema: upgrade it, show its revision, list revisions")
     db_sub = db.add_subparsers(dest="db_command", required=True)
