@@ -20,6 +20,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway_app.database import prepare_database
 from gateway_app.guard import HostGuard, refusal_response
 from gateway_app.health import healthz, readyz
+from gateway_app.metrics import GatewayMetrics, metrics_endpoint
+from gateway_app.retention import RetentionTask
 from gateway_app.settings import Settings
 from gateway_common.db import make_engine
 from gateway_common.lifecycle import ShutdownSignal
@@ -131,6 +133,7 @@ def create_app(
     shutdown = ShutdownSignal()
     now = clock or time.time
     store = counter_store or MemoryCounterStore()
+    metrics = GatewayMetrics(policy.gateway.metrics, policy) if policy.gateway.metrics.enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -162,6 +165,10 @@ def create_app(
                 "accepting requests before these upstreams answered (%g s): %s", wait, ", ".join(late)
             )
         sweeper = asyncio.create_task(_sweep_sessions(runtime), name="session-sweeper")
+        retention = RetentionTask(engine, lambda: state.current.policy, now)
+        pruner = asyncio.create_task(retention.run(), name="retention")
+        if metrics is not None:
+            metrics.attach(runtime, llm, retention)
         app.state.runtime = runtime  # for embedding code and tests; requests use the lifespan state
         app.state.llm = llm
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC, whose
@@ -174,6 +181,7 @@ def create_app(
             gc.unfreeze()
             shutdown.trigger()
             sweeper.cancel()
+            pruner.cancel()
             # Every step runs even if an earlier one failed: the rows in memory must reach the database.
             await _step("close sessions", sessions.close_all)
             await _step("stop the upstream servers", hub.stop)
@@ -181,6 +189,8 @@ def create_app(
             logger.info("audit log flushed: %d records written", audit.written)
             await _step("flush the model ledger", llm.ledger.aclose)
             await _step("close the model proxy", llm.aclose)  # alerts and provider pools, each guarded
+            if metrics is not None:
+                metrics.detach()
             await _step("close the database", lambda: asyncio.to_thread(engine.dispose))
 
     mcp_endpoint = McpEndpoint()
@@ -191,6 +201,7 @@ def create_app(
             Route("/mcp", mcp_endpoint),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            *([Route("/metrics", metrics_endpoint, methods=["GET"])] if metrics is not None else []),
             *(Route(path, _no_oauth, methods=["GET", "POST"]) for path in _OAUTH_PATHS),
         ],
         lifespan=lifespan,
@@ -199,4 +210,5 @@ def create_app(
     )
     app.state.shutdown = shutdown
     app.state.settings = settings
+    app.state.metrics = metrics
     return app
