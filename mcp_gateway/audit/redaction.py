@@ -118,7 +118,9 @@ def _custom(pattern: str) -> Detector:
 
 
 _NO_MARKER = r"(?!\[redacted:)"
-_ASSIGNED = r"[\"']?\s*[:=]\s*[\"']?(?P<secret>" + _NO_MARKER + r"[^\s\"',;&}\]]+)"
+_QUOTE = r"\\?[\"']?"
+"""A quote, perhaps escaped: JSON text inside a string, or in a preview of JSON, has ``\\"``."""
+_ASSIGNED = _QUOTE + r"\s*[:=]\s*" + _QUOTE + r"(?P<secret>" + _NO_MARKER + r"[^\s\"',;&}\]\\]+)"
 """What follows a secret's name in ``password=...``, ``"token": "..."``, ``api_key: ...``."""
 _ASSIGNED_NAMES = (
     r"pass(?:word|wd|phrase)",
@@ -141,7 +143,13 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "aws_secret_key",
         re.compile(
-            r"aws_?secret_?access_?key[\"']?\s*[:=]?\s*[\"']?(?P<secret>" + _NO_MARKER + r"[a-z0-9/+=]{40})"
+            r"aws_?secret_?access_?key"
+            + _QUOTE
+            + r"\s*[:=]?\s*"
+            + _QUOTE
+            + r"(?P<secret>"
+            + _NO_MARKER
+            + r"[a-z0-9/+=]{40})"
         ),
         lower=True,
     ),

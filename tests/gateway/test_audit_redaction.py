@@ -155,6 +155,10 @@ def test_a_cut_preview_is_cleaned_as_json_text() -> None:
     for secret in ('abc"', "hunter2", GITHUB, "ghp_abc"):
         assert secret not in cleaned
     assert '"n": 1' in cleaned
+    # JSON text inside a string (a tool answering with JSON), as the preview of the result shows it.
+    embedded = orjson.dumps({"text": orjson.dumps({"password": "hunter2", "user": "bob"}).decode()}).decode()
+    cleaned, count = Redactor().json_text(embedded)
+    assert "hunter2" not in cleaned and "bob" in cleaned and count == 1
 
 
 # -- the writer ------------------------------------------------------------------------------
