@@ -20,6 +20,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway_app.database import prepare_database
 from gateway_app.guard import HostGuard, refusal_response
 from gateway_app.health import healthz, readyz
+from gateway_app.metrics import GatewayMetrics, metrics_endpoint
+from gateway_app.retention import RetentionTask
 from gateway_app.settings import Settings
 from gateway_common.db import make_engine
 from gateway_common.lifecycle import ShutdownSignal
@@ -131,6 +133,7 @@ def create_app(
     shutdown = ShutdownSignal()
     now = clock or time.time
     store = counter_store or MemoryCounterStore()
+    metrics = GatewayMetrics(policy.gateway.metrics, policy) if policy.gateway.metrics.enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -138,9 +141,10 @@ def create_app(
             logger.warning("%s", warning)
         engine = await asyncio.to_thread(make_engine, policy.gateway.database_url)
         await asyncio.to_thread(prepare_database, engine, policy.gateway.database_migrations)
-        audit = AuditWriter(engine, policy.gateway.audit)
-        await audit.start()
         state = PolicyState(policy, engine, clock=now)
+        # Redaction and content rules follow the current policy; the writer reads it in its own thread.
+        audit = AuditWriter(engine, policy.gateway.audit, policy=lambda: state.current.policy)
+        await audit.start()
         await state.refresh_keys()
         # One limiter and one budget book for both front doors (tools/call counts tool_calls_per_minute).
         limiter = RateLimiter(store, now)
@@ -163,6 +167,10 @@ def create_app(
             )
         sweeper = asyncio.create_task(_sweep_sessions(runtime), name="session-sweeper")
         key_watcher = asyncio.create_task(state.watch_keys(), name="key-watcher")
+        retention = RetentionTask(engine, lambda: state.current.policy, now)
+        pruner = asyncio.create_task(retention.run(), name="retention")
+        if metrics is not None:
+            metrics.attach(runtime, llm, retention)
         app.state.runtime = runtime  # for embedding code and tests; requests use the lifespan state
         app.state.llm = llm
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC, whose
@@ -176,6 +184,7 @@ def create_app(
             shutdown.trigger()
             sweeper.cancel()
             key_watcher.cancel()
+            pruner.cancel()
             # Every step runs even if an earlier one failed: the rows in memory must reach the database.
             await _step("close sessions", sessions.close_all)
             await _step("stop the upstream servers", hub.stop)
@@ -183,6 +192,8 @@ def create_app(
             logger.info("audit log flushed: %d records written", audit.written)
             await _step("flush the model ledger", llm.ledger.aclose)
             await _step("close the model proxy", llm.aclose)  # alerts and provider pools, each guarded
+            if metrics is not None:
+                metrics.detach()
             await _step("close the database", lambda: asyncio.to_thread(engine.dispose))
 
     mcp_endpoint = McpEndpoint()
@@ -193,6 +204,7 @@ def create_app(
             Route("/mcp", mcp_endpoint),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            *([Route("/metrics", metrics_endpoint, methods=["GET"])] if metrics is not None else []),
             *(Route(path, _no_oauth, methods=["GET", "POST"]) for path in _OAUTH_PATHS),
         ],
         lifespan=lifespan,
@@ -201,4 +213,5 @@ def create_app(
     )
     app.state.shutdown = shutdown
     app.state.settings = settings
+    app.state.metrics = metrics
     return app

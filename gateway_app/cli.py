@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from gateway_app.cli_prune import add_audit_prune
 from gateway_app.serving import raise_open_file_limit, uvicorn_config
 from gateway_app.settings import Settings, load_policy_file
 from policies import ConfigError, GatewayPolicy, LoadedPolicy, Principal
@@ -407,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from gateway_app.cli_reports import register
 
-    register(sub)  # audit, report
+    audit = register(sub)  # audit, report
+    add_audit_prune(audit)
 
     db = sub.add_parser("db", help="the database schema: upgrade it, show its revision, list revisions")
     db_sub = db.add_subparsers(dest="db_command", required=True)

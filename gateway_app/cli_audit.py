@@ -96,11 +96,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if words[:1] == ["show"] and len(words) == 2:
         _refuse(args, "audit show", (*TOOL_CALL_ONLY, *REQUEST_ONLY, *FILTERS))
         return _show(args, words[1])
+    if words == ["prune"]:
+        from gateway_app.cli_prune import cmd_prune
+
+        return cmd_prune(args)
     if words == ["requests"]:
         _refuse(args, "audit requests", TOOL_CALL_ONLY)
         return _list_requests(args)
     if words:
-        raise SystemExit(f"mcp-gateway audit: {' '.join(words)!r}? Give `show ID`, `requests` or nothing")
+        raise SystemExit(
+            f"mcp-gateway audit: {' '.join(words)!r}? Give `show ID`, `requests`, `prune` or nothing"
+        )
     _refuse(args, "audit (tool calls)", REQUEST_ONLY)
     filters = ToolCallFilter(
         key=args.key,
@@ -220,8 +226,8 @@ def _show(args: argparse.Namespace, ident: str) -> int:
     return 0
 
 
-def register_audit(sub: Any) -> None:
-    audit = sub.add_parser(
+def register_audit(sub: Any) -> argparse.ArgumentParser:
+    audit: argparse.ArgumentParser = sub.add_parser(
         "audit",
         help="the audit log and the spend ledger: list tool calls or model requests, show one",
         description="Tool calls, newest first; `audit requests`: model requests; `audit show ID`: one "
@@ -230,8 +236,9 @@ def register_audit(sub: Any) -> None:
     audit.add_argument(
         "target",
         nargs="*",
-        metavar="show ID | requests",
-        help="nothing: tool calls; `requests`: model requests; `show ID`: one of either, in full",
+        metavar="show ID | requests | prune",
+        help="nothing: tool calls; `requests`: model requests; `show ID`: one of either, in full; "
+        "`prune`: delete rows older than their retention",
     )
     filters = audit.add_argument_group("filters (every one given must match)")
     filters.add_argument("--key", metavar="ID", help="only this virtual key")
@@ -267,3 +274,4 @@ def register_audit(sub: Any) -> None:
     common.add_output_flags(audit)
     common.add_database_flags(audit)
     audit.set_defaults(func=cmd_audit)
+    return audit

@@ -243,7 +243,9 @@ def register_reports(sub: Any) -> None:
     common.add_database_flags(budgets, budgets=True)
 
 
-def register(sub: Any) -> None:
-    """Add ``audit`` and ``report`` to the ``mcp-gateway`` parser (the hook in `gateway_app.cli`)."""
-    register_audit(sub)
+def register(sub: Any) -> argparse.ArgumentParser:
+    """Add ``audit`` and ``report`` to the ``mcp-gateway`` parser (the hook in `gateway_app.cli`);
+    returns the ``audit`` parser, which other commands extend (``audit prune``)."""
+    audit = register_audit(sub)
     register_reports(sub)
+    return audit

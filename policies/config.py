@@ -20,7 +20,16 @@ from policies.keys import Principal, TeamConfig, VirtualKeyConfig
 from policies.naming import NamingRules, PrefixMode
 from policies.permissions import PermissionSpec, ToolGrant
 from policies.providers import LlmProxySettings, ModelRoute, PricingConfig, ProviderConfig
-from policies.servers import HttpServerConfig, SseServerConfig, StdioServerConfig, UpstreamServerConfig
+from policies.servers import (
+    REDACT_KEYS_DESCRIPTION,
+    REDACT_PATTERNS_DESCRIPTION,
+    HttpServerConfig,
+    SseServerConfig,
+    StdioServerConfig,
+    UpstreamServerConfig,
+    check_redact_keys,
+    check_redact_patterns,
+)
 from policies.urls import is_host_name
 from policies.yaml_source import DocPath, LocatedDocument, format_path, parse_yaml, read_yaml_file
 
@@ -46,11 +55,59 @@ class AuditSettings(BaseModel):
         default="data/audit-fallback.jsonl",
         description="Where records go if the database refuses them, so none is lost.",
     )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Days of tool_calls rows kept; older ones are deleted by the daily prune (and `mcp-gateway "
+            "audit prune`). Absent (the default): kept forever."
+        ),
+    )
+    redact_keys: list[str] = Field(
+        default_factory=list, description=REDACT_KEYS_DESCRIPTION + " For every server's calls."
+    )
+    redact_patterns: list[str] = Field(
+        default_factory=list, description=REDACT_PATTERNS_DESCRIPTION + " For every server's calls."
+    )
 
     @field_validator("fallback_file")
     @classmethod
     def _fallback_file(cls, value: str) -> str:
         return check_file_path(value, "fallback_file")
+
+    @field_validator("redact_keys")
+    @classmethod
+    def _redact_keys(cls, value: list[str]) -> list[str]:
+        return check_redact_keys(value)
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _redact_patterns(cls, value: list[str]) -> list[str]:
+        return check_redact_patterns(value)
+
+
+class MetricsSettings(BaseModel):
+    """GET /metrics (Prometheus text format)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        default=True,
+        description=(
+            "Serve GET /metrics and count calls and model requests for it. Who may read it follows "
+            "gateway.health_details: an admin token (either role), or also a peer on this host (loopback)."
+        ),
+    )
+    max_series: int = Field(
+        default=10_000,
+        ge=10,
+        le=1_000_000,
+        description=(
+            "Most label sets one metric keeps (e.g. key x team x server x tool for tool calls). Further "
+            "label sets are counted in one series whose labels are all '<overflow>' (outcome kept), and "
+            "mcp_gateway_metric_overflow_total says how often that happened."
+        ),
+    )
 
 
 class GatewaySettings(BaseModel):
@@ -188,6 +245,9 @@ class GatewaySettings(BaseModel):
         ),
     )
     audit: AuditSettings = Field(default_factory=AuditSettings, description="The tool-call audit log.")
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings, description="Prometheus metrics at GET /metrics."
+    )
 
     @field_validator("host")
     @classmethod

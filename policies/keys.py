@@ -70,6 +70,14 @@ class VirtualKeyConfig(BaseModel):
         default=None, description="ISO 8601 time after which the key is refused (UTC unless it names a zone)."
     )
     disabled: bool = Field(default=False, description="true refuses the key without deleting it.")
+    audit_content: bool = Field(
+        default=True,
+        description=(
+            "false: the audit log stores no arguments and no results of this key's tool calls (a marker "
+            "says why); who called what, when and with which outcome is still recorded. A key created "
+            "with `mcp-gateway keys create` under this id follows it too."
+        ),
+    )
 
     @field_validator("secret_sha256")
     @classmethod

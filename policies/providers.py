@@ -178,6 +178,23 @@ class LlmProxySettings(BaseModel):
         default="data/ledger-fallback.jsonl",
         description="Where ledger rows go if the database refuses them; replayed at the next start.",
     )
+    ledger_retention_days: int | None = Field(
+        default=None,
+        ge=32,
+        description=(
+            "Days of model_requests rows kept; older ones are deleted by the daily prune (and `mcp-gateway "
+            "audit prune`). Absent (the default): kept forever. At least 32: budgets rebuild the current "
+            "month's spend from these rows when the gateway starts."
+        ),
+    )
+    alert_retention_days: int | None = Field(
+        default=None,
+        ge=32,
+        description=(
+            "Days of budget_alerts rows kept (absent: kept forever). At least 32: the gateway reads the "
+            "current month's alerts at start so it does not send them again."
+        ),
+    )
     alert_webhook_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Longest wait for budgets.alert_webhook to answer; then it is dropped."
     )

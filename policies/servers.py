@@ -3,7 +3,8 @@ servers on the older HTTP+SSE transport (protocol 2024-11-05: a GET event stream
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -30,6 +31,100 @@ URL_DESCRIPTION = (
 )
 LEGACY_PROTOCOL = "2024-11-05"
 TRANSPORTS = ("stdio", "http", "sse")
+
+RedactionKind = Literal[
+    "field",
+    "private_key",
+    "aws_access_key",
+    "aws_secret_key",
+    "github_token",
+    "slack_token",
+    "google_api_key",
+    "stripe_key",
+    "anthropic_key",
+    "openai_key",
+    "jwt",
+    "bearer",
+    "gateway_key",
+    "url_password",
+    "assignment",
+]
+REDACTION_KINDS: tuple[str, ...] = get_args(RedactionKind)
+"""The audit log's built-in redactions (`mcp_gateway.audit.redaction` has one detector per name):
+``field`` is a value under a secret-looking name (password, token, api_key, ...), ``assignment`` a
+``password=...``-style pair inside text; the others are credential shapes found in any string."""
+MAX_REDACT_RULES = 64
+MAX_REDACT_PATTERN_CHARS = 500
+
+
+def check_redact_patterns(patterns: list[str]) -> list[str]:
+    """Extra value patterns must compile (Python ``re``) and stay few and short."""
+    if len(patterns) > MAX_REDACT_RULES:
+        raise ValueError(f"at most {MAX_REDACT_RULES} patterns")
+    for pattern in patterns:
+        if not pattern or len(pattern) > MAX_REDACT_PATTERN_CHARS:
+            raise ValueError(f"a pattern must have 1 to {MAX_REDACT_PATTERN_CHARS} characters")
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
+        if compiled.match(""):
+            raise ValueError(f"pattern {pattern!r} matches the empty string")
+    return patterns
+
+
+def check_redact_keys(names: list[str]) -> list[str]:
+    if len(names) > MAX_REDACT_RULES:
+        raise ValueError(f"at most {MAX_REDACT_RULES} names")
+    if any(not name or len(name) > 128 for name in names):
+        raise ValueError("a name must have 1 to 128 characters")
+    return names
+
+
+REDACT_KEYS_DESCRIPTION = (
+    "More field names whose values the audit log replaces with [redacted:field], on top of the built-in "
+    "secret-looking ones (password, token, api_key, authorization, cookie, ...): names or globs, matched "
+    "case-insensitively against every object key at any depth of arguments and results."
+)
+REDACT_PATTERNS_DESCRIPTION = (
+    "More regular expressions (Python syntax) for secrets inside any string of arguments, results and "
+    "error texts, on top of the built-in credential shapes; a match (or its group named 'secret', if the "
+    "pattern has one) becomes [redacted:pattern]. They run on every string of every audited call: keep "
+    "them simple."
+)
+
+
+class ServerAuditSettings(BaseModel):
+    """What the audit log keeps of this server's calls (README: Audit hygiene)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    log_content: bool = Field(
+        default=True,
+        description=(
+            "false: the audit log stores no arguments and no result of this server's calls (a marker says "
+            "why); everything else about the call is still recorded."
+        ),
+    )
+    redact_keys: list[str] = Field(default_factory=list, description=REDACT_KEYS_DESCRIPTION)
+    redact_patterns: list[str] = Field(default_factory=list, description=REDACT_PATTERNS_DESCRIPTION)
+    skip_kinds: list[RedactionKind] = Field(
+        default_factory=list,
+        description=(
+            "Built-in redactions not applied to this server's calls, by the name their marker shows "
+            "([redacted:jwt] is jwt), e.g. [jwt] for a server whose job is decoding tokens."
+        ),
+    )
+
+    @field_validator("redact_keys")
+    @classmethod
+    def _redact_keys(cls, value: list[str]) -> list[str]:
+        return check_redact_keys(value)
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _redact_patterns(cls, value: list[str]) -> list[str]:
+        return check_redact_patterns(value)
 
 
 class _ServerBase(BaseModel):
@@ -68,6 +163,10 @@ class _ServerBase(BaseModel):
     )
     health_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often an idle connection is probed for liveness."
+    )
+    audit: ServerAuditSettings = Field(
+        default_factory=ServerAuditSettings,
+        description="What the audit log keeps of this server's calls: content on or off, extra redactions.",
     )
 
 

@@ -86,6 +86,10 @@ class BatchWriter(Generic[RowT]):
         self.restarts = 0
         self.last_error: str | None = None
         """Why the database last could not take a batch; None once one goes in."""
+        self.observer: Callable[[RowT], None] | None = None
+        """Sees every submitted row, on the request path (metrics count rows here): must be cheap.
+        Whatever it raises is logged once and otherwise ignored."""
+        self._observer_failed = False
 
     @property
     def pending(self) -> int:
@@ -118,6 +122,14 @@ class BatchWriter(Generic[RowT]):
         self._pending.append(row)  # type: ignore[arg-type]  # a row type is a dict with typed keys
         if len(self._pending) >= self.batch_size:
             self._wake.set()
+        observer = self.observer
+        if observer is not None:
+            try:
+                observer(row)
+            except Exception:
+                if not self._observer_failed:
+                    self._observer_failed = True
+                    logger.exception("the %s writer's observer failed (logged once)", self.name)
 
     async def start(self) -> None:
         await asyncio.to_thread(self._replay_fallback)

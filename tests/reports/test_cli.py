@@ -145,7 +145,7 @@ def test_audit_show_prints_arguments_and_result(
         (["audit", "requests", "--server", "x"], "audit requests takes no --server"),
         (["audit", "--model", "m"], "audit (tool calls) takes no --model"),
         (["audit", "show", "tc0001", "--key", "k"], "audit show takes no --key"),
-        (["audit", "everything"], "Give `show ID`, `requests` or nothing"),
+        (["audit", "everything"], "Give `show ID`, `requests`, `prune` or nothing"),
         (["audit", "--cursor", "garbage!"], "--cursor: not a page cursor"),
         (["audit", "--month", "2026-13"], "--month: '2026-13' is not YYYY-MM"),
         (["report", "spend", "--week", "--since", "7d"], "--week and --since cannot be combined"),
