@@ -26,7 +26,7 @@ from policies.budgeting import BudgetScope, BudgetScopes
 from policies.config import GatewayPolicy
 from policies.counters import Clock
 from policies.keys import Principal
-from policies.permissions import ToolGrant
+from policies.permissions import Grant
 from policies.pricing import PriceBook
 from policies.ratelimit import RatePlan, build_rate_plan
 from policies.routing import ModelRouter, ProviderKind, Target
@@ -95,7 +95,7 @@ class PolicySnapshot:
         self.prices = PriceBook(policy.pricing, clock)
         self._keys = dict(keys)
         self._virtual_key_digests = virtual_key_digests
-        self._grants: dict[tuple[str, str | None], ToolGrant] = {}
+        self._grants: dict[tuple[str, str | None], Grant] = {}
         self._rate_plans: dict[tuple[str, str | None], RatePlan] = {}
         self._caller_budgets: dict[tuple[str, str | None], tuple[BudgetScope, ...]] = {}
         self._models: dict[tuple[str, str | None, str, str], ModelRoute | ModelRefused] = {}
@@ -122,7 +122,7 @@ class PolicySnapshot:
 
     # -- decisions -----------------------------------------------------------------------
 
-    def grant(self, principal: Principal) -> ToolGrant:
+    def grant(self, principal: Principal) -> Grant:
         memo_key = (principal.key_id, principal.team)
         grant = self._grants.get(memo_key)
         if grant is None:

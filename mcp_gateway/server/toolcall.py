@@ -80,6 +80,7 @@ def _audit_row(ctx: RequestContext, name: str, arguments: Any) -> ToolCallRow:
         "client_version": ctx.client_version,
         "session_id": ctx.session.id if ctx.session else None,
         "protocol_version": ctx.protocol_version,
+        "kind": "tool",
         "exposed_name": name if len(name) <= MAX_NAME_CHARS else clip(name, MAX_NAME_CHARS),
         "server": None,
         "tool": None,
