@@ -300,8 +300,7 @@ class UpstreamHub:
         view = build_view(
             entries, lambda server: supervisors[server].lists[kind].expires_at(), time.monotonic()
         )
-        self._views.put(grant, kind, version, view)
-        return view
+        return self._views.put(grant, kind, version, view)
 
     def visible_tools(self, grant: Grant) -> tuple[list[JsonObject], bytes]:
         """Tool definitions a grant may see, in name order, plus a signature to notice changes."""

@@ -32,42 +32,63 @@ Target = tuple[str, str]
 class ClientSurface:
     """What the gateway keeps for one client (a 2025 session or a 2026 listen stream) besides its
     tools: the resources it subscribed to, the updates waiting for its stream, and the list
-    signatures it last saw. Created on first use; `close` drops its subscriptions."""
+    signatures it last saw. Every container is made on first use (most sessions never subscribe);
+    `close` drops its subscriptions."""
 
-    __slots__ = ("_event", "_release", "listed", "pending", "requested", "targets")
+    __slots__ = ("_event", "_pending", "_release", "_requested", "_targets", "listed")
 
     def __init__(self, release: Callable[[ClientSurface], None]) -> None:
-        self.requested: set[str] = set()
-        """Gateway URIs the client subscribed to, whether or not they resolve (bounded)."""
-        self.targets: set[Target] = set()
-        """The subscriptions that reached the registry (resolved and permitted)."""
-        self.pending: dict[str, None] = {}
-        """Gateway URIs updated since the stream last sent, oldest first."""
         self.listed: dict[ListKind, bytes] = {}
         """Per list kind, the signature of the list the client last fetched (2025 sessions)."""
+        self._requested: set[str] | None = None
+        self._targets: set[Target] | None = None
+        self._pending: dict[str, None] | None = None
         self._event: asyncio.Event | None = None
         self._release: Callable[[ClientSurface], None] | None = release
+
+    @property
+    def requested(self) -> set[str]:
+        """Gateway URIs the client subscribed to, whether or not they resolve (bounded)."""
+        if self._requested is None:
+            self._requested = set()
+        return self._requested
+
+    @property
+    def targets(self) -> set[Target]:
+        """The subscriptions that reached the registry (resolved and permitted)."""
+        if self._targets is None:
+            self._targets = set()
+        return self._targets
+
+    @property
+    def pending(self) -> bool:
+        """Whether updates are waiting for the stream."""
+        return bool(self._pending)
 
     @property
     def updated(self) -> asyncio.Event:
         """Set while updates are pending; created on first use (by a stream waiting on it)."""
         if self._event is None:
             self._event = asyncio.Event()
-            if self.pending:
+            if self._pending:
                 self._event.set()
         return self._event
 
     def put(self, exposed_uri: str) -> None:
-        if exposed_uri not in self.pending:
-            if len(self.pending) >= MAX_PENDING:
-                del self.pending[next(iter(self.pending))]
-            self.pending[exposed_uri] = None
+        """Queue an update (gateway URI) for the stream, oldest first, each URI once."""
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = {}
+        if exposed_uri not in pending:
+            if len(pending) >= MAX_PENDING:
+                del pending[next(iter(pending))]
+            pending[exposed_uri] = None
         if self._event is not None:
             self._event.set()
 
     def take(self) -> list[str]:
-        updates = list(self.pending)
-        self.pending.clear()
+        updates = list(self._pending or ())
+        self._pending = None
         if self._event is not None:
             self._event.clear()
         return updates

@@ -9,6 +9,7 @@ for this key and nobody else), and until when its sources said it is fresh (the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ class ListView:
     """Changes whenever the items do."""
     expires_at: float
     """``time.monotonic()`` until which every contributing upstream said its list is fresh."""
+    encoded: orjson.Fragment
+    """`items` as JSON, encoded once: a whole-list answer embeds it instead of encoding 1,000 tools
+    (about 0.8 ms) on every call. Views with the same items share one copy (`ViewCache`)."""
 
     def ttl_ms(self, now: float) -> int:
         return max(0, int((self.expires_at - now) * 1000))
@@ -46,8 +50,9 @@ def build_view(
     items = [definition for _, _, definition in ordered]
     servers = {server for _, server, _ in ordered}
     expires_at = min((expiry(server) for server in servers), default=now)
-    signature = hashlib.blake2b(orjson.dumps(items), digest_size=16).digest()
-    return ListView(items, [key for key, _, _ in ordered], signature, expires_at)
+    encoded = orjson.dumps(items)
+    signature = hashlib.blake2b(encoded, digest_size=16).digest()
+    return ListView(items, [key for key, _, _ in ordered], signature, expires_at, orjson.Fragment(encoded))
 
 
 class ViewCache:
@@ -59,6 +64,9 @@ class ViewCache:
 
     def __init__(self) -> None:
         self._views: dict[tuple[int, ListKind], tuple[Grant, int, ListView]] = {}
+        self._encoded: dict[ListKind, tuple[int, dict[bytes, orjson.Fragment]]] = {}
+        """Per kind, the catalogue version and its views' encodings by signature (keys with the same
+        view, e.g. of one team, share one encoding)."""
 
     def get(self, grant: Grant, kind: ListKind, version: int) -> ListView | None:
         cached = self._views.get((id(grant), kind))
@@ -66,7 +74,16 @@ class ViewCache:
             return cached[2]
         return None
 
-    def put(self, grant: Grant, kind: ListKind, version: int, view: ListView) -> None:
+    def put(self, grant: Grant, kind: ListKind, version: int, view: ListView) -> ListView:
+        """Remember ``view``; returns it, sharing the encoding of an equal view of the same version."""
         if len(self._views) >= _MEMO_LIMIT:
             self._views.clear()
+            self._encoded.clear()
+        known = self._encoded.get(kind)
+        if known is None or known[0] != version:
+            known = self._encoded[kind] = (version, {})
+        shared = known[1].setdefault(view.signature, view.encoded)
+        if shared is not view.encoded:
+            view = dataclasses.replace(view, encoded=shared)
         self._views[(id(grant), kind)] = (grant, version, view)
+        return view

@@ -35,7 +35,6 @@ from mcp_gateway.upstream.base import (
 )
 from policies.bounds import MAX_ERROR_CHARS, MAX_NAME_CHARS, clip
 from policies.outcomes import Outcome
-from policies.resource_uris import expose_uri
 
 _DETAIL_CHARS = 300
 
@@ -128,24 +127,3 @@ async def request_upstream(audit: Audited, binding: Binding, method: str, params
         raise UpstreamFailed(binding.server, "its result is not a JSON object")
     supervisor.note_success()
     return result
-
-
-def expose_item_uri(item: Any, server: str) -> Any:
-    """A resource contents item, embedded resource or resource link with its gateway URI."""
-    if isinstance(item, dict) and isinstance(uri := item.get("uri"), str):
-        item = dict(item)
-        item["uri"] = expose_uri(server, uri)
-    return item
-
-
-def expose_content_uris(content: Any, server: str) -> Any:
-    """A content block of a prompt message (or tool result) with the URIs it carries made the gateway's."""
-    if not isinstance(content, dict):
-        return content
-    kind = content.get("type")
-    if kind == "resource_link":
-        return expose_item_uri(content, server)
-    if kind == "resource" and isinstance(content.get("resource"), dict):
-        content = dict(content)
-        content["resource"] = expose_item_uri(content["resource"], server)
-    return content

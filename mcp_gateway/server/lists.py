@@ -55,7 +55,8 @@ def list_page(ctx: RequestContext, kind: ListKind, params: JsonObject) -> JsonOb
     start = 0 if cursor is None else bisect_right(keys, decode_cursor(kind, cursor))
     size = ctx.snapshot.policy.mcp.list_page_size
     end = start + size
-    result: JsonObject = {SPECS[kind].field: items if start == 0 and end >= len(items) else items[start:end]}
+    whole = start == 0 and end >= len(items)
+    result: JsonObject = {SPECS[kind].field: view.encoded if whole else items[start:end]}
     if end < len(items):
         result["nextCursor"] = encode_cursor(kind, keys[end - 1])
     if ctx.modern:
@@ -73,7 +74,7 @@ def list_page(ctx: RequestContext, kind: ListKind, params: JsonObject) -> JsonOb
 
 async def list_tools(ctx: RequestContext, params: JsonObject) -> JsonObject:
     result = list_page(ctx, "tools", params)
-    if not result["tools"] and params.get("cursor") is None:
+    if params.get("cursor") is None and not ctx.runtime.hub.view("tools", ctx.grant).items:
         logger.warning(
             "key %s listed no tools: %s", ctx.principal.key_id, ctx.runtime.hub.explain_empty(ctx.grant)
         )

@@ -15,7 +15,8 @@ from typing import Any
 from mcp_gateway.errors import InvalidParams, UnknownPrompt, UnknownResource
 from mcp_gateway.hub import Binding
 from mcp_gateway.server.context import RequestContext
-from mcp_gateway.server.forwarding import Audited, expose_content_uris, request_upstream, upstream_params
+from mcp_gateway.server.forwarding import Audited, request_upstream, upstream_params
+from mcp_gateway.server.links import expose_content_uris
 
 JsonObject = dict[str, Any]
 EMPTY_COMPLETION: JsonObject = {"completion": {"values": [], "hasMore": False}}

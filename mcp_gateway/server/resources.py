@@ -16,7 +16,8 @@ from typing import Any
 
 from mcp_gateway.errors import InvalidParams, UnknownResource, UpstreamRpcError
 from mcp_gateway.server.context import RequestContext
-from mcp_gateway.server.forwarding import Audited, expose_item_uri, request_upstream, upstream_params
+from mcp_gateway.server.forwarding import Audited, request_upstream, upstream_params
+from mcp_gateway.server.links import expose_item_uri
 from mcp_gateway.subscriptions import MAX_SUBSCRIPTIONS
 from policies.bounds import MAX_ERROR_CHARS, MAX_NAME_CHARS, clip
 

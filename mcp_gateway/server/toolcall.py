@@ -35,6 +35,7 @@ from mcp_gateway.errors import (
 )
 from mcp_gateway.hub import ToolBinding
 from mcp_gateway.server.context import RequestContext
+from mcp_gateway.server.links import expose_result_links, has_links
 from mcp_gateway.upstream.base import (
     ENVELOPE_PREFIX,
     JsonObject,
@@ -128,6 +129,9 @@ async def call_tool(ctx: RequestContext, params: JsonObject) -> JsonObject:
                 raise RateLimited(decision.message, decision.retry_after, decision.blocked_by)
         upstream_started = time.perf_counter()
         result = await _forward(ctx, binding, params, arguments)
+        content = result.get("content")
+        if type(content) is list and has_links(content):
+            result = expose_result_links(result, binding.server)  # readable back through the gateway
         row["result"] = result
         row["status"] = _TOOL_ERROR if result.get("isError") is True else _OK
         binding.supervisor.note_success()

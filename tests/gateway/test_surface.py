@@ -315,3 +315,20 @@ async def test_merged_lists_keep_one_order_from_call_to_call(gateway: RunningGat
         assert one.model_dump() == two.model_dump()
     names = [t.name for t in tools.tools]
     assert names == sorted(names)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_resource_links_in_tool_results_can_be_read_back_through_the_gateway(
+    gateway: RunningGateway, mode: str
+) -> None:
+    async with mcp_client(gateway.url, ALICE, mode) as alice:
+        result = await alice.call_tool("alpha__link", {})
+        link, embedded, text = result.content
+        assert link.uri == gw_uri("alpha", "res://alpha/readme")  # type: ignore[union-attr]
+        assert embedded.resource.uri == gw_uri("alpha", "res://alpha/secret")  # type: ignore[union-attr]
+        assert text.text == "see above"  # type: ignore[union-attr]
+        read = await alice.read_resource(link.uri)  # type: ignore[union-attr]
+        assert read.contents[0].text == "readme of alpha"  # type: ignore[union-attr]
+    row = next(r for r in await gateway.flushed_calls() if r.exposed_name == "alpha__link")
+    assert row.result["content"][0]["uri"] == gw_uri("alpha", "res://alpha/readme")

@@ -22,7 +22,7 @@ from mcp.client.subscriptions import (
     ResourceUpdated,
     ToolsListChanged,
 )
-from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import TextContent
 
 from tests.conftest import (
@@ -256,3 +256,21 @@ async def test_resource_updates_reach_their_subscribers_only(gateway: RunningGat
     # Every subscriber gone: no upstream subscription is left behind.
     await wait_for(lambda: not gateway.runtime.hub.subscriptions.wanted("web"))
     assert await call(gateway, "alpha__subscriptions", {}) == ""
+
+
+@pytest.mark.anyio
+async def test_subscriptions_are_renewed_when_an_upstream_comes_back(gateway: RunningGateway) -> None:
+    readme = "mcpgw://alpha/res://alpha/readme"
+    seen = Seen()
+    supervisor = gateway.runtime.hub.supervisors["alpha"]
+    async with mcp_client(gateway.url, ANNA, "legacy", message_handler=legacy_recorder(seen)) as anna:
+        await wait_for(lambda: stream_open(gateway, "anna"))
+        await subscribe_2025(anna, readme)
+        async with mcp_client(gateway.url, OPS, "2026-07-28") as ops:
+            with pytest.raises(MCPError):
+                await ops.call_tool("alpha__crash", {})
+        await wait_for(lambda: supervisor.restarts >= 1 and supervisor.state == "ready", 30)
+        # The new upstream process was told again what the gateway's clients want.
+        assert await call(gateway, "alpha__subscriptions", {}) == "res://alpha/readme"
+        await call(gateway, "alpha__touch", {"uri": "res://alpha/readme"})
+        await seen.until(lambda items: ("notifications/resources/updated", readme) in items)
