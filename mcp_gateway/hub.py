@@ -349,10 +349,15 @@ class UpstreamHub:
         """Drop every subscription of a closed session or ended listen stream (upstream, in the
         background)."""
         surface.requested.clear()
-        for server in self.subscriptions.remove_all(surface):
+        servers = self.subscriptions.remove_all(surface)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: the process is ending, and the upstreams with it
+            return
+        for server in servers:
             supervisor = self.supervisors.get(server)
             if supervisor is not None:
-                task = asyncio.get_running_loop().create_task(supervisor.sync_subscriptions())
+                task = loop.create_task(supervisor.sync_subscriptions())
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
 

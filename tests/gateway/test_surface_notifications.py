@@ -175,6 +175,10 @@ async def test_list_changes_reach_only_the_clients_whose_view_changed(gateway: R
         uris = [r.uri for r in (await ben.list_resources()).resources]
         assert "mcpgw://beta/res://beta/new" in uris
 
+        # A 2026 upstream's change arrives on the gateway's listen stream; no key here sees web's prompts.
+        await call(gateway, "web__add_prompt", {"prompt_name": "late"})
+        await wait_for(lambda: "web__late" in gateway.runtime.hub.prompts)
+
         await call(gateway, "beta__grow", {"tool_name": "sprout"})
         await ben_seen.until(lambda items: ToolsListChanged() in items)
         await call(gateway, "alpha__grow", {"tool_name": "shoot"})
