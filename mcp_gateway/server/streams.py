@@ -200,6 +200,7 @@ async def serve_session_stream(
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
         await _send(send, b": stream open\n\n")
         watch = Watch(session.principal, ALL_LISTS, last, surface)
+        await _send_list_changes(runtime, watch, send)  # lists that changed since the client fetched them
         if surface.pending:
             await _send_updates(runtime, watch, surface, send)  # updates while no stream was open
         await _serve_changes(runtime, watch, receive, send, [closed])

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
+import orjson
 import pytest
 from mcp.client.subscriptions import (
     PromptsListChanged,
@@ -278,3 +280,42 @@ async def test_subscriptions_are_renewed_when_an_upstream_comes_back(gateway: Ru
         assert await call(gateway, "alpha__subscriptions", {}) == "res://alpha/readme"
         await call(gateway, "alpha__touch", {"uri": "res://alpha/readme"})
         await seen.until(lambda items: ("notifications/resources/updated", readme) in items)
+
+
+@pytest.mark.anyio
+async def test_a_get_stream_opened_late_is_told_what_changed_since_the_client_listed(
+    gateway: RunningGateway,
+) -> None:
+    headers = {
+        "Authorization": f"Bearer {ANNA}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+    }
+
+    def message(id_: int | None, method: str, params: dict[str, Any] | None = None) -> bytes:
+        body: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params or {}}
+        if id_ is not None:
+            body["id"] = id_
+        return orjson.dumps(body)
+
+    async with httpx2.AsyncClient(timeout=30) as http:
+        init = {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"},
+        }
+        opened = await http.post(gateway.url, content=message(1, "initialize", init), headers=headers)
+        headers |= {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
+        await http.post(gateway.url, content=message(None, "notifications/initialized"), headers=headers)
+        listed = await http.post(gateway.url, content=message(2, "prompts/list"), headers=headers)
+        assert "alpha__later" not in listed.text
+        await call(gateway, "alpha__add_prompt", {"prompt_name": "later"})
+        await wait_for(lambda: "alpha__later" in gateway.runtime.hub.prompts)
+        async with http.stream("GET", gateway.url, headers=headers) as stream:
+            events = []
+            with anyio.fail_after(10):
+                async for line in stream.aiter_lines():
+                    if line.startswith("data: "):
+                        events.append(orjson.loads(line[6:])["method"])
+                        break
+    assert events == ["notifications/prompts/list_changed"]
