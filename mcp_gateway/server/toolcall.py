@@ -4,7 +4,8 @@ The call is re-checked against the caller's grant (a hidden tool and a missing
 one get the same error, though the row of a hidden one names its server and
 tool), forwarded as raw JSON-RPC over the upstream's long-lived connection, and
 audited exactly once whatever happens, including cancellation. Arguments and
-results pass through untouched. A tool the caller may use whose server is down
+results pass through untouched, but for resource links and embedded resources in a
+result, which get their gateway URIs (`links`). A tool the caller may use whose server is down
 or restarting gets a retryable `UpstreamUnavailable`, never "Unknown tool".
 
 Each row's status is an `Outcome` (the error that ended the call names it);
