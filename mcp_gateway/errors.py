@@ -81,6 +81,25 @@ class UnknownTool(InvalidParams):
         super().__init__(f"Unknown tool: {echo(name)}")
 
 
+class UnknownPrompt(InvalidParams):
+    """A prompt that is not in the caller's catalogue: absent and forbidden look the same."""
+
+    outcome = Outcome.DENIED
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Unknown prompt: {echo(name)}")
+
+
+class UnknownResource(InvalidParams):
+    """A resource the caller may not read, or that does not exist (the gateway could not resolve it,
+    or its server said so): one answer for all, -32602 as in the 2026-07-28 specification."""
+
+    outcome = Outcome.DENIED
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(f"Unknown resource: {echo(uri)}")
+
+
 class UpstreamUnavailable(GatewayError):
     """The server that owns the tool is down or restarting: nothing was sent, so a retry is safe."""
 

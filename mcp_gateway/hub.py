@@ -1,9 +1,14 @@
-"""All upstreams together: their supervisors and the catalogue built from their tool lists.
+"""All upstreams together: their supervisors and the catalogues built from their lists.
 
-The catalogue holds each server's last-known tools whether or not it is up at the moment:
-a restart neither changes any key's tools/list (no list_changed, no refetch by clients
-that cache it) nor turns a permitted call into "Unknown tool"; `server.toolcall` answers
-such a call with a retryable "server X is unavailable". Tools of a server that has never
+Tools and prompts get gateway-wide names (`policies.catalogue`: ``<server><sep><name>``,
+collisions withheld), resources and resource templates gateway URIs
+(`policies.resource_uris`: ``mcpgw://<server>/<upstream URI>``). Each key sees its grant's
+share of each (`view`), memoized per grant.
+
+The catalogues hold each server's last-known lists whether or not it is up at the moment:
+a restart neither changes any key's lists (no list_changed, no refetch by clients that
+cache them) nor turns a permitted call into "Unknown tool"; `server.toolcall` answers such a
+call with a retryable "server X is unavailable". The lists of a server that has never
 answered since the gateway started are unknown.
 """
 
@@ -11,17 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from mcp.shared.inbound import find_invalid_x_mcp_header, x_mcp_header_map
 
+from mcp_gateway.subscriptions import MAX_SUBSCRIPTIONS, ClientSurface, SubscriptionRegistry
 from mcp_gateway.upstream.base import JsonObject, UpstreamConnection
+from mcp_gateway.upstream.listing import LIST_KINDS, ListKind
 from mcp_gateway.upstream.supervisor import UpstreamSupervisor, make_connection
-from policies import GatewayPolicy, ToolGrant
-from policies.catalogue import CatalogueIndex, build_catalogue
+from mcp_gateway.views import ListView, ViewCache, build_view
+from policies import GatewayPolicy, Grant
+from policies.catalogue import CatalogueIndex, build_catalogue, within_ceiling
+from policies.resource_uris import expose_uri, split_uri
 
 logger = logging.getLogger("mcp_gateway.hub")
 
@@ -40,6 +50,21 @@ class ToolBinding:
     """``x-mcp-header`` annotations of the input schema (2026 upstreams expect ``Mcp-Param-*`` headers)."""
 
 
+@dataclass(slots=True)
+class Binding:
+    """A prompt, resource or resource template as exposed, and where it comes from."""
+
+    exposed_name: str
+    """The prompt name, resource URI or URI template clients see."""
+    server: str
+    name: str
+    """The upstream's own prompt name, resource URI or URI template."""
+    definition: JsonObject
+    """The item as clients list it (name or URI rewritten, the rest as the upstream gave it)."""
+    supervisor: UpstreamSupervisor
+    timeout: float
+
+
 class UpstreamHub:
     def __init__(
         self,
@@ -52,14 +77,26 @@ class UpstreamHub:
             for server in policy.mcp.servers
             if server.enabled
         }
+        self.subscriptions = SubscriptionRegistry()
+        for name, supervisor in self.supervisors.items():
+            supervisor.on_resource_updated = self._updater(name)
+            supervisor.wanted_subscriptions = self._wanted(name)
         self.index = CatalogueIndex()
         self.bindings: dict[str, ToolBinding] = {}
-        """Every exposed tool, whoever asks: callers check their grant (`ToolGrant.allows`) themselves."""
+        """Every exposed tool, whoever asks: callers check their grant (`Grant.allows`) themselves."""
+        self.prompt_index = CatalogueIndex(kind="prompts")
+        self.prompts: dict[str, Binding] = {}
+        self.resources: dict[str, Binding] = {}
+        self.templates: dict[str, Binding] = {}
+        self.capabilities: JsonObject = {"tools": {"listChanged": True}}
+        """What the gateway offers clients: tools always, the rest when some upstream offers it."""
         self.version = 0
-        self._signature = b""
+        self._versions: dict[ListKind, int] = dict.fromkeys(LIST_KINDS, 0)
+        self._signatures: dict[ListKind, bytes] = dict.fromkeys(LIST_KINDS, b"")
         self._reported: set[str] = set()
-        self._visible_cache: dict[int, tuple[ToolGrant, int, list[JsonObject], bytes]] = {}
+        self._views = ViewCache()
         self._change = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def change_event(self) -> asyncio.Event:
@@ -74,6 +111,8 @@ class UpstreamHub:
 
     async def stop(self) -> None:
         await asyncio.gather(*(s.stop() for s in self.supervisors.values()))
+        for task in list(self._background):
+            task.cancel()
 
     async def wait_ready(self, timeout: float) -> bool:
         results = await asyncio.gather(*(s.wait_ready(timeout) for s in self.supervisors.values()))
@@ -85,13 +124,47 @@ class UpstreamHub:
         self.rebuild()
 
     def rebuild(self) -> None:
-        known = {name: s for name, s in self.supervisors.items() if s.tools}
-        tools_by_server = {name: [t["name"] for t in s.tools] for name, s in known.items()}
-        ceilings = {name: s.config.allowed_tools for name, s in known.items()}
-        index = build_catalogue(tools_by_server, ceilings, self.policy.naming_rules())
+        known = {name: s for name, s in self.supervisors.items() if s.answered}
+        rules = self.policy.naming_rules()
+        index = build_catalogue(
+            {name: [t["name"] for t in s.tools] for name, s in known.items()},
+            {name: s.config.allowed_tools for name, s in known.items()},
+            rules,
+        )
+        prompt_index = build_catalogue(
+            {name: [p["name"] for p in s.lists["prompts"].items] for name, s in known.items()},
+            {name: s.config.allowed_prompts for name, s in known.items()},
+            rules,
+            "prompts",
+        )
         self._report(index)
+        self._report(prompt_index)
+        built: dict[ListKind, dict[str, Any]] = {
+            "tools": self._tool_bindings(index, known),
+            "prompts": self._prompt_bindings(prompt_index, known),
+            "resources": self._resource_bindings(known, "resources", "uri"),
+            "resource_templates": self._resource_bindings(known, "resource_templates", "uriTemplate"),
+        }
+        self.index, self.prompt_index = index, prompt_index
+        self.bindings = built["tools"]
+        self.prompts, self.resources = built["prompts"], built["resources"]
+        self.templates = built["resource_templates"]
+        self.capabilities = self._offered(known)
+        changed = False
+        for kind, bindings in built.items():
+            signature = orjson.dumps(sorted((name, b.server, b.definition) for name, b in bindings.items()))
+            if signature != self._signatures[kind]:
+                self._signatures[kind] = signature
+                self._versions[kind] += 1
+                changed = True
+        if changed:
+            self.version += 1
+            self._change.set()
+            self._change = asyncio.Event()
+
+    def _tool_bindings(self, index: CatalogueIndex, known: dict[str, UpstreamSupervisor]) -> dict[str, Any]:
         definitions = {(name, t["name"]): t for name, s in known.items() for t in s.tools}
-        bindings: dict[str, ToolBinding] = {}
+        bindings: dict[str, Any] = {}
         for exposed, entry in index.entries.items():
             original = definitions[(entry.server, entry.tool)]
             definition = dict(original)
@@ -101,24 +174,54 @@ class UpstreamHub:
             if isinstance(schema, dict) and find_invalid_x_mcp_header(schema) is None:
                 headers = x_mcp_header_map(schema) or None
             supervisor = known[entry.server]
+            timeout = self.policy.call_timeout(supervisor.config)
             bindings[exposed] = ToolBinding(
-                exposed,
-                entry.server,
-                entry.tool,
-                definition,
-                supervisor,
-                self.policy.call_timeout(supervisor.config),
-                headers,
+                exposed, entry.server, entry.tool, definition, supervisor, timeout, headers
             )
-        signature = orjson.dumps(sorted((name, b.server, b.definition) for name, b in bindings.items()))
-        self.index = index
-        self.bindings = bindings
-        if signature != self._signature:
-            self._signature = signature
-            self.version += 1
-            self._visible_cache.clear()
-            self._change.set()
-            self._change = asyncio.Event()
+        return bindings
+
+    def _prompt_bindings(self, index: CatalogueIndex, known: dict[str, UpstreamSupervisor]) -> dict[str, Any]:
+        definitions = {(name, p["name"]): p for name, s in known.items() for p in s.lists["prompts"].items}
+        bindings: dict[str, Any] = {}
+        for exposed, entry in index.entries.items():
+            definition = dict(definitions[(entry.server, entry.tool)])
+            definition["name"] = exposed
+            supervisor = known[entry.server]
+            timeout = self.policy.call_timeout(supervisor.config)
+            bindings[exposed] = Binding(exposed, entry.server, entry.tool, definition, supervisor, timeout)
+        return bindings
+
+    def _resource_bindings(
+        self, known: dict[str, UpstreamSupervisor], kind: ListKind, field: str
+    ) -> dict[str, Any]:
+        bindings: dict[str, Any] = {}
+        for name, supervisor in known.items():
+            ceiling = supervisor.config.allowed_resources
+            timeout = self.policy.call_timeout(supervisor.config)
+            for item in supervisor.lists[kind].items:
+                original = item[field]
+                exposed = expose_uri(name, original)
+                if exposed in bindings or not within_ceiling(original, ceiling):
+                    continue  # a server listing one URI twice: the first wins
+                definition = dict(item)
+                definition[field] = exposed
+                bindings[exposed] = Binding(exposed, name, original, definition, supervisor, timeout)
+        return bindings
+
+    @staticmethod
+    def _offered(known: dict[str, UpstreamSupervisor]) -> JsonObject:
+        def offers(capability: str) -> list[JsonObject]:
+            return [c for s in known.values() if isinstance(c := s.offered.get(capability), dict)]
+
+        capabilities: JsonObject = {"tools": {"listChanged": True}}
+        if resources := offers("resources"):
+            subscribe = any(r.get("subscribe") is True for r in resources)
+            capabilities["resources"] = {"subscribe": subscribe, "listChanged": True}
+        if offers("prompts"):
+            capabilities["prompts"] = {"listChanged": True}
+        if offers("completions"):
+            capabilities["completions"] = {}
+        return capabilities
 
     def _report(self, index: CatalogueIndex) -> None:
         """Log each collision and naming warning once, loudly: they hide tools from everyone."""
@@ -126,7 +229,7 @@ class UpstreamHub:
             text = collision.describe()
             if text not in self._reported:
                 self._reported.add(text)
-                logger.error("tool name collision: %s; none of these tools is exposed", text)
+                logger.error("name collision: %s; none of these is exposed", text)
         for warning in index.warnings:
             if warning not in self._reported:
                 self._reported.add(warning)
@@ -134,8 +237,8 @@ class UpstreamHub:
 
     # -- per caller ----------------------------------------------------------------------
 
-    def lookup(self, exposed_name: str, grant: ToolGrant) -> tuple[ToolBinding | None, bool]:
-        """The binding behind a name (None if no tool has it) and whether ``grant`` may call it.
+    def lookup(self, exposed_name: str, grant: Grant) -> tuple[ToolBinding | None, bool]:
+        """The binding behind a tool name (None if no tool has it) and whether ``grant`` may call it.
 
         A hidden tool's binding is returned too, so the audit row can name its server and tool;
         the caller answers a hidden tool exactly like a missing one.
@@ -145,25 +248,131 @@ class UpstreamHub:
             return None, False
         return binding, self.index.resolve(exposed_name, grant) is not None
 
-    def visible_tools(self, grant: ToolGrant) -> tuple[list[JsonObject], bytes]:
-        """Tool definitions a grant may see, in name order, plus a signature to notice changes.
+    def lookup_prompt(self, exposed_name: str, grant: Grant) -> tuple[Binding | None, bool]:
+        """Like `lookup`, for prompts."""
+        binding = self.prompts.get(exposed_name)
+        if binding is None:
+            return None, False
+        return binding, grant.allows_prompt(binding.server, binding.name)
 
-        Memoized per grant object (snapshots memoize grants per key) and catalogue version; a
-        grant of a replaced snapshot simply stops being asked for.
+    def lookup_resource(self, exposed_uri: str, grant: Grant) -> tuple[Binding | None, bool]:
+        """The server and upstream URI behind a gateway URI (a listed resource, a URI filled in from
+        a template, or any other URI of the server) and whether ``grant`` may read it.
+
+        None when it names no server that has answered, or its server's ``allowed_resources``
+        excludes it: such a URI does not exist for anyone.
         """
-        cached = self._visible_cache.get(id(grant))
-        if cached is not None and cached[0] is grant and cached[1] == self.version:
-            return cached[2], cached[3]
-        bindings = self.bindings
-        tools = [bindings[entry.exposed_name].definition for entry in self.index.visible(grant)]
-        tools.sort(key=lambda t: str(t["name"]))
-        signature = orjson.dumps([t["name"] for t in tools])
-        if len(self._visible_cache) >= 10_000:
-            self._visible_cache.clear()
-        self._visible_cache[id(grant)] = (grant, self.version, tools, signature)
-        return tools, signature
+        listed = self.resources.get(exposed_uri)
+        if listed is not None:
+            return listed, grant.allows_resource(listed.server, listed.name)
+        parts = split_uri(exposed_uri)
+        if parts is None:
+            return None, False
+        server, uri = parts
+        supervisor = self.supervisors.get(server)
+        if supervisor is None or not supervisor.answered:
+            return None, False
+        if not within_ceiling(uri, supervisor.config.allowed_resources):
+            return None, False
+        timeout = self.policy.call_timeout(supervisor.config)
+        return Binding(exposed_uri, server, uri, {}, supervisor, timeout), grant.allows_resource(server, uri)
 
-    def explain_empty(self, grant: ToolGrant) -> str:
+    def view(self, kind: ListKind, grant: Grant) -> ListView:
+        """What ``grant`` sees of one list, memoized per grant and catalogue version."""
+        version = self._versions[kind]
+        view = self._views.get(grant, kind, version)
+        if view is not None:
+            return view
+        if kind == "tools":
+            entries = [
+                (e.exposed_name, e.server, self.bindings[e.exposed_name].definition)
+                for e in self.index.visible(grant)
+            ]
+        else:
+            bindings = {"prompts": self.prompts, "resources": self.resources}.get(kind, self.templates)
+            allowed = grant.allows_prompt if kind == "prompts" else grant.allows_resource
+            entries = [
+                (b.exposed_name, b.server, b.definition)
+                for b in bindings.values()
+                if allowed(b.server, b.name)
+            ]
+        supervisors = self.supervisors
+        view = build_view(
+            entries, lambda server: supervisors[server].lists[kind].expires_at(), time.monotonic()
+        )
+        return self._views.put(grant, kind, version, view)
+
+    def visible_tools(self, grant: Grant) -> tuple[list[JsonObject], bytes]:
+        """Tool definitions a grant may see, in name order, plus a signature to notice changes."""
+        view = self.view("tools", grant)
+        return view.items, view.signature
+
+    # -- resource subscriptions ----------------------------------------------------------
+
+    def new_surface(self) -> ClientSurface:
+        return ClientSurface(self.release)
+
+    async def subscribe(self, surface: ClientSurface, exposed_uris: list[str], grant: Grant) -> bool:
+        """Subscribe ``surface`` to gateway URIs. Every URI is accepted (one the key may not see, or
+        that does not exist, simply never gets an update); only a permitted URI of a server that
+        offers subscriptions is subscribed upstream, once per server whatever the number of URIs.
+        False, and nothing more subscribed, once ``surface`` holds `MAX_SUBSCRIPTIONS`."""
+        servers: dict[str, UpstreamSupervisor] = {}
+        for uri in exposed_uris:
+            if uri in surface.requested:
+                continue
+            if len(surface.requested) >= MAX_SUBSCRIPTIONS:
+                await self._sync(servers.values())
+                return False
+            surface.requested.add(uri)
+            binding, permitted = self.lookup_resource(uri, grant)
+            if binding is None or not permitted or not binding.supervisor.offers_subscriptions():
+                continue
+            if self.subscriptions.add(surface, binding.server, binding.name):
+                servers[binding.server] = binding.supervisor
+        await self._sync(servers.values())
+        return True
+
+    @staticmethod
+    async def _sync(supervisors: Iterable[UpstreamSupervisor]) -> None:
+        await asyncio.gather(*(supervisor.sync_subscriptions() for supervisor in supervisors))
+
+    async def unsubscribe(self, surface: ClientSurface, exposed_uri: str) -> None:
+        surface.requested.discard(exposed_uri)
+        parts = split_uri(exposed_uri)
+        if parts is not None and self.subscriptions.remove(surface, *parts):
+            supervisor = self.supervisors.get(parts[0])
+            if supervisor is not None:
+                await supervisor.sync_subscriptions()
+
+    def release(self, surface: ClientSurface) -> None:
+        """Drop every subscription of a closed session or ended listen stream (upstream, in the
+        background)."""
+        surface.requested.clear()
+        servers = self.subscriptions.remove_all(surface)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: the process is ending, and the upstreams with it
+            return
+        for server in servers:
+            supervisor = self.supervisors.get(server)
+            if supervisor is not None:
+                task = loop.create_task(supervisor.sync_subscriptions())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    def _updater(self, server: str) -> Callable[[str], None]:
+        def updated(uri: str) -> None:
+            self.subscriptions.deliver(server, uri)
+
+        return updated
+
+    def _wanted(self, server: str) -> Callable[[], frozenset[str]]:
+        return lambda: self.subscriptions.wanted(server)
+
+    # -- for admins ----------------------------------------------------------------------
+
+    def explain_empty(self, grant: Grant) -> str:
         """Why a grant sees no tools, for the admin's log (never sent to the caller)."""
         if grant.is_empty:
             return "no permission entry for the key or its team (deny by default)"
@@ -183,4 +392,4 @@ class UpstreamHub:
         return statuses
 
     def catalogue_problems(self) -> list[str]:
-        return [c.describe() for c in self.index.collisions]
+        return [c.describe() for c in [*self.index.collisions, *self.prompt_index.collisions]]

@@ -4,12 +4,13 @@ the pure decisions over it. Imports neither starlette nor mcp."""
 from policies.config import GatewayPolicy, LoadedPolicy, ServerConfig, load_policy, load_policy_text
 from policies.errors import ConfigError, ConfigIssue, PolicyError
 from policies.keys import Principal, TeamConfig, VirtualKeyConfig
-from policies.permissions import ToolGrant
+from policies.permissions import Grant, ToolGrant
 
 __all__ = [
     "ConfigError",
     "ConfigIssue",
     "GatewayPolicy",
+    "Grant",
     "LoadedPolicy",
     "PolicyError",
     "Principal",

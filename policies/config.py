@@ -18,7 +18,7 @@ from policies.files import check_file_path
 from policies.interpolation import expand_document
 from policies.keys import Principal, TeamConfig, VirtualKeyConfig
 from policies.naming import NamingRules, PrefixMode
-from policies.permissions import PermissionSpec, ToolGrant
+from policies.permissions import Grant, PermissionSpec
 from policies.providers import LlmProxySettings, ModelRoute, PricingConfig, ProviderConfig
 from policies.servers import (
     REDACT_KEYS_DESCRIPTION,
@@ -304,8 +304,10 @@ class McpSection(BaseModel):
     virtual_key_permissions: dict[str, PermissionSpec] = Field(
         default_factory=dict,
         description=(
-            'Per key id: "*", a list of servers, or {server: [tool globs] or "*"}; '
-            "replaces the team's entry."
+            'Per key id: "*" (everything of every server), a list of servers (everything of each), or a map '
+            'per server of "*" (everything of it), a list of tool globs (those tools only: no resources or '
+            'prompts), or {tools, resources, prompts} each "*" or a list of globs (resource globs match the '
+            "server's own URIs; a kind left out grants none of it); replaces the team's entry."
         ),
     )
     team_permissions: dict[str, PermissionSpec] = Field(
@@ -316,7 +318,21 @@ class McpSection(BaseModel):
         default_factory=ToolNaming, description="How tools are named for clients (decided once for everyone)."
     )
     call_timeout_seconds: float = Field(
-        default=60.0, gt=0, description="Per tools/call timeout for servers that set none."
+        default=60.0,
+        gt=0,
+        description=(
+            "Per tools/call (and resources/read, prompts/get, completion/complete) timeout for servers that "
+            "set none."
+        ),
+    )
+    list_page_size: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description=(
+            "Most items in one page of tools/list, resources/list, resources/templates/list or prompts/list; "
+            "longer lists carry a nextCursor."
+        ),
     )
     instructions: str | None = Field(default=None, description="Sent to clients as the server instructions.")
     startup_wait_seconds: float = Field(
@@ -383,16 +399,17 @@ class GatewayPolicy(BaseModel):
 
     # -- decisions -----------------------------------------------------------------------
 
-    def tool_grant(self, principal: Principal) -> ToolGrant:
-        """A key's own permission entry wins; otherwise it inherits its team's; otherwise nothing."""
+    def tool_grant(self, principal: Principal) -> Grant:
+        """What a key may use (tools, resources, prompts): its own permission entry wins; otherwise it
+        inherits its team's; otherwise nothing."""
         spec = self.mcp.virtual_key_permissions.get(principal.key_id)
         if spec is not None:
-            return ToolGrant.from_spec(spec, f"key:{principal.key_id}")
+            return Grant.from_spec(spec, f"key:{principal.key_id}")
         if principal.team is not None:
             team_spec = self.mcp.team_permissions.get(principal.team)
             if team_spec is not None:
-                return ToolGrant.from_spec(team_spec, f"team:{principal.team}")
-        return ToolGrant.from_spec(None, "none")
+                return Grant.from_spec(team_spec, f"team:{principal.team}")
+        return Grant.from_spec(None, "none")
 
     def allowed_models(self, principal: Principal) -> list[str] | None:
         """Model globs for a key (None: any routed model)."""
@@ -488,19 +505,22 @@ def _cross_check(policy: GatewayPolicy) -> tuple[list[tuple[DocPath, str]], list
         team_ref(("mcp", "team_permissions", team_name), team_name)
 
     if policy.mcp.tool_naming.prefix is PrefixMode.NEVER:
-        owners: dict[str, list[str]] = {}
-        for server in policy.mcp.servers:
-            for tool in server.allowed_tools or []:
-                if not any(ch in tool for ch in "*?["):
-                    owners.setdefault(tool, []).append(server.name)
-        for tool, servers in sorted(owners.items()):
-            if len(servers) > 1:
-                errors.append(
-                    (
-                        ("mcp", "tool_naming", "prefix"),
-                        f"with prefix 'never', tool {tool!r} is exposed by servers {', '.join(servers)}",
+        for noun in ("tool", "prompt"):
+            owners: dict[str, list[str]] = {}
+            for server in policy.mcp.servers:
+                ceiling = server.allowed_tools if noun == "tool" else server.allowed_prompts
+                for name in ceiling or []:
+                    if not any(ch in name for ch in "*?["):
+                        owners.setdefault(name, []).append(server.name)
+            for name, servers in sorted(owners.items()):
+                if len(servers) > 1:
+                    errors.append(
+                        (
+                            ("mcp", "tool_naming", "prefix"),
+                            f"with prefix 'never', {noun} {name!r} is exposed by servers "
+                            f"{', '.join(servers)}",
+                        )
                     )
-                )
 
     for i, route in enumerate(policy.routes):
         for j, target in enumerate(route.targets()):
@@ -546,7 +566,7 @@ def _loc_to_path(loc: tuple[Any, ...], doc: LocatedDocument) -> DocPath:
             or (
                 isinstance(part, str)
                 and part not in {"stdio", "http", "sse"}
-                and not part.startswith(("function-", "list["))
+                and not part.startswith(("function-", "list[", "shape-"))
             )
         ):
             path.append(part)

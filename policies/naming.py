@@ -1,9 +1,11 @@
-"""How upstream tool names become the names a client sees.
+"""How upstream tool and prompt names become the names a client sees.
 
 Names are decided once for the whole gateway (not per key), so a tool keeps its
-name whichever key lists it. Claude Code shows an MCP tool to the model as
-``mcp__<server>__<tool>`` and model APIs accept ``[A-Za-z0-9_-]{1,64}``, so we
-warn about names that would break there.
+name whichever key lists it. Prompts are named by the same rules as tools, in a
+namespace of their own (a tool and a prompt may share a name). Claude Code shows
+an MCP tool to the model as ``mcp__<server>__<tool>`` and model APIs accept
+``[A-Za-z0-9_-]{1,64}``, so we warn about tool names that would break there
+(prompts become slash commands, which have no such limit).
 """
 
 from __future__ import annotations
@@ -43,11 +45,15 @@ class Collision:
     exposed_name: str
     sources: tuple[tuple[str, str], ...]
     """(server, tool) pairs that would all be called ``exposed_name``."""
+    noun: str = "tool"
+    """What collides: ``tool`` or ``prompt``."""
 
     def describe(self) -> str:
-        who = ", ".join(f"tool {tool!r} of server {server!r}" for server, tool in self.sources)
+        noun = self.noun
+        who = ", ".join(f"{noun} {tool!r} of server {server!r}" for server, tool in self.sources)
         return (
-            f"tool name {self.exposed_name!r} is claimed by {who}; rename a server or change mcp.tool_naming"
+            f"{noun} name {self.exposed_name!r} is claimed by {who}; "
+            "rename a server or change mcp.tool_naming"
         )
 
 
@@ -72,11 +78,14 @@ def name_warnings(exposed: str, rules: NamingRules) -> list[str]:
     return warnings
 
 
-def assign_names(tools_by_server: Mapping[str, Sequence[str]], rules: NamingRules) -> NamingResult:
+def assign_names(
+    tools_by_server: Mapping[str, Sequence[str]], rules: NamingRules, noun: str = "tool"
+) -> NamingResult:
     """Give every (server, tool) an exposed name, reporting collisions instead of guessing.
 
     Colliding tools get no name at all: exposing one of them at random would make
-    a call reach a server the caller did not mean.
+    a call reach a server the caller did not mean. ``noun`` says what is named (``tool`` or
+    ``prompt``); only tool names are checked against model API limits.
     """
     plain_owners: dict[str, list[str]] = defaultdict(list)
     for server, tools in tools_by_server.items():
@@ -95,9 +104,10 @@ def assign_names(tools_by_server: Mapping[str, Sequence[str]], rules: NamingRule
     result = NamingResult()
     for exposed, sources in candidates.items():
         if len(sources) > 1:
-            result.collisions.append(Collision(exposed, tuple(sorted(sources))))
+            result.collisions.append(Collision(exposed, tuple(sorted(sources)), noun))
             continue
         result.names[sources[0]] = exposed
-        result.warnings.extend(name_warnings(exposed, rules))
+        if noun == "tool":
+            result.warnings.extend(name_warnings(exposed, rules))
     result.collisions.sort(key=lambda c: c.exposed_name)
     return result

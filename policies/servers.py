@@ -140,8 +140,9 @@ class _ServerBase(BaseModel):
     name: str = Field(
         pattern=SERVER_NAME_PATTERN,
         description=(
-            "Unique server name (letters, digits, _ and -; up to 48): the prefix of its tools' names "
-            "and what permissions refer to."
+            "Unique server name (letters, digits, _ and -; up to 48): the prefix of its tools' and "
+            "prompts' names, the authority of its resources' URIs (mcpgw://<name>/...) and what "
+            "permissions refer to."
         ),
     )
     description: str | None = Field(default=None, description="Free text for people reading the file.")
@@ -151,6 +152,17 @@ class _ServerBase(BaseModel):
     allowed_tools: list[str] | None = Field(
         default=None,
         description="Tool names or glob patterns this server may expose at all; absent means every tool.",
+    )
+    allowed_resources: list[str] | None = Field(
+        default=None,
+        description=(
+            "Resource URI globs (the server's own URIs, and its templates' uriTemplate texts) this server "
+            "may expose at all; absent means every resource."
+        ),
+    )
+    allowed_prompts: list[str] | None = Field(
+        default=None,
+        description="Prompt names or glob patterns this server may expose at all; absent means every prompt.",
     )
     timeout_seconds: float | None = Field(
         default=None, gt=0, description="Per-call timeout; defaults to mcp.call_timeout_seconds."

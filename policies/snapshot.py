@@ -31,7 +31,7 @@ from policies.budgeting import BudgetScope, BudgetScopes
 from policies.config import GatewayPolicy
 from policies.counters import Clock
 from policies.keys import KeySettings, Principal
-from policies.permissions import ToolGrant
+from policies.permissions import Grant
 from policies.pricing import PriceBook
 from policies.ratelimit import RatePlan, build_rate_plan
 from policies.routing import ModelRouter, ProviderKind, Target
@@ -131,7 +131,7 @@ class PolicySnapshot:
         self._clock = clock
         self._keys = dict(keys)
         self._virtual_key_digests = virtual_key_digests
-        self._grants: dict[tuple[str, str | None], ToolGrant] = {}
+        self._grants: dict[tuple[str, str | None], Grant] = {}
         self._rate_plans: dict[tuple[str, str | None], RatePlan] = {}
         self._caller_budgets: dict[tuple[str, str | None], tuple[BudgetScope, ...]] = {}
         self._models: dict[tuple[str, str | None, str, str], ModelRoute | ModelRefused] = {}
@@ -180,17 +180,17 @@ class PolicySnapshot:
 
     # -- decisions -----------------------------------------------------------------------
 
-    def grant(self, principal: Principal) -> ToolGrant:
+    def grant(self, principal: Principal) -> Grant:
         memo_key = (principal.key_id, principal.team)
         grant = self._grants.get(memo_key)
         if grant is None:
             grant = _remember(self._grants, memo_key, self._tool_grant(principal))
         return grant
 
-    def _tool_grant(self, principal: Principal) -> ToolGrant:
+    def _tool_grant(self, principal: Principal) -> Grant:
         own = self._own.get(principal.key_id)
         if own is not None and own.tool_permissions is not None:
-            return ToolGrant.from_spec(own.tool_permissions, f"key:{principal.key_id}")
+            return Grant.from_spec(own.tool_permissions, f"key:{principal.key_id}")
         return self.policy.tool_grant(principal)
 
     def rate_plan(self, principal: Principal) -> RatePlan:

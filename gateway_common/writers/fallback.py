@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 from sqlalchemy import Engine, Table
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from gateway_common.writers.rows import (
     Row,
@@ -55,6 +56,11 @@ class FallbackFile:
         self.path = Path(path)
         self.table = table
         self._date_columns = tuple(c.name for c in table.columns if holds_datetimes(c))
+        self._defaults = {
+            c.name: c.default.arg for c in table.columns if isinstance(c.default, ScalarElementColumnDefault)
+        }
+        """Column defaults, for lines written before their column existed: one batch mixing such
+        lines with newer ones would otherwise store the default over the newer lines' values."""
 
     def append(self, rows: list[Row]) -> None:
         """Append and sync; raises OSError if the file cannot be written."""
@@ -66,6 +72,8 @@ class FallbackFile:
 
     def revive(self, line: bytes) -> Row:
         row: Row = orjson.loads(line)
+        for name, value in self._defaults.items():
+            row.setdefault(name, value)
         for name in self._date_columns:
             if isinstance(row.get(name), str):
                 row[name] = datetime.fromisoformat(row[name])

@@ -1,4 +1,5 @@
-"""The audit log table: one row per tools/call, including refused ones.
+"""The audit log table: one row per tools/call, resources/read, prompts/get and completion/complete,
+including refused ones (``kind`` says which).
 
 Query it with SQLModel, e.g.::
 
@@ -53,13 +54,24 @@ class ToolCall(SQLModel, table=True):
     client_version: str | None = Field(default=None, description="From the client's clientInfo (clipped).")
     session_id: str | None = Field(default=None, description="Mcp-Session-Id (2025-11-25 clients only).")
     protocol_version: str | None = None
-    exposed_name: str = Field(description="The tool name the client called (clipped to 256 characters).")
+    kind: str = Field(
+        default="tool",
+        sa_column_kwargs={"server_default": "tool"},
+        description="What was asked: tool (tools/call), resource (resources/read), prompt (prompts/get) "
+        "or completion (completion/complete).",
+    )
+    exposed_name: str = Field(
+        description="The name the client called: a tool or prompt name, a resource URI (the gateway's), "
+        "or for a completion the prompt name or resource template (clipped to 256 characters)."
+    )
     server: str | None = Field(
         default=None,
-        description="Upstream server the name resolved to, also for a tool hidden from this key "
+        description="Upstream server the name resolved to, also for one hidden from this key "
         "(status denied); empty when the name resolved to none.",
     )
-    tool: str | None = Field(default=None, description="The upstream's own tool name.")
+    tool: str | None = Field(
+        default=None, description="The upstream's own name: of the tool or prompt, or its resource URI."
+    )
     arguments: Any = Field(default=None, sa_column=Column(JSON))
     arguments_truncated: bool = False
     result: Any = Field(default=None, sa_column=Column(JSON))
@@ -94,6 +106,7 @@ class ToolCallRow(TypedDict):
     client_version: str | None
     session_id: str | None
     protocol_version: str | None
+    kind: str
     exposed_name: str
     server: str | None
     tool: str | None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import Receive, Send
 
 from mcp_gateway.server.sessions import Session
-from policies import Principal, ToolGrant
+from policies import Grant, Principal
 from policies.snapshot import PolicySnapshot
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class RequestContext:
     runtime: GatewayRuntime
     snapshot: PolicySnapshot
     principal: Principal
-    grant: ToolGrant
+    grant: Grant
     modern: bool
     """True for a 2026-07-28 request (stateless envelope), False for a 2025-era session."""
     protocol_version: str

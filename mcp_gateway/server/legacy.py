@@ -115,7 +115,8 @@ async def initialize(incoming: Incoming, message: JsonObject) -> None:
         session.client_version,
         version,
     )
-    answer = jsonrpc.response(message["id"], initialize_result(incoming.snapshot.policy, version))
+    result = initialize_result(incoming.snapshot.policy, version, runtime.hub.capabilities)
+    answer = jsonrpc.response(message["id"], result)
     await send_json(send, 200, answer, [(b"mcp-session-id", session.id.encode())])
 
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 
 from mcp_gateway import __version__
 from mcp_gateway.errors import InvalidParams, MethodNotFound
+from mcp_gateway.server import lists, prompts, resources
 from mcp_gateway.server.context import RequestContext
 from mcp_gateway.server.toolcall import call_tool
 from policies import GatewayPolicy
-
-if TYPE_CHECKING:
-    pass
+from policies.resource_uris import PREFIX
 
 logger = logging.getLogger("mcp_gateway.mcp")
 JsonObject = dict[str, Any]
@@ -24,6 +23,7 @@ Handler = Callable[[RequestContext, JsonObject], Awaitable[JsonObject]]
 SERVER_INFO: JsonObject = {"name": "mcp-gateway", "title": "MCP Gateway", "version": __version__}
 SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
 CAPABILITIES: JsonObject = {"tools": {"listChanged": True}}
+"""What the gateway offers with no upstream known yet; `UpstreamHub.capabilities` is the live value."""
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 
@@ -33,8 +33,10 @@ def instructions(policy: GatewayPolicy) -> str:
         return configured
     separator = policy.mcp.tool_naming.separator
     return (
-        "MCP Gateway: tools from several MCP servers behind one endpoint. "
-        f"Tool names are <server>{separator}<tool>; every call is checked against your key and audited."
+        "MCP Gateway: tools, prompts and resources from several MCP servers behind one endpoint. "
+        f"Tool and prompt names are <server>{separator}<name>; "
+        f"resource URIs are {PREFIX}<server>/<the server's own URI>. "
+        "Every call and read is checked against your key and audited."
     )
 
 
@@ -44,10 +46,12 @@ def negotiate_version(requested: Any) -> str:
     return LATEST_HANDSHAKE_VERSION
 
 
-def initialize_result(policy: GatewayPolicy, protocol_version: str) -> JsonObject:
+def initialize_result(
+    policy: GatewayPolicy, protocol_version: str, capabilities: JsonObject | None = None
+) -> JsonObject:
     return {
         "protocolVersion": protocol_version,
-        "capabilities": CAPABILITIES,
+        "capabilities": CAPABILITIES if capabilities is None else capabilities,
         "serverInfo": SERVER_INFO,
         "instructions": instructions(policy),
     }
@@ -55,21 +59,6 @@ def initialize_result(policy: GatewayPolicy, protocol_version: str) -> JsonObjec
 
 async def _ping(ctx: RequestContext, params: JsonObject) -> JsonObject:
     return {}
-
-
-async def _list_tools(ctx: RequestContext, params: JsonObject) -> JsonObject:
-    tools, signature = ctx.runtime.hub.visible_tools(ctx.grant)
-    if not tools:
-        logger.warning(
-            "key %s listed no tools: %s", ctx.principal.key_id, ctx.runtime.hub.explain_empty(ctx.grant)
-        )
-    if ctx.session is not None:
-        ctx.session.listed_signature = signature
-    result: JsonObject = {"tools": tools}
-    if ctx.modern:
-        result["cacheScope"] = "private"
-        result["ttlMs"] = 0
-    return result
 
 
 async def _set_level(ctx: RequestContext, params: JsonObject) -> JsonObject:
@@ -81,7 +70,7 @@ async def _set_level(ctx: RequestContext, params: JsonObject) -> JsonObject:
 async def _discover(ctx: RequestContext, params: JsonObject) -> JsonObject:
     return {
         "supportedVersions": list(MODERN_PROTOCOL_VERSIONS),
-        "capabilities": CAPABILITIES,
+        "capabilities": ctx.runtime.hub.capabilities,
         "instructions": instructions(ctx.snapshot.policy),
         "cacheScope": "private",
         "ttlMs": 0,
@@ -94,11 +83,24 @@ async def _call_tool(ctx: RequestContext, params: JsonObject) -> JsonObject:
 
 _COMMON: dict[str, Handler] = {
     "ping": _ping,
-    "tools/list": _list_tools,
+    "tools/list": lists.list_tools,
     "tools/call": _call_tool,
+    "resources/list": lists.list_resources,
+    "resources/templates/list": lists.list_resource_templates,
+    "resources/read": resources.read_resource,
+    "prompts/list": lists.list_prompts,
+    "prompts/get": prompts.get_prompt,
+    "completion/complete": prompts.complete,
 }
-LEGACY_METHODS: dict[str, Handler] = {**_COMMON, "logging/setLevel": _set_level}
+LEGACY_METHODS: dict[str, Handler] = {
+    **_COMMON,
+    "logging/setLevel": _set_level,
+    "resources/subscribe": resources.subscribe,
+    "resources/unsubscribe": resources.unsubscribe,
+}
 MODERN_METHODS: dict[str, Handler] = {**_COMMON, "server/discover": _discover}
+"""2026-07-28 has no logging/setLevel and no resources/(un)subscribe: ``subscriptions/listen``
+(`streams`) carries resource subscriptions."""
 
 
 async def dispatch(ctx: RequestContext, method: str, params: JsonObject) -> JsonObject:

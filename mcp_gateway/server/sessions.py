@@ -19,10 +19,12 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mcp_gateway.errors import GatewayError
 from mcp_gateway.server.handshake import ClientCapability
+from mcp_gateway.subscriptions import ClientSurface
 from policies import Principal
 
 logger = logging.getLogger("mcp_gateway.mcp")
@@ -61,6 +63,7 @@ class Session:
         "principal",
         "protocol_version",
         "stream_open",
+        "surface",
     )
 
     def __init__(
@@ -84,6 +87,8 @@ class Session:
         self.stream_open = False
         self.listed_signature: bytes | None = None
         self.is_closed = False
+        self.surface: ClientSurface | None = None
+        """Resource subscriptions, updates for the GET stream, lists last fetched; made on first use."""
         self._cancelled_ids: set[str | int] | None = None
         self._closed_event: asyncio.Event | None = None
 
@@ -108,8 +113,16 @@ class Session:
                 self._closed_event.set()
         return self._closed_event
 
+    def surface_for(self, make: Callable[[], ClientSurface]) -> ClientSurface:
+        """The session's `ClientSurface`, made with ``make`` the first time."""
+        if self.surface is None:
+            self.surface = make()
+        return self.surface
+
     def mark_closed(self) -> None:
         self.is_closed = True
+        if self.surface is not None:
+            self.surface.close()
         if self._closed_event is not None:
             self._closed_event.set()
         for task in self.in_flight.values():

@@ -4,7 +4,8 @@ The call is re-checked against the caller's grant (a hidden tool and a missing
 one get the same error, though the row of a hidden one names its server and
 tool), forwarded as raw JSON-RPC over the upstream's long-lived connection, and
 audited exactly once whatever happens, including cancellation. Arguments and
-results pass through untouched. A tool the caller may use whose server is down
+results pass through untouched, but for resource links and embedded resources in a
+result, which get their gateway URIs (`links`). A tool the caller may use whose server is down
 or restarting gets a retryable `UpstreamUnavailable`, never "Unknown tool".
 
 Each row's status is an `Outcome` (the error that ended the call names it);
@@ -35,6 +36,7 @@ from mcp_gateway.errors import (
 )
 from mcp_gateway.hub import ToolBinding
 from mcp_gateway.server.context import RequestContext
+from mcp_gateway.server.links import expose_result_links, has_links
 from mcp_gateway.upstream.base import (
     ENVELOPE_PREFIX,
     JsonObject,
@@ -80,6 +82,7 @@ def _audit_row(ctx: RequestContext, name: str, arguments: Any) -> ToolCallRow:
         "client_version": ctx.client_version,
         "session_id": ctx.session.id if ctx.session else None,
         "protocol_version": ctx.protocol_version,
+        "kind": "tool",
         "exposed_name": name if len(name) <= MAX_NAME_CHARS else clip(name, MAX_NAME_CHARS),
         "server": None,
         "tool": None,
@@ -127,6 +130,9 @@ async def call_tool(ctx: RequestContext, params: JsonObject) -> JsonObject:
                 raise RateLimited(decision.message, decision.retry_after, decision.blocked_by)
         upstream_started = time.perf_counter()
         result = await _forward(ctx, binding, params, arguments)
+        content = result.get("content")
+        if type(content) is list and has_links(content):
+            result = expose_result_links(result, binding.server)  # readable back through the gateway
         row["result"] = result
         row["status"] = _TOOL_ERROR if result.get("isError") is True else _OK
         binding.supervisor.note_success()

@@ -167,12 +167,19 @@ class HttpTransport(MessageTransport):
 
     async def listen(self, subscribe: JsonObject | None) -> None:
         established = asyncio.Event()
+        previous = self._listener
         self._listener = asyncio.create_task(
             self._listen(subscribe, established), name=f"upstream-{self.server}-listen"
         )
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_LISTEN_WAIT):
-                await established.wait()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_LISTEN_WAIT):
+                    await established.wait()
+        finally:
+            if previous is not None:  # replaced (a 2026 listen with other resource subscriptions)
+                previous.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await previous
 
     async def _listen(self, subscribe: JsonObject | None, established: asyncio.Event) -> None:
         """Hand what the listening stream carries to the session, on this task (never a caller's)."""

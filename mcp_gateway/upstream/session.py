@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import Any, ClassVar, Literal
 
 from mcp_types.version import LATEST_MODERN_VERSION, MODERN_PROTOCOL_VERSIONS
@@ -95,7 +95,8 @@ class MessageTransport(abc.ABC):
     @abc.abstractmethod
     async def listen(self, subscribe: JsonObject | None) -> None:
         """Open the stream for messages outside any call (``subscribe``: the 2026 request for it);
-        return once it is established (or refused), so nothing sent after `open` is missed."""
+        return once it is established (or refused), so nothing sent after `open` is missed. A
+        later call replaces the stream (closing the old one once the new one is established)."""
 
     def status(self) -> JsonObject:
         """Details for the status page (a child's pid)."""
@@ -182,18 +183,41 @@ class JsonRpcSession(UpstreamConnection):
     async def _listen(self) -> None:
         """Messages outside any call. 2025 era: always (a server may send requests and
         notifications there whatever it advertises). 2026 era: a subscriptions/listen for what
-        the gateway uses (tool list changes), when the server offers it."""
-        subscribe = None
-        if self.modern:
-            tools = self.capabilities.get("tools") or {}
-            if not tools.get("listChanged"):
-                return
-            subscribe = {
-                "jsonrpc": "2.0",
-                "id": f"listen-{next(self._ids)}",
-                "method": "subscriptions/listen",
-                "params": envelope({"notifications": {"toolsListChanged": True}}),
-            }
+        the gateway uses (list changes of what the server offers), when it offers any."""
+        if not self.modern:
+            await self.transport.listen(None)
+            return
+        await self.listen_for(())
+
+    def listen_filter(self, resource_uris: Collection[str]) -> JsonObject:
+        """The 2026 ``subscriptions/listen`` filter: every list change the server can announce, and
+        updates of ``resource_uris`` (when it offers resource subscriptions)."""
+        wanted: JsonObject = {}
+        for capability, flag in (
+            ("tools", "toolsListChanged"),
+            ("resources", "resourcesListChanged"),
+            ("prompts", "promptsListChanged"),
+        ):
+            offered = self.capabilities.get(capability)
+            if isinstance(offered, dict) and offered.get("listChanged"):
+                wanted[flag] = True
+        resources = self.capabilities.get("resources")
+        if resource_uris and isinstance(resources, dict) and resources.get("subscribe"):
+            wanted["resourceSubscriptions"] = sorted(resource_uris)
+        return wanted
+
+    async def listen_for(self, resource_uris: Collection[str]) -> None:
+        """(2026 era) Open a listen stream for list changes and ``resource_uris``; it replaces the
+        previous one once established, so nothing announced in between is lost."""
+        wanted = self.listen_filter(resource_uris)
+        if not wanted:
+            return
+        subscribe = {
+            "jsonrpc": "2.0",
+            "id": f"listen-{next(self._ids)}",
+            "method": "subscriptions/listen",
+            "params": envelope({"notifications": wanted}),
+        }
         await self.transport.listen(subscribe)
 
     def connection_lost(self, reason: str) -> None:

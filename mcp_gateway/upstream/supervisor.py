@@ -1,10 +1,16 @@
-"""Keeps one upstream alive: connect, list its tools, watch it, reconnect with backoff.
+"""Keeps one upstream alive: connect, list what it offers, watch it, reconnect with backoff.
 
 An upstream that fails to start, dies or stops answering never takes the
-gateway down. While it is away its last-known tools stay in the catalogue (a
-restart costs clients no tools/list refetch), calls to them get a retryable
-"server X is unavailable" error, and it comes back by itself once it answers
-again; the tools change only when its fresh tool list differs.
+gateway down. While it is away its last-known tools, resources and prompts stay
+in the catalogue (a restart costs clients no list refetch), calls to them get a
+retryable "server X is unavailable" error, and it comes back by itself once it
+answers again; a list changes only when its fresh copy differs.
+
+The supervisor also routes what the upstream announces: a list_changed makes it
+fetch that list again, a ``notifications/resources/updated`` goes to the gateway's
+subscribers (`on_resource_updated`), and it keeps the upstream's resource
+subscriptions equal to what the gateway's clients want (`sync_subscriptions`),
+again after every reconnect.
 
 Only a dead transport (a stdio child that exited, an expired HTTP session) or a
 failed health check takes a server down. A call that fails on the way (a cut
@@ -18,13 +24,14 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mcp_gateway.upstream.base import JsonObject, UpstreamConnection, UpstreamError
 from mcp_gateway.upstream.http import HttpTransport
+from mcp_gateway.upstream.listing import CHANGED_LISTS, EMPTY, LIST_KINDS, Listing, ListKind, fetch_list
 from mcp_gateway.upstream.session import JsonRpcSession
 from mcp_gateway.upstream.sse_legacy import SseLegacyTransport
 from mcp_gateway.upstream.stdio import StdioTransport
@@ -34,7 +41,8 @@ from policies.servers import HttpServerConfig, SseServerConfig
 logger = logging.getLogger("mcp_gateway.upstream")
 
 State = Literal["starting", "ready", "backoff", "stopped"]
-_MAX_TOOL_PAGES = 100
+_SUBSCRIBE_TIMEOUT = 10.0
+"""How long one resources/subscribe (or a 2026 re-listen) may take upstream."""
 
 
 def make_connection(config: ServerConfig) -> UpstreamConnection:
@@ -84,8 +92,19 @@ class UpstreamSupervisor:
         self.name = config.name
         self.state: State = "starting"
         self.connection: UpstreamConnection | None = None
-        self.tools: list[JsonObject] = []
-        """The last tool list the upstream answered (kept while it is away)."""
+        self.lists: dict[ListKind, Listing] = dict.fromkeys(LIST_KINDS, EMPTY)
+        """The last lists the upstream answered (kept while it is away)."""
+        self.answered = False
+        """The upstream has answered its lists at least once since the gateway started."""
+        self.offered: JsonObject = {}
+        """The capabilities it declared when it last connected (kept while it is away)."""
+        self.on_resource_updated: Callable[[str], None] | None = None
+        """Gets the upstream URI of each ``notifications/resources/updated``."""
+        self.wanted_subscriptions: Callable[[], Collection[str]] = frozenset
+        """The upstream URIs the gateway's clients are subscribed to (the hub's registry)."""
+        self._subscribed: set[str] = set()
+        self._subscribed_on: UpstreamConnection | None = None
+        self._subscription_lock = asyncio.Lock()
         self.last_error: str | None = None
         self.restarts = 0
         self.since = datetime.now(UTC)
@@ -94,6 +113,7 @@ class UpstreamSupervisor:
         self._backoff = backoff or Backoff(maximum=config.max_restart_delay_seconds)
         self._stopping = asyncio.Event()
         self._refresh = asyncio.Event()
+        self._stale: set[ListKind] = set()
         self._check_soon = asyncio.Event()
         self._last_ok = 0.0
         self.probes = 0
@@ -132,7 +152,13 @@ class UpstreamSupervisor:
         """A call failed on the way (not a tool error): check the upstream's health now."""
         self._check_soon.set()
 
-    def request_refresh(self) -> None:
+    @property
+    def tools(self) -> list[JsonObject]:
+        """The last tool list the upstream answered."""
+        return self.lists["tools"].items
+
+    def request_refresh(self, kinds: tuple[ListKind, ...] = ("tools",)) -> None:
+        self._stale.update(kinds)
         self._refresh.set()
 
     def status(self) -> dict[str, Any]:
@@ -142,6 +168,8 @@ class UpstreamSupervisor:
             "transport": self.config.transport,
             "state": self.state,
             "tools": len(self.tools) if self.state == "ready" else 0,
+            "resources": len(self.lists["resources"].items) if self.state == "ready" else 0,
+            "prompts": len(self.lists["prompts"].items) if self.state == "ready" else 0,
             "last_error": self.last_error,
             "restarts": self.restarts,
             "since": self.since.isoformat(),
@@ -172,7 +200,7 @@ class UpstreamSupervisor:
             conn.on_notification = self._on_notification
             try:
                 await conn.open(self.config.startup_timeout_seconds)
-                self.tools = await self._list_tools(conn)
+                self.lists = {kind: await self._fetch(conn, kind) for kind in LIST_KINDS}
             except (UpstreamError, OSError, TimeoutError) as exc:
                 self.last_error = f"start failed: {describe(exc)}"
                 logger.warning("[%s] %s", self.name, self.last_error)
@@ -180,17 +208,25 @@ class UpstreamSupervisor:
                 await self._sleep_backoff()
                 continue
             self.connection = conn
+            self.answered = True
+            self.offered = dict(conn.capabilities)
+            self._stale.clear()
             self._backoff.reset()
             self._check_soon.clear()
             self.note_success()
             logger.info(
-                "[%s] ready: %d tools (%s, protocol %s)",
+                "[%s] ready: %d tools, %d resources, %d resource templates, %d prompts (%s, protocol %s)",
                 self.name,
                 len(self.tools),
+                len(self.lists["resources"].items),
+                len(self.lists["resource_templates"].items),
+                len(self.lists["prompts"].items),
                 (conn.server_info or {}).get("name", "?"),
                 conn.protocol_version,
             )
             self._set_state("ready")
+            if self.wanted_subscriptions():
+                await self.sync_subscriptions()
             try:
                 await self._watch(conn)
             finally:
@@ -231,8 +267,13 @@ class UpstreamSupervisor:
             try:
                 if self._refresh.is_set():
                     self._refresh.clear()
-                    self.tools = await self._list_tools(conn)
-                    logger.info("[%s] tool list changed: %d tools", self.name, len(self.tools))
+                    stale, self._stale = sorted(self._stale), set()
+                    lists = dict(self.lists)
+                    for kind in stale:
+                        lists[kind] = await self._fetch(conn, kind)
+                    self.lists = lists
+                    counts = ", ".join(f"{len(lists[kind].items)} {kind}" for kind in stale)
+                    logger.info("[%s] list changed: %s", self.name, counts)
                     self._on_change()
                 elif self._check_soon.is_set() or time.monotonic() - self._last_ok >= interval:
                     self._check_soon.clear()
@@ -248,29 +289,67 @@ class UpstreamSupervisor:
         self.probes += 1
         self.note_success()
 
-    async def _list_tools(self, conn: UpstreamConnection) -> list[JsonObject]:
-        if "tools" not in conn.capabilities:
-            return []
-        tools: list[JsonObject] = []
-        cursor: str | None = None
-        for _ in range(_MAX_TOOL_PAGES):
-            params = {"cursor": cursor} if cursor else None
-            reply = await conn.request("tools/list", params, timeout=self.config.startup_timeout_seconds)
-            if "error" in reply:
-                raise UpstreamError(f"tools/list failed: {reply['error'].get('message')}")
-            result = reply.get("result") or {}
-            tools.extend(
-                t for t in result.get("tools") or [] if isinstance(t, dict) and isinstance(t.get("name"), str)
-            )
-            cursor = result.get("nextCursor")
-            if not cursor:
-                break
-        return tools
+    async def _fetch(self, conn: UpstreamConnection, kind: ListKind) -> Listing:
+        return await fetch_list(conn, kind, self.config.startup_timeout_seconds)
+
+    # -- resource subscriptions ----------------------------------------------------------
+
+    def offers_subscriptions(self) -> bool:
+        resources = self.offered.get("resources")
+        return isinstance(resources, dict) and resources.get("subscribe") is True
+
+    async def sync_subscriptions(self) -> None:
+        """Make the upstream's resource subscriptions what the gateway's clients want now.
+
+        2025 era: ``resources/subscribe`` and ``resources/unsubscribe`` for the difference;
+        2026 era: one new ``subscriptions/listen`` with the wanted URIs (it replaces the old
+        stream). Runs one at a time; a failure is logged and retried at the next change or
+        reconnect (updates of that resource are missed meanwhile, as with a dropped stream).
+        """
+        async with self._subscription_lock:
+            conn = self.connection
+            if conn is None or conn.is_closed or not self.offers_subscriptions():
+                return
+            if self._subscribed_on is not conn:
+                self._subscribed_on, self._subscribed = conn, set()
+            wanted = set(self.wanted_subscriptions())
+            try:
+                if conn.modern:
+                    if wanted != self._subscribed and isinstance(conn, JsonRpcSession):
+                        async with asyncio.timeout(_SUBSCRIBE_TIMEOUT):
+                            await conn.listen_for(wanted)
+                        self._subscribed = wanted
+                    return
+                for uri in sorted(wanted - self._subscribed):
+                    if await self._subscription_request(conn, "resources/subscribe", uri):
+                        self._subscribed.add(uri)
+                for uri in sorted(self._subscribed - wanted):
+                    self._subscribed.discard(uri)
+                    await self._subscription_request(conn, "resources/unsubscribe", uri)
+            except (UpstreamError, TimeoutError) as exc:
+                logger.warning("[%s] resource subscriptions not updated: %s", self.name, describe(exc))
+
+    async def _subscription_request(self, conn: UpstreamConnection, method: str, uri: str) -> bool:
+        reply = await conn.request(method, {"uri": uri}, timeout=_SUBSCRIBE_TIMEOUT)
+        error = reply.get("error")
+        if error is not None:
+            message = error.get("message") if isinstance(error, dict) else error
+            logger.warning("[%s] %s %.200r refused: %.300s", self.name, method, uri, message)
+            return False
+        return True
 
     def _on_notification(self, message: JsonObject) -> None:
         method = message.get("method")
-        if method == "notifications/tools/list_changed":
-            self.request_refresh()
+        if not isinstance(method, str):
+            return
+        changed = CHANGED_LISTS.get(method)
+        if changed is not None:
+            self.request_refresh(changed)
+        elif method == "notifications/resources/updated":
+            params = message.get("params")
+            uri = params.get("uri") if isinstance(params, dict) else None
+            if isinstance(uri, str) and self.on_resource_updated is not None:
+                self.on_resource_updated(uri)
         elif method == "notifications/message":
             params = message.get("params") or {}
             logger.info("[%s] log %s: %s", self.name, params.get("level"), params.get("data"))

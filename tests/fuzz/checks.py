@@ -120,11 +120,22 @@ def _method(case: Case) -> str | None:
     return method if isinstance(method, str) else None
 
 
+AUDITED = {
+    "tools/call": ("Unknown tool", "tools/call"),
+    "resources/read": ("Unknown resource", "resources/read"),
+    "prompts/get": ("Unknown prompt", "prompts/get"),
+    "completion/complete": ("Unknown prompt", "Unknown resource", "completion/complete"),
+}
+"""The audited methods, and how their errors start when the gateway acted on the request."""
+
+
 def check_audit(case: Case, answer: Answer, gw: LiveGateway, before: int) -> None:
-    """A tools/call the gateway acted on has exactly one row; nothing else has any."""
+    """A tools/call (resources/read, prompts/get, completion/complete) the gateway acted on has
+    exactly one row; nothing else has any."""
     rows = gw.audit_rows.rows[before:]
-    if _method(case) != "tools/call":
-        assert not rows, f"an audit row for a request that is not a tools/call: {rows}"
+    method = _method(case)
+    if method not in AUDITED:
+        assert not rows, f"an audit row for a request that is not audited: {rows}"
         return
     assert len(rows) <= 1, f"{len(rows)} audit rows for one request"
     document: Any = None
@@ -136,7 +147,7 @@ def check_audit(case: Case, answer: Answer, gw: LiveGateway, before: int) -> Non
     error = document.get("error") if isinstance(document, dict) else None
     acted = isinstance(document, dict) and (
         "result" in document
-        or (isinstance(error, dict) and str(error.get("message")).startswith(("Unknown tool", "tools/call")))
+        or (isinstance(error, dict) and str(error.get("message")).startswith(AUDITED[method]))
     )
     if acted:
         assert len(rows) == 1, "a tools/call the gateway answered left no audit row"

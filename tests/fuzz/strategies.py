@@ -196,6 +196,8 @@ LEGACY_METHODS = (
 NOTIFICATIONS = ("notifications/initialized", "notifications/cancelled", "notifications/progress")
 OTHER_METHODS = (
     "resources/list",
+    "resources/read",
+    "resources/subscribe",
     "prompts/get",
     "completion/complete",
     "tools/list ",

@@ -223,7 +223,12 @@ async def test_legacy_session_rules(gateway: RunningGateway, http: httpx2.AsyncC
     opened = await http.post("/mcp", json=init)
     assert opened.status_code == 200
     assert opened.json()["result"]["protocolVersion"] == "2025-06-18"
-    assert opened.json()["result"]["capabilities"] == {"tools": {"listChanged": True}}
+    # Tools always; resources and prompts because the test upstream (the SDK's server) offers them.
+    assert opened.json()["result"]["capabilities"] == {
+        "tools": {"listChanged": True},
+        "resources": {"listChanged": True, "subscribe": False},
+        "prompts": {"listChanged": True},
+    }
     session = opened.headers["mcp-session-id"]
 
     bad_version = await http.post(

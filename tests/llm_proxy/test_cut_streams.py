@@ -20,15 +20,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from alembic import command
-from sqlalchemy import text
 
 from examples.servers.mock_model_api import MockModelApi
-from gateway_app.migrations.runner import alembic_config
 from gateway_common.db import make_engine
 from llm_proxy.ledger import ModelRequest
 from policies.pricing import ESTIMATE_BYTES_PER_TOKEN
 from tests.llm_proxy.conftest import KEY_ALICE, FakeClock, Proxy, mock_api, proxy_config, start_proxy
+from tests.schema_fixtures import load_ddl
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("provider_env")]
 GUARD = 20.0
@@ -430,11 +428,9 @@ async def test_complete_streams_keep_the_providers_exact_usage(tmp_path: Path) -
 
 async def test_a_ledger_from_an_earlier_release_gains_the_usage_estimated_column(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'gateway.db'}")  # the database start_proxy uses
-    with engine.begin() as conn:  # the last schema before migrations (0002), not this release's
-        command.upgrade(alembic_config(conn), "0002")
-    with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE model_requests DROP COLUMN usage_estimated"))
-        conn.execute(text("DROP TABLE gateway_schema_version"))  # earlier releases had no migrations
+    # The first release's schema, as it made it (no usage_estimated, no migrations); the current
+    # schema minus one column would hold columns of later revisions no such database has.
+    load_ddl(engine, "release_52cf063")
     engine.dispose()
     async with mock_api() as (_api, url), start_proxy(config_for(url), tmp_path) as proxy:
         assert (
