@@ -9,6 +9,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,6 +22,8 @@ from gateway_app.database import prepare_database
 from gateway_app.guard import HostGuard, refusal_response
 from gateway_app.health import healthz, readyz
 from gateway_app.metrics import GatewayMetrics, metrics_endpoint
+from gateway_app.policy_watch import watch_policy_file
+from gateway_app.reload import PolicySource, Reloader, ReloadRequests
 from gateway_app.retention import RetentionTask
 from gateway_app.settings import Settings
 from gateway_common.db import make_engine
@@ -36,6 +39,7 @@ from mcp_gateway.server.sessions import SessionStore
 from mcp_gateway.upstream.base import UpstreamConnection
 from mcp_gateway.upstream.supervisor import make_connection
 from policies.budgeting import BudgetBook
+from policies.config import GatewaySettings
 from policies.counters import Clock, CounterStore, MemoryCounterStore
 from policies.ratelimit import RateLimiter
 
@@ -126,14 +130,19 @@ def create_app(
     connection_factory: Callable[[Any], UpstreamConnection] = make_connection,
     clock: Clock | None = None,
     counter_store: CounterStore | None = None,
+    policy_source: PolicySource | None = None,
 ) -> Starlette:
     """``clock`` and ``counter_store`` feed the model proxy's rate limits and budgets (tests inject a
-    clock; several replicas would share a store)."""
+    clock; several replicas would share a store). ``policy_source`` is the file reloads read (default:
+    the file ``settings`` came from, if any, without command-line overrides)."""
     policy = settings.policy
     shutdown = ShutdownSignal()
     now = clock or time.time
     store = counter_store or MemoryCounterStore()
     metrics = GatewayMetrics(policy.gateway.metrics, policy) if policy.gateway.metrics.enabled else None
+    if policy_source is None and settings.source is not None and Path(settings.source).is_file():
+        policy_source = PolicySource(Path(settings.source))
+    reloads = ReloadRequests()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -171,20 +180,48 @@ def create_app(
         pruner = asyncio.create_task(retention.run(), name="retention")
         if metrics is not None:
             metrics.attach(runtime, llm, retention)
+
+        def apply_gateway_settings(gateway: GatewaySettings) -> None:
+            if isinstance(app, GatewayApp):  # allowed hosts and origins apply to the next request
+                app.guard = HostGuard(gateway)
+
+        reloader = Reloader(
+            source=policy_source,
+            state=state,
+            hub=hub,
+            llm=llm,
+            engine=engine,
+            apply_gateway_settings=apply_gateway_settings,
+            clock=now,
+        )
+        reloads.bind(reloader)
+        watcher = None
+        if policy_source is not None:
+            watcher = asyncio.create_task(
+                watch_policy_file(
+                    reloader, policy_source.path, lambda: state.current.policy.gateway.watch_policy_file
+                ),
+                name="policy-file-watcher",
+            )
         app.state.runtime = runtime  # for embedding code and tests; requests use the lifespan state
         app.state.llm = llm
+        app.state.reloader = reloader
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC, whose
         # full passes over it (about 150k objects, ~0.1 s) otherwise show up as latency spikes.
         gc.freeze()
         try:
-            yield {"runtime": runtime, "llm": llm, "policy_state": state}
+            yield {"runtime": runtime, "llm": llm, "policy_state": state, "reloader": reloader}
         finally:
-            app.state.runtime = app.state.llm = None
+            app.state.runtime = app.state.llm = app.state.reloader = None
             gc.unfreeze()
             shutdown.trigger()
             sweeper.cancel()
             key_watcher.cancel()
             pruner.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            await _step("cancel a policy reload under way", reloads.aclose)
+            reloader.close()
             # Every step runs even if an earlier one failed: the rows in memory must reach the database.
             await _step("close sessions", sessions.close_all)
             await _step("stop the upstream servers", hub.stop)
@@ -214,4 +251,5 @@ def create_app(
     app.state.shutdown = shutdown
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.reloads = reloads  # SIGHUP (`cli.GatewayServer`) asks here
     return app

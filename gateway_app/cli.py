@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -123,13 +124,25 @@ SHOWN_SECRETS_WARNING = (
 
 
 class GatewayServer(uvicorn.Server):
-    """uvicorn, plus: tell long-lived streams to end as soon as stopping starts, and never skip
-    the lifespan shutdown (it flushes the audit log) on a second Ctrl+C."""
+    """uvicorn, plus: tell long-lived streams to end as soon as stopping starts, never skip the
+    lifespan shutdown (it flushes the audit log) on a second Ctrl+C, and reload the policy file on
+    SIGHUP (which uvicorn does not handle: by default it would end the process at once)."""
 
-    def __init__(self, config: uvicorn.Config, shutdown_signal: Any, banner: list[str]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, shutdown_signal: Any, banner: list[str], reloads: Any = None
+    ) -> None:
         super().__init__(config)
         self._shutdown_signal = shutdown_signal
         self._banner = banner
+        self._hangup = None
+        if reloads is not None:
+            from gateway_app.hangup import HangupReload
+
+            self._hangup = HangupReload(reloads, lambda: self.should_exit)
+
+    async def serve(self, sockets: list[Any] | None = None) -> None:
+        async with self._hangup.handled() if self._hangup else contextlib.nullcontext():
+            await super().serve(sockets)
 
     async def startup(self, sockets: list[Any] | None = None) -> None:
         await super().startup(sockets)
@@ -160,12 +173,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(exc.render(), file=sys.stderr)
         return 2
     from gateway_app.app import create_app
+    from gateway_app.reload import PolicySource
 
-    app = create_app(settings)
+    overrides = {"host": args.host, "port": args.port, "database_url": args.database_url}
+    source = PolicySource(Path(args.config), {k: v for k, v in overrides.items() if v is not None})
+    app = create_app(settings, policy_source=source)
     gateway = settings.policy.gateway
     raise_open_file_limit(gateway.max_connections)
     config = uvicorn_config(app, gateway, log_level=args.log_level.lower())
-    server = GatewayServer(config, app.state.shutdown, _banner(args, settings, gateway.host, gateway.port))
+    banner = _banner(args, settings, gateway.host, gateway.port)
+    server = GatewayServer(config, app.state.shutdown, banner, app.state.reloads)
     server.run()
     return 0
 

@@ -16,6 +16,7 @@ from typing import Literal
 
 from sqlalchemy import Engine, MetaData, Table
 
+from gateway_app.admin_actions import AdminAction
 from gateway_app.migrations.errors import (
     MigrationLockTimeout,
     SchemaError,
@@ -25,6 +26,7 @@ from gateway_app.migrations.errors import (
 )
 from gateway_app.migrations.lock import LOCK_WAIT_SECONDS
 from gateway_app.migrations.runner import SchemaState, Upgrade, read_state, upgrade
+from gateway_app.reload_log import PolicyReload
 from gateway_common.db import DatabaseNotFound, make_engine, sqlite_file
 from gateway_common.keystore import ApiKey, FileKeyRevocation, KeyChange
 from llm_proxy.ledger import BudgetAlertRecord, ModelRequest
@@ -53,7 +55,16 @@ UPGRADE_HINT = "run `mcp-gateway db upgrade --config FILE` (or --database-url UR
 
 
 def all_tables() -> list[Table]:
-    models = (ApiKey, FileKeyRevocation, KeyChange, ToolCall, ModelRequest, BudgetAlertRecord)
+    models = (
+        ApiKey,
+        FileKeyRevocation,
+        KeyChange,
+        ToolCall,
+        ModelRequest,
+        BudgetAlertRecord,
+        PolicyReload,
+        AdminAction,
+    )
     return [model.__table__ for model in models]  # type: ignore[union-attr]
 
 

@@ -27,6 +27,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -48,6 +49,14 @@ _ENDED_REMEMBERED = 10_000
 """Keys whose end is remembered for `ended_since` (the oldest are forgotten beyond this)."""
 
 KeysEnded = Callable[[frozenset[str]], object]
+
+
+@dataclass(frozen=True)
+class PreparedSnapshot:
+    """A snapshot built for a policy swap, and the database keys it was built with."""
+
+    snapshot: PolicySnapshot
+    keys: tuple[tuple[StoredKey, ...], frozenset[str]]
 
 
 class PolicyState:
@@ -88,13 +97,20 @@ class PolicyState:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
-    def _build(self, policy: GatewayPolicy, *, log: bool) -> PolicySnapshot:
+    def _build(
+        self,
+        policy: GatewayPolicy,
+        *,
+        log: bool,
+        keys: tuple[tuple[StoredKey, ...], frozenset[str]] | None = None,
+    ) -> PolicySnapshot:
+        stored, revoked = keys if keys is not None else (self._stored, self._revoked)
         snapshot, warnings = build_snapshot(
             policy,
             version=next(self._versions),
             environ=self._environ,
-            stored_keys=self._stored,
-            revoked_file_keys=self._revoked,
+            stored_keys=stored,
+            revoked_file_keys=revoked,
             clock=self.clock,
         )
         if log:
@@ -141,6 +157,21 @@ class PolicyState:
     def ended_since(self, key_id: str, mark: int) -> bool:
         """Whether a swap after ``mark`` took a working secret of ``key_id`` away."""
         return self._ended_at.get(key_id, 0) > mark
+
+    def prepare_policy(self, policy: GatewayPolicy) -> PreparedSnapshot:
+        """`swap_policy` in two steps, the costly one first and safe in a worker thread: build a
+        snapshot of ``policy`` with the keys last read from the database; `install` makes it current."""
+        keys = (self._stored, self._revoked)
+        return PreparedSnapshot(self._build(policy, log=True, keys=keys), keys)
+
+    def install(self, prepared: PreparedSnapshot) -> PolicySnapshot:
+        """Make a prepared snapshot current; if the database's keys were read again since it was
+        built, it is built again with them (here, on the caller's thread)."""
+        snapshot = prepared.snapshot
+        if prepared.keys[0] is not self._stored or prepared.keys[1] is not self._revoked:
+            snapshot = self._build(snapshot.policy, log=False)
+        self._swap(snapshot)
+        return snapshot
 
     # -- keys in the database --------------------------------------------------------------
 

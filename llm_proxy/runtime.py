@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -22,18 +23,39 @@ from llm_proxy.alerts import AlertSink
 from llm_proxy.dialects import Dialect
 from llm_proxy.errors import NotFound, PermissionDenied
 from llm_proxy.ledger import AlertWriter, LedgerWriter, alerts_since, spend_since
-from llm_proxy.upstream import ProviderClient, open_providers
+from llm_proxy.upstream import ProviderClient, open_provider, open_providers
 from policies import GatewayPolicy, Principal
 from policies.bounds import echo
 from policies.budgeting import PERIODS, BudgetBook, BudgetScopes, period_bounds, period_label
 from policies.counters import Clock
 from policies.pricing import PriceBook
-from policies.providers import LlmProxySettings
+from policies.providers import LlmProxySettings, ProviderConfig
 from policies.ratelimit import RateLimiter
 from policies.routing import ModelRouter, is_glob
 from policies.snapshot import ModelRoute, PolicySnapshot
 
 logger = logging.getLogger("llm_proxy")
+
+RETIRE_GRACE_SECONDS = 5.0
+"""A replaced or removed provider's client stays open at least this long after a reload (a request
+that chose it just before the swap still uses it), then until its last response is read."""
+RETIRE_LIMIT_SECONDS = 3600.0
+"""...and at most this long: a stream still running then is cut."""
+
+
+@dataclass
+class ProviderChanges:
+    """What a reload does to the providers: new clients for added and changed ones."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    clients: dict[str, ProviderClient] = field(default_factory=dict, repr=False)
+    """The providers of the new policy: unchanged ones keep their client (and its connections)."""
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {name: getattr(self, name) for name in ("added", "removed", "changed") if getattr(self, name)}
 
 
 @dataclass
@@ -52,6 +74,13 @@ class LlmRuntime:
     warnings: list[str] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _id_prefix: str = field(default_factory=lambda: os.urandom(8).hex())
+
+    _live: set[str] = field(default_factory=set)
+    """Provider names of the policy in force; `providers` may also hold removed ones still retiring."""
+    _retiring: dict[ProviderClient, asyncio.Task[None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._live = set(self.providers)
 
     def next_request_id(self) -> str:
         """32 hex characters: a random per-process prefix and a counter (no syscall per request)."""
@@ -88,10 +117,73 @@ class LlmRuntime:
                 body = body.replace(secret, b"[redacted]")
         return body
 
+    # -- reloads -------------------------------------------------------------------------
+
+    def prepare_providers(self, configs: list[ProviderConfig]) -> ProviderChanges:
+        """Clients for the providers of a new policy: new ones for added and changed providers (their
+        pools connect on first use), the current ones for the rest. Nothing live changes yet."""
+        changes = ProviderChanges()
+        try:
+            for config in configs:
+                current = self.providers.get(config.name) if config.name in self._live else None
+                if current is not None and current.config == config:
+                    changes.clients[config.name] = current
+                    continue
+                changes.clients[config.name], warnings = open_provider(config)
+                changes.warnings += warnings
+                (changes.added if current is None else changes.changed).append(config.name)
+        except BaseException:
+            self.discard_providers(changes)
+            raise
+        changes.removed = sorted(self._live - set(changes.clients))
+        return changes
+
+    def discard_providers(self, changes: ProviderChanges) -> None:
+        """Close the clients `prepare_providers` opened for a reload that is not applied."""
+        for name in (*changes.added, *changes.changed):
+            client = changes.clients.get(name)
+            if client is not None:
+                self._retire(client, grace=0.0)
+
+    def adopt_providers(self, changes: ProviderChanges, settings: LlmProxySettings) -> None:
+        """Make the new clients the live ones, at once (no await). A removed provider stays reachable
+        by name for requests routed under the previous snapshot until its client is retired."""
+        old = self.providers
+        providers = dict(changes.clients)
+        for name, client in old.items():
+            if name not in providers and (name in changes.removed or name not in self._live):
+                providers[name] = client  # removed (now, or by an earlier reload): retiring
+        for name in (*changes.changed, *changes.removed):
+            self._retire(old[name], grace=RETIRE_GRACE_SECONDS)
+        self.providers = providers
+        self._live = set(changes.clients)
+        self.settings = settings
+
+    def _retire(self, client: ProviderClient, grace: float) -> None:
+        async def retire() -> None:
+            try:
+                await asyncio.sleep(grace)
+                deadline = time.monotonic() + RETIRE_LIMIT_SECONDS
+                while client.pool.in_use and time.monotonic() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.5)
+                await client.aclose()
+            finally:
+                self._retiring.pop(client, None)
+                if self.providers.get(client.name) is client and client.name not in self._live:
+                    self.providers = {k: v for k, v in self.providers.items() if v is not client}
+
+        self._retiring[client] = asyncio.create_task(retire(), name=f"retire-provider-{client.name}")
+
     async def aclose(self) -> None:
         """Close everything; a step that fails is logged and the others still run."""
+        for task in self._retiring.values():
+            task.cancel()
+        retiring = list(self._retiring)
         steps = [("the budget alerts", self.alerts.aclose), ("the ledger", self.ledger.aclose)]
         steps += [(f"provider {name!r}", provider.aclose) for name, provider in self.providers.items()]
+        steps += [
+            (f"replaced provider {p.name!r}", p.aclose) for p in retiring if p not in self.providers.values()
+        ]
         for what, close in steps:
             try:
                 await close()

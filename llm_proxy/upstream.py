@@ -172,26 +172,33 @@ def make_pool(config: ProviderConfig, base_url: str) -> HttpClient:
     return open_client(base_url, options)
 
 
+def open_provider(config: ProviderConfig) -> tuple[ProviderClient, list[str]]:
+    """A client for one provider (its connection pool connects on first use) and warnings about it."""
+    try:
+        client = ProviderClient(config)
+    except ValueError as exc:  # not an http(s) URL
+        raise ValueError(f"provider {config.name!r}: {exc}") from None
+    warnings = []
+    if client.missing_keys:
+        warnings.append(
+            f"provider {config.name!r}: environment variable(s) "
+            f"{', '.join(client.missing_keys)} not set; "
+            + (
+                "requests to it fail over to fallbacks"
+                if not client.secrets
+                else "using the keys that are set"
+            )
+        )
+    return client, warnings
+
+
 def open_providers(configs: list[ProviderConfig]) -> tuple[dict[str, ProviderClient], list[str]]:
     """A client per provider (one connection pool each) and start-up warnings."""
     clients: dict[str, ProviderClient] = {}
     warnings: list[str] = []
     for config in configs:
-        try:
-            client = ProviderClient(config)
-        except ValueError as exc:  # not an http(s) URL
-            raise ValueError(f"provider {config.name!r}: {exc}") from None
-        if client.missing_keys:
-            warnings.append(
-                f"provider {config.name!r}: environment variable(s) "
-                f"{', '.join(client.missing_keys)} not set; "
-                + (
-                    "requests to it fail over to fallbacks"
-                    if not client.secrets
-                    else "using the keys that are set"
-                )
-            )
-        clients[config.name] = client
+        clients[config.name], found = open_provider(config)
+        warnings += found
     return clients, warnings
 
 

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -29,11 +29,16 @@ from mcp_gateway.upstream.base import JsonObject, UpstreamConnection
 from mcp_gateway.upstream.listing import LIST_KINDS, ListKind
 from mcp_gateway.upstream.supervisor import UpstreamSupervisor, make_connection
 from mcp_gateway.views import ListView, ViewCache, build_view
-from policies import GatewayPolicy, Grant
+from policies import GatewayPolicy, Grant, ServerConfig
 from policies.catalogue import CatalogueIndex, build_catalogue, within_ceiling
+from policies.changes import server_needs_restart
 from policies.resource_uris import expose_uri, split_uri
 
 logger = logging.getLogger("mcp_gateway.hub")
+
+RETIRE_GRACE_SECONDS = 1.0
+"""A replaced or removed server keeps its connection at least this long after a reload: a call that
+found its tool just before the swap still reaches it."""
 
 
 @dataclass(slots=True)
@@ -65,6 +70,21 @@ class Binding:
     timeout: float
 
 
+@dataclass
+class ServerChanges:
+    """What a reload did to the upstream servers."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    """Started anew with the new configuration; the old connection finished its calls, then stopped."""
+    updated: list[str] = field(default_factory=list)
+    """Kept their connection (only their allowed tools, timeout or description changed)."""
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {name: values for name, values in vars(self).items() if values}
+
+
 class UpstreamHub:
     def __init__(
         self,
@@ -72,15 +92,16 @@ class UpstreamHub:
         connection_factory: Callable[[Any], UpstreamConnection] = make_connection,
     ) -> None:
         self.policy = policy
-        self.supervisors: dict[str, UpstreamSupervisor] = {
-            server.name: UpstreamSupervisor(server, self._changed, connection_factory=connection_factory)
-            for server in policy.mcp.servers
-            if server.enabled
-        }
+        self._factory = connection_factory
         self.subscriptions = SubscriptionRegistry()
-        for name, supervisor in self.supervisors.items():
-            supervisor.on_resource_updated = self._updater(name)
-            supervisor.wanted_subscriptions = self._wanted(name)
+        self.supervisors: dict[str, UpstreamSupervisor] = {
+            server.name: self._supervisor(server) for server in policy.mcp.servers if server.enabled
+        }
+        self._incoming: dict[str, UpstreamSupervisor] = {}
+        """Started for a reload that has not been applied yet (new servers and replacements)."""
+        self._retiring: set[UpstreamSupervisor] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
         self.index = CatalogueIndex()
         self.bindings: dict[str, ToolBinding] = {}
         """Every exposed tool, whoever asks: callers check their grant (`Grant.allows`) themselves."""
@@ -105,18 +126,119 @@ class UpstreamHub:
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    def _supervisor(self, config: ServerConfig) -> UpstreamSupervisor:
+        supervisor = UpstreamSupervisor(config, self._changed, connection_factory=self._factory)
+        supervisor.on_resource_updated = self._updater(config.name)
+        supervisor.wanted_subscriptions = self._wanted(config.name)
+        return supervisor
+
     def start(self) -> None:
+        self._started = True
         for supervisor in self.supervisors.values():
             supervisor.start()
 
     async def stop(self) -> None:
-        await asyncio.gather(*(s.stop() for s in self.supervisors.values()))
-        for task in list(self._background):
+        everyone = [*self.supervisors.values(), *self._incoming.values(), *self._retiring]
+        self._incoming.clear()
+        await asyncio.gather(*(s.stop() for s in everyone))
+        tasks = [*self._tasks, *self._background]
+        for task in tasks:  # what is left of them waits for supervisors that are now stopped
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def wait_ready(self, timeout: float) -> bool:
         results = await asyncio.gather(*(s.wait_ready(timeout) for s in self.supervisors.values()))
         return all(results)
+
+    # -- reloads -------------------------------------------------------------------------
+
+    def prepare(self, policy: GatewayPolicy) -> list[str]:
+        """Start a supervisor for every server of ``policy`` that is new or must restart, without
+        listing its tools yet (`adopt` does, with the policy). Returns their names."""
+        self.discard_prepared()
+        for config in _enabled(policy.mcp.servers):
+            current = self.supervisors.get(config.name)
+            if current is None or (current.config != config and server_needs_restart(current.config, config)):
+                incoming = self._supervisor(config)
+                if current is not None:
+                    incoming.lists = dict(current.lists)  # as after a restart: listed until it answers
+                self._incoming[config.name] = incoming
+                if self._started:
+                    incoming.start()
+        return list(self._incoming)
+
+    async def wait_prepared(self, timeout: float) -> bool:
+        """Wait until every prepared server listed its tools (or ``timeout``)."""
+        if not self._incoming or timeout <= 0:
+            return not self._incoming
+        results = await asyncio.gather(*(s.wait_ready(timeout) for s in self._incoming.values()))
+        return all(results)
+
+    def prepared_not_ready(self) -> list[str]:
+        return [name for name, supervisor in self._incoming.items() if supervisor.state != "ready"]
+
+    def discard_prepared(self) -> None:
+        """A reload that will not be applied: stop what `prepare` started."""
+        for supervisor in self._incoming.values():
+            self._retire(supervisor, 0.0, 0.0)
+        self._incoming.clear()
+
+    def adopt(self, policy: GatewayPolicy) -> ServerChanges:
+        """Make ``policy``'s servers the live ones, at once (no await): prepared supervisors replace
+        or join the others, removed servers leave the catalogue, unchanged ones keep their connection
+        and tools. Replaced and removed servers finish their calls in flight, then stop."""
+        changes = ServerChanges()
+        wanted = {config.name: config for config in _enabled(policy.mcp.servers)}
+        supervisors: dict[str, UpstreamSupervisor] = {}
+        for name, config in wanted.items():
+            current = self.supervisors.get(name)
+            incoming = self._incoming.pop(name, None)
+            if incoming is None and (
+                current is None or (current.config != config and server_needs_restart(current.config, config))
+            ):
+                incoming = self._supervisor(config)  # not prepared: start it now
+                if current is not None:
+                    incoming.lists = dict(current.lists)
+                if self._started:
+                    incoming.start()
+            if incoming is not None:
+                supervisors[name] = incoming
+                (changes.added if current is None else changes.restarted).append(name)
+                if current is not None:
+                    self._retire(current, RETIRE_GRACE_SECONDS, policy.call_timeout(current.config))
+            elif current is not None:  # the same connection: only live fields may differ
+                if current.config != config:
+                    current.config = config
+                    changes.updated.append(name)
+                supervisors[name] = current
+        for name, current in self.supervisors.items():
+            if name not in wanted:
+                changes.removed.append(name)
+                self._retire(current, RETIRE_GRACE_SECONDS, policy.call_timeout(current.config))
+        self.discard_prepared()
+        before, self.policy = self.policy, policy
+        self.supervisors = supervisors
+        if (
+            changes.to_json()
+            or before.naming_rules() != policy.naming_rules()
+            or before.mcp.call_timeout_seconds != policy.mcp.call_timeout_seconds
+        ):
+            self.rebuild()
+        return changes
+
+    def _retire(self, supervisor: UpstreamSupervisor, grace: float, limit: float) -> None:
+        """Stop ``supervisor`` in the background once its calls in flight are answered."""
+        self._retiring.add(supervisor)
+
+        async def retire() -> None:
+            try:
+                await supervisor.retire(grace, max(limit, grace))
+            finally:
+                self._retiring.discard(supervisor)
+
+        task = asyncio.create_task(retire(), name=f"retire-{supervisor.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- catalogue -----------------------------------------------------------------------
 
@@ -393,3 +515,7 @@ class UpstreamHub:
 
     def catalogue_problems(self) -> list[str]:
         return [c.describe() for c in [*self.index.collisions, *self.prompt_index.collisions]]
+
+
+def _enabled(servers: Iterable[ServerConfig]) -> list[ServerConfig]:
+    return [server for server in servers if server.enabled]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from policies.admin import AdminSettings, admin_conflicts
 from policies.budgets import BudgetsConfig
+from policies.counters_settings import CountersSettings
 from policies.errors import ConfigError, ConfigIssue
 from policies.files import check_file_path
 from policies.interpolation import expand_document
@@ -244,6 +245,14 @@ class GatewaySettings(BaseModel):
             "with Retry-After and a JSON body saying why."
         ),
     )
+    watch_policy_file: bool = Field(
+        default=False,
+        description=(
+            "Reload the policy file when it changes (checked about every second; a change is applied once "
+            "the file has stopped changing for half a second). Without it, reload with SIGHUP. A file with "
+            "errors is refused and the policy in force stays."
+        ),
+    )
     audit: AuditSettings = Field(default_factory=AuditSettings, description="The tool-call audit log.")
     metrics: MetricsSettings = Field(
         default_factory=MetricsSettings, description="Prometheus metrics at GET /metrics."
@@ -375,6 +384,10 @@ class GatewayPolicy(BaseModel):
     )
     llm_proxy: LlmProxySettings = Field(
         default_factory=LlmProxySettings, description="The model proxy's own settings."
+    )
+    counters: CountersSettings = Field(
+        default_factory=CountersSettings,
+        description="Where rate limit and budget counters live: this process (memory) or a shared Redis.",
     )
     admin: AdminSettings = Field(
         default_factory=AdminSettings,

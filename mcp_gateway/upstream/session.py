@@ -138,6 +138,11 @@ class JsonRpcSession(UpstreamConnection):
         self._pending: dict[int, PendingCall] = {}
         self._background: set[asyncio.Task[None]] = set()
 
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered (a replaced server is stopped once this reaches 0)."""
+        return len(self._pending)
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def open(self, timeout: float) -> None:

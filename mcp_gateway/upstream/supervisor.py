@@ -153,6 +153,21 @@ class UpstreamSupervisor:
         self._check_soon.set()
 
     @property
+    def calls_in_flight(self) -> int:
+        """Requests on the live connection still waiting for their answer."""
+        conn = self.connection
+        return conn.in_flight if isinstance(conn, JsonRpcSession) else 0
+
+    async def retire(self, grace: float, limit: float, poll: float = 0.05) -> None:
+        """Stop once no call is in flight (after ``grace`` at least, ``limit`` at most): a replaced or
+        removed server finishes the calls that were already sent to it."""
+        await asyncio.sleep(grace)
+        deadline = time.monotonic() + max(limit - grace, 0.0)
+        while self.calls_in_flight and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(poll)
+        await self.stop()
+
+    @property
     def tools(self) -> list[JsonObject]:
         """The last tool list the upstream answered."""
         return self.lists["tools"].items
