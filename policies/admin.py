@@ -19,7 +19,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from policies.keys import KEY_ID_PATTERN, VirtualKeyConfig
-from policies.secrets import digests_equal, hash_secret, is_sha256_hex
+from policies.secrets import digests_equal, hash_secret, normalised_sha256
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -51,12 +51,7 @@ class AdminTokenConfig(BaseModel):
     @field_validator("secret_sha256")
     @classmethod
     def _digest(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().lower()
-        if not is_sha256_hex(value):
-            raise ValueError("secret_sha256 must be 64 hex characters (sha256 of the secret)")
-        return value
+        return normalised_sha256(value)
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> AdminTokenConfig:

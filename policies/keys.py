@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from policies.budgets import BudgetLimits
 from policies.limits import RateLimit
 from policies.permissions import PermissionSpec
-from policies.secrets import is_sha256_hex
+from policies.secrets import normalised_sha256
 
 KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 TEAM_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -82,12 +82,7 @@ class VirtualKeyConfig(BaseModel):
     @field_validator("secret_sha256")
     @classmethod
     def _digest(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().lower()
-        if not is_sha256_hex(value):
-            raise ValueError("secret_sha256 must be 64 hex characters (sha256 of the secret)")
-        return value
+        return normalised_sha256(value)
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> VirtualKeyConfig:

@@ -177,6 +177,10 @@ def genai_prices_lookup(model: str, provider_id: str | None, api_url: str | None
 Lookup = Callable[[str, str | None, str | None], Rates | None]
 
 
+MAX_CACHED_RATES = 4096
+"""Most (model, provider) price lookups remembered; real deployments use a few dozen."""
+
+
 class PriceBook:
     """Per-model prices: the policy's overrides first (exact name, then globs), then genai-prices."""
 
@@ -203,6 +207,8 @@ class PriceBook:
         if hit is not None and hit[0] > now:
             return hit[1]
         rates = self._resolve(model, provider_id, api_url)
+        if len(self._cache) >= MAX_CACHED_RATES:
+            self._cache.clear()  # model names come from clients: a glob route must not grow this for ever
         self._cache[key] = (now + RATES_TTL, rates)
         return rates
 

@@ -35,6 +35,16 @@ def is_sha256_hex(value: str) -> bool:
     return bool(_SHA256_HEX.match(value))
 
 
+def normalised_sha256(value: str | None) -> str | None:
+    """A configured ``secret_sha256``, trimmed and lower-cased; ValueError unless it is one."""
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if not is_sha256_hex(value):
+        raise ValueError("secret_sha256 must be 64 hex characters (sha256 of the secret)")
+    return value
+
+
 def display_prefix(secret: str) -> str:
     """The first characters of a secret, enough for a human to tell keys apart in a listing."""
     return secret[: len(SECRET_PREFIX) + 6]

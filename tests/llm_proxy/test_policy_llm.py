@@ -8,7 +8,7 @@ from genai_prices import calc_price
 
 from policies import ConfigError, Principal, load_policy_text
 from policies.budgeting import BudgetScopes
-from policies.pricing import PriceBook, Usage, genai_prices_lookup
+from policies.pricing import MAX_CACHED_RATES, PriceBook, Usage, genai_prices_lookup
 from policies.ratelimit import build_rate_plan
 from policies.routing import ModelRouter, Target
 from tests.llm_proxy.conftest import FakeClock
@@ -210,3 +210,20 @@ def test_the_reservation_estimate_bounds_a_real_request() -> None:
     worst_real = rates.cost(Usage(input_tokens=body_bytes * 2 // 7, output_tokens=max_tokens))
     assert estimate >= worst_real
     assert rates.estimate(1000, None) == pytest.approx(rates.cost(Usage(334, 4096)))
+
+
+def test_price_lookups_for_many_client_chosen_model_names_stay_bounded() -> None:
+    """A glob route lets clients name any model: the price cache must not grow with them."""
+    policy = load_policy_text(
+        """
+pricing:
+  models:
+    "house-*": {input_per_mtok: 10, output_per_mtok: 10}
+"""
+    ).policy
+    book = PriceBook(policy.pricing, FakeClock())
+    for n in range(MAX_CACHED_RATES * 2 + 10):
+        rates = book.rates(f"house-{n}")
+        assert rates is not None and rates.source == "policy:house-*"
+    assert len(book._cache) <= MAX_CACHED_RATES
+    assert book.rates("house-1") is not None  # still answers after the cache was emptied
