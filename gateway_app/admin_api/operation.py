@@ -68,7 +68,9 @@ class Reply:
     status: int = 200
 
     def response(self) -> Response:
-        return Response(orjson.dumps(self.body), status_code=self.status, media_type="application/json")
+        # A final newline: one answer per line on a terminal, or when curl runs twice.
+        body = orjson.dumps(self.body) + b"\n"
+        return Response(body, status_code=self.status, media_type="application/json")
 
 
 @dataclass
