@@ -150,9 +150,13 @@ class Call:
 
     async def json_object(self, *, optional: bool = False) -> dict[str, Any]:
         """The request body: one JSON object (an empty body is ``{}`` when ``optional``)."""
-        body = await self.request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
+        chunks, size = [], 0
+        async for chunk in self.request.stream():  # read no further than the limit
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
         if not body.strip():
             if optional:
                 return {}

@@ -25,7 +25,11 @@ async def summary(call: Call) -> Reply:
     history = reloader.history() if reloader is not None else []
     last = history[0].to_json() if history else None
     settings = getattr(call.request.app.state, "settings", None)
-    warnings = list(history[0].warnings) if history else list(getattr(settings, "warnings", []))
+    # The warnings of the policy in force: its reload's, or (none yet) the start's.
+    in_force = next(
+        (r for r in history if r.outcome in (ReloadOutcome.APPLIED, ReloadOutcome.UNCHANGED)), None
+    )
+    warnings = list(in_force.warnings) if in_force else list(getattr(settings, "warnings", []))
     keys = set(snapshot.usable_key_ids(call.now()).values())
     budgets = [
         {"budget": scope.ident, "limits_usd": dict(scope.limits), "alert_threshold": scope.alert_threshold}

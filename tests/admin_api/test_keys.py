@@ -193,3 +193,12 @@ async def test_the_readmes_key_commands_work_as_written(tmp_path: Path) -> None:
         assert revoked["database_secrets_revoked"] == 2
         assert reload["outcome"] == "unchanged"
         assert calls == {"items": [], "next_cursor": None, "limit": 20}
+
+
+@pytest.mark.anyio
+async def test_a_body_past_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    async with admin_gateway(tmp_path) as gw:
+        huge = orjson.dumps({"key_id": "vk_big", "name": "x" * 70_000}).decode()
+        answer = await gw.call("POST", "/admin/keys", content=huge)
+        assert answer.status_code == 400 and "larger than 65536 bytes" in answer.json()["message"]
+        assert (await gw.get("/admin/keys")).json() == {"keys": []}
