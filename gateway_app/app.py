@@ -18,6 +18,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway_app.admin_actions import AdminActions
+from gateway_app.admin_api import admin_routes
 from gateway_app.database import prepare_database
 from gateway_app.guard import HostGuard, refusal_response
 from gateway_app.health import healthz, readyz
@@ -206,13 +208,21 @@ def create_app(
         app.state.runtime = runtime  # for embedding code and tests; requests use the lifespan state
         app.state.llm = llm
         app.state.reloader = reloader
+        admin_actions = AdminActions(engine)  # one recorder for the admin API and the dashboard
+        app.state.admin_actions = admin_actions
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC, whose
         # full passes over it (about 150k objects, ~0.1 s) otherwise show up as latency spikes.
         gc.freeze()
         try:
-            yield {"runtime": runtime, "llm": llm, "policy_state": state, "reloader": reloader}
+            yield {
+                "runtime": runtime,
+                "llm": llm,
+                "policy_state": state,
+                "reloader": reloader,
+                "admin_actions": admin_actions,
+            }
         finally:
-            app.state.runtime = app.state.llm = app.state.reloader = None
+            app.state.runtime = app.state.llm = app.state.reloader = app.state.admin_actions = None
             gc.unfreeze()
             shutdown.trigger()
             sweeper.cancel()
@@ -241,6 +251,7 @@ def create_app(
             Route("/mcp", mcp_endpoint),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            *admin_routes(),  # /admin/... and GET /v1/quota
             *([Route("/metrics", metrics_endpoint, methods=["GET"])] if metrics is not None else []),
             *(Route(path, _no_oauth, methods=["GET", "POST"]) for path in _OAUTH_PATHS),
         ],

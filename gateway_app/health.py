@@ -18,7 +18,9 @@ from starlette.responses import JSONResponse
 from gateway_common.auth import bearer_token
 from gateway_common.writers.batch import BatchWriter
 from mcp_gateway.runtime import GatewayRuntime
+from policies.admin import AdminIdentity
 from policies.secrets import hash_secret
+from policies.snapshot import PolicySnapshot
 
 if TYPE_CHECKING:
     from llm_proxy.runtime import LlmRuntime
@@ -80,20 +82,33 @@ def is_loopback_peer(client: tuple[str, int] | None) -> bool:
     return address.is_loopback
 
 
-class _Unauthorized(Exception):
-    pass
+class NotAnAdminToken(Exception):
+    """The request sent a bearer credential that is not an admin token (a virtual key's included)."""
+
+
+def admin_identity(request: Request, snapshot: PolicySnapshot) -> AdminIdentity | None:
+    """Who the request's admin token names; None when it sends no ``Authorization`` header.
+
+    Raises `NotAnAdminToken` for any other credential: a malformed header, an unknown token, or a
+    virtual key's secret (usable or revoked), which never opens an admin door even if an admin token
+    somehow shared it."""
+    authorization = request.headers.get("authorization")
+    if authorization is None:
+        return None
+    token = bearer_token(authorization)
+    identity = snapshot.admin.identify(token)
+    if identity is None or token is None or snapshot.knows_secret(hash_secret(token)):
+        raise NotAnAdminToken
+    return identity
+
+
+_Unauthorized = NotAnAdminToken  # the name `gateway_app.metrics` imports
 
 
 def _may_see_details(request: Request, runtime: GatewayRuntime) -> bool:
     """True for an admin token (either role) or, if the policy allows, a loopback peer. A token that
     is not an admin token (a virtual key included) raises: a caller who sent one wants to know."""
-    authorization = request.headers.get("authorization")
-    if authorization is not None:
-        token = bearer_token(authorization)
-        snapshot = runtime.state.current
-        identity = snapshot.admin.identify(token)
-        if identity is None or token is None or snapshot.knows_secret(hash_secret(token)):
-            raise _Unauthorized
+    if admin_identity(request, runtime.state.current) is not None:
         return True
     return runtime.policy.gateway.health_details == "loopback" and is_loopback_peer(request.client)
 
@@ -102,7 +117,7 @@ async def readyz(request: Request) -> JSONResponse:
     runtime: GatewayRuntime = request.state.runtime
     try:
         detailed = _may_see_details(request, runtime)
-    except _Unauthorized:
+    except NotAnAdminToken:
         return JSONResponse(
             {
                 "error": "unauthorized",
