@@ -115,6 +115,43 @@ async def run_suite(era: str, url: str, out: Path) -> dict[str, bool]:
     return outcomes
 
 
+def compare(direct: dict[str, bool], through: dict[str, bool], listed: dict[str, str]) -> list[str]:
+    """What is wrong: regressions through the gateway, and a stale or unexplained expected-failures list."""
+    passing = {s for s, ok in direct.items() if ok}
+    problems = []
+    if regressions := sorted(s for s in passing if not through.get(s) and s not in listed):
+        problems.append(f"pass directly but fail through the gateway: {regressions}")
+    if now_passing := sorted(s for s in listed if through.get(s)):
+        problems.append(f"listed in {EXPECTED_FAILURES.name} but pass now: {now_passing}")
+    if unknown := sorted(s for s in listed if s not in passing):
+        problems.append(f"listed but not a scenario that passes directly: {unknown}")
+    if unexplained := sorted(s for s, reason in listed.items() if not str(reason or "").strip()):
+        problems.append(f"listed without a reason: {unexplained}")
+    return problems
+
+
+def test_the_comparison_catches_regressions_and_a_stale_list() -> None:
+    direct = {"a": True, "b": True, "c": True, "d": False}
+    assert compare(direct, {"a": True, "b": False, "c": False}, {"b": "why"}) == [
+        "pass directly but fail through the gateway: ['c']"
+    ]
+    assert compare(
+        direct, {"a": True, "b": True, "c": True}, {"b": "why", "d": "why", "zz": "why", "a": ""}
+    ) == [
+        f"listed in {EXPECTED_FAILURES.name} but pass now: ['a', 'b']",
+        "listed but not a scenario that passes directly: ['d', 'zz']",
+        "listed without a reason: ['a']",
+    ]
+    assert compare(direct, {"a": True, "b": False, "c": True}, {"b": "why"}) == []
+
+
+def test_the_expected_failures_file_names_eras_and_reasons() -> None:
+    listed = expected_failures()
+    assert set(listed) <= set(RUNNER_OPTIONS), listed.keys()
+    for era, scenarios in listed.items():
+        assert all(isinstance(r, str) and r.strip() for r in scenarios.values()), era
+
+
 @pytest.mark.anyio
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("era", list(RUNNER_OPTIONS))
@@ -130,13 +167,7 @@ async def test_every_scenario_that_passes_directly_passes_through_the_gateway(
     assert len(passing) >= (30 if era == "2025-11-25" else 37), sorted(
         s for s, ok in direct.items() if not ok
     )
-    regressions = sorted(s for s in passing if not through.get(s) and s not in listed)
-    stale_passing = sorted(s for s in listed if through.get(s))
-    stale_unknown = sorted(s for s in listed if s not in passing)
-    assert not regressions, f"{era}: pass directly but fail through the gateway: {regressions}"
-    assert not stale_passing, f"{era}: listed in {EXPECTED_FAILURES.name} but pass now: {stale_passing}"
-    assert not stale_unknown, f"{era}: listed but not a scenario that passes directly: {stale_unknown}"
-    assert all(reason.strip() for reason in listed.values())
+    assert not (problems := compare(direct, through, listed)), f"{era}: " + "; ".join(problems)
 
     # The weak checks: the fixture's tools really answered through the gateway, under the key.
     calls = [c for c in await gateway.flushed_calls() if c.protocol_version == era]
