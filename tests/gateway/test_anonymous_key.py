@@ -112,6 +112,16 @@ async def test_off_by_default(tmp_path: Path, keys_env: dict[str, str]) -> None:
     assert response.status_code == 401, response.text
 
 
+@pytest.mark.anyio
+async def test_serve_warns_loudly_at_start(
+    tmp_path: Path, keys_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    async with run_gateway(config("local"), tmp_path, wait_ready=False):
+        pass
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(m.startswith("mcp.anonymous_key: ANONYMOUS ACCESS IS ON") for m in warnings), warnings
+
+
 def test_an_unknown_key_is_a_policy_error() -> None:
     text = textwrap.dedent(
         """
