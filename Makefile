@@ -36,8 +36,11 @@ test: $(STAMP) e2e-deps
 	$(BIN)/lint-imports
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
+# Without the npm registry (a laptop offline) the tests that need these skip loudly; in CI they must install.
 e2e-deps:
-	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error || { \
+	  if [ "$$CI" = true ]; then exit 1; fi; \
+	  echo "WARNING: npm ci failed in tests/e2e: the end-to-end tests that need Node programs will skip"; }
 
 lint: $(STAMP)
 	$(BIN)/ruff format .

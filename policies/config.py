@@ -344,6 +344,15 @@ class McpSection(BaseModel):
         ),
     )
     instructions: str | None = Field(default=None, description="Sent to clients as the server instructions.")
+    anonymous_key: str | None = Field(
+        default=None,
+        description=(
+            "Off by default. The id of a key in virtual_keys: requests to /mcp that carry no credentials at "
+            "all are served as that key (for local tools that cannot send a header, such as the conformance "
+            "runner). A request with wrong credentials is still refused; the model API and the admin API "
+            "never accept anonymous requests. Anyone who can reach /mcp gets that key's tools."
+        ),
+    )
     startup_wait_seconds: float = Field(
         default=10.0,
         ge=0,
@@ -512,6 +521,17 @@ def _cross_check(policy: GatewayPolicy) -> tuple[list[tuple[DocPath, str]], list
             warnings.append(
                 f"mcp.virtual_key_permissions.{key_id}: no virtual_keys entry has this id; "
                 "it applies to a key of that id created with `mcp-gateway keys create`"
+            )
+    anonymous = policy.mcp.anonymous_key
+    if anonymous is not None:
+        if anonymous not in key_ids:
+            errors.append(
+                (("mcp", "anonymous_key"), f"virtual key {anonymous!r} is not defined under virtual_keys")
+            )
+        else:
+            warnings.append(
+                "mcp.anonymous_key: ANONYMOUS ACCESS IS ON: requests to /mcp without credentials are "
+                f"served as key {anonymous!r}; anyone who can reach the gateway can use that key's tools"
             )
     for team_name, spec in policy.mcp.team_permissions.items():
         check_spec(("mcp", "team_permissions", team_name), spec)

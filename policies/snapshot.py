@@ -151,6 +151,18 @@ class PolicySnapshot:
             return None
         return entry.principal
 
+    def anonymous_principal(self, now: datetime | None = None) -> Principal | None:
+        """Who serves a credential-less /mcp request (``mcp.anonymous_key``): that key while it works,
+        else None (off, revoked, disabled or expired)."""
+        key_id = self.policy.mcp.anonymous_key
+        if key_id is None:
+            return None
+        when = now or self.now()
+        for entry in self._keys.values():
+            if entry.principal.key_id == key_id and not entry.expired(when):
+                return entry.principal
+        return None
+
     def knows_digest(self, digest: str) -> bool:
         """Whether a digest is one of this snapshot's key entries (usable or expired)."""
         return digest in self._keys

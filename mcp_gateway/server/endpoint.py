@@ -43,6 +43,9 @@ class McpEndpoint:
         try:
             secret = bearer_token(headers.get("authorization"))
             principal, snapshot = await runtime.state.authenticate(secret)
+            if principal is None and "authorization" not in headers:
+                # mcp.anonymous_key: no credentials at all (never wrong ones) are served as that key.
+                principal = snapshot.anonymous_principal()
             if principal is None:
                 # A known key past its expiry (or a rotated-out secret past its grace) is told so;
                 # anything else gets the same answer, which says nothing about which keys exist.
