@@ -61,6 +61,8 @@ async def post(incoming: Incoming, message: JsonObject) -> None:
     if method is None or "id" not in message:
         if method == "notifications/cancelled":
             cancel(session, message.get("params") or {})
+        elif method is None:
+            session.answer(message)  # the client's answer to a request the gateway put to it
         await send_empty(send, 202, session_header)
         return
     request_id = message["id"]
@@ -73,6 +75,8 @@ async def post(incoming: Incoming, message: JsonObject) -> None:
         client_version=session.client_version,
         session=session,
         emit=responder.notify if incoming.sse_allowed else None,
+        capabilities=session.capabilities,
+        log_level=session.log_level,
     )
     task = asyncio.current_task()
     assert task is not None
