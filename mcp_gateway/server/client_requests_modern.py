@@ -310,7 +310,10 @@ async def request_for_caller(
         client=asker,
         progress=progress,
     )
-    if not ctx.modern and is_input_required(reply):
+    if ctx.modern and is_input_required(reply):
+        requests = reply["result"].get("inputRequests")
+        ctx.client_requests += len(requests) if isinstance(requests, dict) else 0  # passed through
+    elif is_input_required(reply):
 
         async def retry(again: JsonObject) -> JsonObject:
             return await conn.request(
