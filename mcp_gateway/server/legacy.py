@@ -28,6 +28,10 @@ from policies.bounds import echo
 logger = logging.getLogger("mcp_gateway.mcp")
 
 JsonObject = dict[str, Any]
+ANSWERS_ONLY_HERE = frozenset({"tools/call", "prompts/get", "resources/read"})
+"""Requests whose answer can reach the client only on its POST (the gateway keeps no event ids for
+resuming a stream): a client that closes that POST will never see it, so its going away cancels
+the request, upstream too (a 2025 client that wants to cancel still says so explicitly)."""
 
 
 async def post(incoming: Incoming, message: JsonObject) -> None:
@@ -83,7 +87,9 @@ async def post(incoming: Incoming, message: JsonObject) -> None:
     session.in_flight[request_id] = task
     try:
         params = message.get("params") or {}
-        await run_request(ctx, method, params, responder, incoming.receive, cancel_on_disconnect=False)
+        await run_request(
+            ctx, method, params, responder, incoming.receive, cancel_on_disconnect=method in ANSWERS_ONLY_HERE
+        )
     finally:
         session.in_flight.pop(request_id, None)
 
