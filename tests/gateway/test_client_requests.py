@@ -45,7 +45,7 @@ async def on_sample(ctx: ClientRequestContext, params: CreateMessageRequestParam
 
 
 async def on_roots(ctx: ClientRequestContext) -> ListRootsResult:
-    return ListRootsResult(roots=[Root(uri="file:///work/a"), Root(uri="file:///work/b")])  # type: ignore[arg-type]
+    return ListRootsResult(roots=[Root(uri="file:///work/a"), Root(uri="file:///work/b")])
 
 
 def text_of(result: Any) -> str:
