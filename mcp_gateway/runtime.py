@@ -11,6 +11,7 @@ from gateway_common.lifecycle import ShutdownSignal
 from gateway_common.policy_state import PolicyState
 from mcp_gateway.audit import AuditWriter
 from mcp_gateway.hub import UpstreamHub
+from mcp_gateway.server.client_requests_modern import ExchangeRegistry
 from mcp_gateway.server.sessions import SessionStore
 from policies import GatewayPolicy
 from policies.ratelimit import RateLimiter
@@ -28,6 +29,8 @@ class GatewayRuntime:
     limiter: RateLimiter | None = None
     """Counts tools/call against ``tool_calls_per_minute`` (the same limiter as the model proxy's)."""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    exchanges: ExchangeRegistry = field(default_factory=ExchangeRegistry)
+    """Upstream calls of 2026-07-28 callers waiting for the retry that answers their questions."""
 
     @property
     def policy(self) -> GatewayPolicy:

@@ -353,6 +353,17 @@ class McpSection(BaseModel):
             "never accept anonymous requests. Anyone who can reach /mcp gets that key's tools."
         ),
     )
+    client_request_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description=(
+            "How long an upstream's request to the client (elicitation, sampling, roots) may wait for the "
+            "client's answer; for a 2026-07-28 client, how long the upstream call is kept waiting for the "
+            "retry that carries the answers. Past it the upstream gets an error (and the call is "
+            "cancelled). The call's own timeout still bounds the whole call."
+        ),
+    )
     startup_wait_seconds: float = Field(
         default=10.0,
         ge=0,

@@ -88,6 +88,11 @@ class ToolCall(SQLModel, table=True):
     )
     latency_ms: float = Field(description="From request arrival to answer, in the gateway.")
     upstream_latency_ms: float | None = Field(default=None, description="Time spent waiting on the upstream.")
+    client_requests: int | None = Field(
+        default=None,
+        description="How many requests the upstream put to the client during the call (elicitation, "
+        "sampling, roots); empty when none. Their content is not recorded.",
+    )
 
 
 class ToolCallRow(TypedDict):
@@ -119,3 +124,4 @@ class ToolCallRow(TypedDict):
     blocked_by: str | None
     latency_ms: float
     upstream_latency_ms: float | None
+    client_requests: int | None

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import Receive, Send
 
+from mcp_gateway.server.handshake import ClientCapability
 from mcp_gateway.server.sessions import Session
 from policies import Grant, Principal
 from policies.snapshot import PolicySnapshot
@@ -46,6 +47,8 @@ class Incoming:
         client_version: str | None,
         session: Session | None = None,
         emit: Emit | None = None,
+        capabilities: ClientCapability = ClientCapability.NONE,
+        log_level: str | None = None,
     ) -> RequestContext:
         """The context of one JSON-RPC request: the only place one is made."""
         return RequestContext(
@@ -61,6 +64,8 @@ class Incoming:
             request_id=request_id,
             emit=emit,
             received_at=self.received_at,
+            capabilities=capabilities,
+            log_level=log_level,
         )
 
 
@@ -82,3 +87,9 @@ class RequestContext:
     """Sends a notification on this request's own response stream (switches it to SSE)."""
     received_at: float
     """``time.perf_counter()`` when the request arrived."""
+    capabilities: ClientCapability = ClientCapability.NONE
+    """What the client declared it can be asked (elicitation, sampling, roots)."""
+    log_level: str | None = None
+    """The least severe log message the caller wants (None: none)."""
+    client_requests: int = 0
+    """Requests put to the client while serving this request (its audit row counts them)."""

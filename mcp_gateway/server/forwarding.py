@@ -25,8 +25,9 @@ from mcp_gateway.errors import (
     UpstreamUnavailable,
 )
 from mcp_gateway.hub import Binding
+from mcp_gateway.server.client_requests_modern import request_for_caller
 from mcp_gateway.server.context import RequestContext
-from mcp_gateway.server.toolcall import _audit_row, _away, _forward_meta
+from mcp_gateway.server.toolcall import _audit_row, _away, _forward_meta, notification_relay
 from mcp_gateway.upstream.base import (
     JsonObject,
     UpstreamError,
@@ -84,6 +85,8 @@ class Audited:
         row["latency_ms"] = (now - self.ctx.received_at) * 1000
         if self.upstream_started is not None:
             row["upstream_latency_ms"] = (now - self.upstream_started) * 1000
+        if self.ctx.client_requests:
+            row["client_requests"] = self.ctx.client_requests
         self.ctx.runtime.audit.submit(row)
 
 
@@ -100,15 +103,39 @@ def upstream_params(params: JsonObject, field: str, value: Any) -> JsonObject:
     return forwarded
 
 
-async def request_upstream(audit: Audited, binding: Binding, method: str, params: JsonObject) -> JsonObject:
-    """Send one request to the binding's server; its result, or the gateway error that says why not."""
+async def request_upstream(
+    audit: Audited,
+    binding: Binding,
+    method: str,
+    params: JsonObject,
+    *,
+    target: str | None = None,
+    caller_params: JsonObject | None = None,
+) -> JsonObject:
+    """Send one request to the binding's server; its result, or the gateway error that says why not.
+    With ``target`` (the name or URI the caller used) the request is the caller's own: the
+    upstream may put requests to the caller, and its progress and log messages reach it
+    (``caller_params``: the caller's params, which name its progress token)."""
     supervisor = binding.supervisor
     conn = supervisor.connection
     if conn is None:
         raise UpstreamUnavailable(binding.server, _away(supervisor))
     audit.upstream_started = time.perf_counter()
     try:
-        reply = await conn.request(method, params, timeout=binding.timeout)
+        if target is None:
+            reply = await conn.request(method, params, timeout=binding.timeout)
+        else:
+            relay, token = notification_relay(audit.ctx, caller_params or {})
+            reply = await request_for_caller(
+                audit.ctx,
+                conn,
+                method,
+                params,
+                target,
+                timeout=binding.timeout,
+                on_notification=relay,
+                progress=token is not None,
+            )
     except UpstreamRequestTimeout:
         raise UpstreamTimeout(
             f"{method} on server {binding.server!r} did not answer within {binding.timeout:g} s"

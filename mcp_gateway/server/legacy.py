@@ -28,6 +28,10 @@ from policies.bounds import echo
 logger = logging.getLogger("mcp_gateway.mcp")
 
 JsonObject = dict[str, Any]
+ANSWERS_ONLY_HERE = frozenset({"tools/call", "prompts/get", "resources/read"})
+"""Requests whose answer can reach the client only on its POST (the gateway keeps no event ids for
+resuming a stream): a client that closes that POST will never see it, so its going away cancels
+the request, upstream too (a 2025 client that wants to cancel still says so explicitly)."""
 
 
 async def post(incoming: Incoming, message: JsonObject) -> None:
@@ -61,6 +65,8 @@ async def post(incoming: Incoming, message: JsonObject) -> None:
     if method is None or "id" not in message:
         if method == "notifications/cancelled":
             cancel(session, message.get("params") or {})
+        elif method is None:
+            session.answer(message)  # the client's answer to a request the gateway put to it
         await send_empty(send, 202, session_header)
         return
     request_id = message["id"]
@@ -73,13 +79,17 @@ async def post(incoming: Incoming, message: JsonObject) -> None:
         client_version=session.client_version,
         session=session,
         emit=responder.notify if incoming.sse_allowed else None,
+        capabilities=session.capabilities,
+        log_level=session.log_level,
     )
     task = asyncio.current_task()
     assert task is not None
     session.in_flight[request_id] = task
     try:
         params = message.get("params") or {}
-        await run_request(ctx, method, params, responder, incoming.receive, cancel_on_disconnect=False)
+        await run_request(
+            ctx, method, params, responder, incoming.receive, cancel_on_disconnect=method in ANSWERS_ONLY_HERE
+        )
     finally:
         session.in_flight.pop(request_id, None)
 

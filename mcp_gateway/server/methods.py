@@ -64,6 +64,8 @@ async def _ping(ctx: RequestContext, params: JsonObject) -> JsonObject:
 async def _set_level(ctx: RequestContext, params: JsonObject) -> JsonObject:
     if params.get("level") not in LOG_LEVELS:
         raise InvalidParams(f"logging/setLevel needs level, one of: {', '.join(LOG_LEVELS)}")
+    if ctx.session is not None:
+        ctx.session.log_level = params["level"]  # upstream log messages below it are not relayed
     return {}
 
 

@@ -16,13 +16,14 @@ from gateway_common.asgi import send_empty, send_json
 from mcp_gateway import jsonrpc
 from mcp_gateway.errors import HttpProblem
 from mcp_gateway.server.context import Incoming
-from mcp_gateway.server.handshake import client_string
-from mcp_gateway.server.methods import SERVER_INFO, SERVER_INFO_KEY
+from mcp_gateway.server.handshake import ClientCapability, client_string, summarize_capabilities
+from mcp_gateway.server.methods import LOG_LEVELS, SERVER_INFO, SERVER_INFO_KEY
 from mcp_gateway.server.running import rejection_status, run_request
 from mcp_gateway.server.streams import serve_listen
 from mcp_gateway.server.wire import DUPLICATE_ROUTING_HEADER, Responder
 
 JsonObject = dict[str, Any]
+LOG_LEVEL_KEY = "io.modelcontextprotocol/logLevel"
 DUPLICATE_HEADER = -32020
 """The code the SDK's ladder uses for a routing header that contradicts the body."""
 
@@ -62,7 +63,22 @@ async def post(incoming: Incoming, message: JsonObject) -> None:
         client_name=client_string(client, "name"),
         client_version=client_string(client, "version"),
         emit=responder.notify if incoming.sse_allowed else None,
+        capabilities=_capabilities(verdict.client_capabilities),
+        log_level=_log_level(params),
     )
     await run_request(
         ctx, method, params, responder, incoming.receive, cancel_on_disconnect=method == "tools/call"
     )
+
+
+def _capabilities(declared: Any) -> ClientCapability:
+    return (
+        summarize_capabilities(declared) if isinstance(declared, dict) and declared else ClientCapability.NONE
+    )
+
+
+def _log_level(params: JsonObject) -> str | None:
+    """The request's ``io.modelcontextprotocol/logLevel``: 2026 log messages are opt-in per request."""
+    meta = params.get("_meta")
+    level = meta.get(LOG_LEVEL_KEY) if isinstance(meta, dict) else None
+    return level if level in LOG_LEVELS else None

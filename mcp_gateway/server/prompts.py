@@ -36,8 +36,9 @@ async def get_prompt(ctx: RequestContext, params: JsonObject) -> JsonObject:
         audit.resolved(binding)
         if not permitted:
             raise UnknownPrompt(name)  # the same answer as a prompt that does not exist
+        forwarded = upstream_params(params, "name", binding.name)
         result = await request_upstream(
-            audit, binding, "prompts/get", upstream_params(params, "name", binding.name)
+            audit, binding, "prompts/get", forwarded, target=name, caller_params=params
         )
         messages = result.get("messages")
         if isinstance(messages, list):

@@ -45,7 +45,9 @@ async def read_resource(ctx: RequestContext, params: JsonObject) -> JsonObject:
             raise UnknownResource(uri)  # the same answer as a resource that does not exist
         forwarded = upstream_params(params, "uri", binding.name)
         try:
-            result = await request_upstream(audit, binding, "resources/read", forwarded)
+            result = await request_upstream(
+                audit, binding, "resources/read", forwarded, target=uri, caller_params=params
+            )
         except UpstreamRpcError as exc:
             if exc.code not in NOT_FOUND_CODES:
                 raise
@@ -57,7 +59,9 @@ async def read_resource(ctx: RequestContext, params: JsonObject) -> JsonObject:
         contents = result.get("contents")
         if isinstance(contents, list):
             result["contents"] = [expose_item_uri(item, binding.server) for item in contents]
-        if ctx.modern:
+        if result.get("resultType") == "input_required":
+            pass  # not an answer yet: nothing to cache
+        elif ctx.modern:
             # The answer depends on the key's permissions: never shareable across keys.
             ttl = result.get("ttlMs")
             result["ttlMs"] = ttl if type(ttl) is int and ttl >= 0 else 0

@@ -50,6 +50,7 @@ class SessionLimitReached(GatewayError):
 
 class Session:
     __slots__ = (
+        "_asking",
         "_cancelled_ids",
         "_closed_event",
         "capabilities",
@@ -60,6 +61,7 @@ class Session:
         "is_closed",
         "last_seen",
         "listed_signature",
+        "log_level",
         "principal",
         "protocol_version",
         "stream_open",
@@ -91,6 +93,9 @@ class Session:
         """Resource subscriptions, updates for the GET stream, lists last fetched; made on first use."""
         self._cancelled_ids: set[str | int] | None = None
         self._closed_event: asyncio.Event | None = None
+        self.log_level: str | None = "debug"
+        """From ``logging/setLevel``: the least severe log message the client wants (2025: all until set)."""
+        self._asking: dict[str, asyncio.Future[dict[str, Any]]] | None = None
 
     @property
     def client_info(self) -> dict[str, Any]:
@@ -113,6 +118,27 @@ class Session:
                 self._closed_event.set()
         return self._closed_event
 
+    def expect(self, request_id: str) -> asyncio.Future[dict[str, Any]]:
+        """A future for the client's answer to a request the gateway put to it (`client_requests`)."""
+        if self._asking is None:
+            self._asking = {}
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._asking[request_id] = waiter
+        return waiter
+
+    def forget(self, request_id: str) -> None:
+        if self._asking is not None:
+            self._asking.pop(request_id, None)
+
+    def answer(self, message: dict[str, Any]) -> bool:
+        """A response the client POSTed: True if it answered a request the gateway is waiting on."""
+        request_id = message.get("id")
+        waiter = self._asking.get(request_id) if self._asking and isinstance(request_id, str) else None
+        if waiter is None or waiter.done():
+            return False
+        waiter.set_result(message)
+        return True
+
     def surface_for(self, make: Callable[[], ClientSurface]) -> ClientSurface:
         """The session's `ClientSurface`, made with ``make`` the first time."""
         if self.surface is None:
@@ -127,6 +153,9 @@ class Session:
             self._closed_event.set()
         for task in self.in_flight.values():
             task.cancel()
+        for waiter in (self._asking or {}).values():
+            if not waiter.done():
+                waiter.set_result({"error": {"code": -32603, "message": "the client's session ended"}})
 
 
 class SessionStore:

@@ -35,11 +35,14 @@ from mcp_gateway.errors import (
     UpstreamUnavailable,
 )
 from mcp_gateway.hub import ToolBinding
+from mcp_gateway.server.client_requests import log_wanted
+from mcp_gateway.server.client_requests_modern import request_for_caller
 from mcp_gateway.server.context import RequestContext
 from mcp_gateway.server.links import expose_result_links, has_links
 from mcp_gateway.upstream.base import (
     ENVELOPE_PREFIX,
     JsonObject,
+    NotificationHandler,
     UpstreamError,
     UpstreamRequestTimeout,
     UpstreamUnreachable,
@@ -95,6 +98,7 @@ def _audit_row(ctx: RequestContext, name: str, arguments: Any) -> ToolCallRow:
         "blocked_by": None,
         "latency_ms": 0.0,
         "upstream_latency_ms": None,
+        "client_requests": None,
     }
 
 
@@ -157,7 +161,36 @@ async def call_tool(ctx: RequestContext, params: JsonObject) -> JsonObject:
         row["latency_ms"] = (now - ctx.received_at) * 1000
         if upstream_started is not None:
             row["upstream_latency_ms"] = (now - upstream_started) * 1000
+        if ctx.client_requests:
+            row["client_requests"] = ctx.client_requests
         ctx.runtime.audit.submit(row)
+
+
+def notification_relay(ctx: RequestContext, params: JsonObject) -> tuple[NotificationHandler | None, Any]:
+    """What relays a call's progress (with the caller's own token) and log messages (at or above the
+    caller's level) to the caller's response stream; and the caller's progress token."""
+    client_meta = params.get("_meta")
+    token = client_meta.get("progressToken") if isinstance(client_meta, dict) else None
+    emit = ctx.emit
+    level = ctx.log_level
+    if emit is None or (token is None and level is None):
+        return None, token
+
+    async def relay(message: JsonObject) -> None:
+        if message.get("method") == "notifications/message":
+            if log_wanted(level, message):
+                await emit(message)
+            return
+        if token is None:
+            return
+        relayed = dict(message)
+        note_params = dict(relayed.get("params") or {})
+        if "progressToken" in note_params:
+            note_params["progressToken"] = token
+        relayed["params"] = note_params
+        await emit(relayed)
+
+    return relay, token
 
 
 def _away(supervisor: UpstreamSupervisor) -> str:
@@ -182,30 +215,21 @@ async def _forward(
     else:
         upstream_params["_meta"] = meta
 
-    on_progress = None
-    client_meta = params.get("_meta")
-    token = client_meta.get("progressToken") if isinstance(client_meta, dict) else None
-    emit = ctx.emit
-    if token is not None and emit is not None:
-
-        async def on_progress(message: JsonObject) -> None:
-            relayed = dict(message)
-            note_params = dict(relayed.get("params") or {})
-            if "progressToken" in note_params:
-                note_params["progressToken"] = token
-            relayed["params"] = note_params
-            await emit(relayed)
-
     headers = None
     if binding.param_headers and getattr(conn, "modern", False):
         headers = mcp_param_headers(binding.param_headers, arguments or {})
+    relay, token = notification_relay(ctx, params)
     try:
-        reply = await conn.request(
+        reply = await request_for_caller(
+            ctx,
+            conn,
             "tools/call",
             upstream_params,
+            binding.exposed_name,
             timeout=binding.timeout,
-            on_notification=on_progress,
+            on_notification=relay,
             headers=headers,
+            progress=token is not None,
         )
     except UpstreamRequestTimeout:
         raise UpstreamTimeout(

@@ -43,8 +43,33 @@ class UpstreamRequestTimeout(UpstreamError):
     """No answer within the configured time."""
 
 
+RELAYED_CAPABILITIES: JsonObject = {"elicitation": {"form": {}, "url": {}}, "sampling": {}, "roots": {}}
+"""What the gateway declares to a 2025-11-25 upstream: it relays these requests to the caller of the
+call they belong to (a caller that cannot answer gets the upstream a JSON-RPC error at once)."""
+
+
 def initialize_params() -> JsonObject:
-    return {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
+    return {
+        "protocolVersion": LATEST_HANDSHAKE_VERSION,
+        "capabilities": RELAYED_CAPABILITIES,
+        "clientInfo": CLIENT_INFO,
+    }
+
+
+class ClientAsker(abc.ABC):
+    """The downstream caller of one upstream request, as far as the upstream may turn to it:
+    server-to-client requests (elicitation, sampling, roots) and, for a 2026-07-28 upstream, the
+    capabilities and log level its request envelope declares on the caller's behalf."""
+
+    capabilities: JsonObject
+    """The client capabilities to declare for this call (2026 envelope): only what the caller has."""
+    log_level: str | None
+    """The ``io.modelcontextprotocol/logLevel`` to ask a 2026 upstream for (None: no log messages)."""
+
+    @abc.abstractmethod
+    async def ask(self, request: JsonObject) -> JsonObject:
+        """Put one server-to-client request to the caller; the response's members (``{"result": ...}``
+        or ``{"error": {...}}``), within a bounded time."""
 
 
 class UpstreamConnection(abc.ABC):
@@ -88,6 +113,8 @@ class UpstreamConnection(abc.ABC):
         timeout: float | None,
         on_notification: NotificationHandler | None = None,
         headers: dict[str, str] | None = None,
+        client: ClientAsker | None = None,
+        progress: bool = True,
     ) -> JsonObject:
         """Send one request and return the JSON-RPC response message (``result`` or ``error``).
 
@@ -96,6 +123,9 @@ class UpstreamConnection(abc.ABC):
         caller cancels the upstream request too. One failed request does not take the connection
         down; a dead transport (a stdio child that exited, an expired session) or the
         supervisor's health check does.
+
+        ``client``: the downstream caller the upstream's requests during this call go to;
+        ``progress``: ask for progress (a token) when ``on_notification`` is given.
         """
 
     @abc.abstractmethod

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from mcp_gateway.upstream.base import JsonObject, NotificationHandler, UpstreamError
+from mcp_gateway.upstream.base import ClientAsker, JsonObject, NotificationHandler, UpstreamError
 
 
 class PendingCall:
     """One request in flight: the answer its caller waits for and where its notifications go."""
 
-    __slots__ = ("_waiter", "backlog", "error", "inline", "method", "relay", "reply", "request_id")
+    __slots__ = ("_waiter", "asker", "backlog", "error", "inline", "method", "relay", "reply", "request_id")
 
     def __init__(self, request_id: int, method: str, relay: NotificationHandler | None, inline: bool) -> None:
         self.request_id = request_id
@@ -26,6 +26,8 @@ class PendingCall:
         self.backlog: deque[JsonObject] | None = None
         """Notifications that arrived on another task, for the caller's task to relay."""
         self._waiter: asyncio.Future[None] | None = None
+        self.asker: ClientAsker | None = None
+        """The downstream caller, for the upstream's requests during this call (None: an internal one)."""
 
     def resolve(self, reply: JsonObject) -> None:
         if self.reply is None and self.error is None:

@@ -4,8 +4,8 @@ Everything JSON-RPC lives here once, for stdio and streamable HTTP alike (two co
 drift): request ids and pending requests, the handshake (``initialize`` then
 ``notifications/initialized``, or ``server/discover`` for the 2026-07-28 era), routing
 what the server sends, cancellation, timeouts, and the one dispatch point for
-server-to-client requests (`server_requests`: ``ping`` is answered, the rest refused
-with -32601 until the gateway offers them).
+server-to-client requests (`server_requests`: ``ping`` is answered, the rest go to the
+`ClientAsker` of the call they belong to, see `relay_server_request`).
 
 A `MessageTransport` moves messages and says on which task it hands each one over,
 with ``receive(message, origin)``. ``origin`` is the call whose own exchange carried
@@ -14,8 +14,11 @@ SSE response); it is None from a reader task (the stdio reader, the HTTP listeni
 stream). A call's progress is relayed inline when it arrives on the caller's own task
 (the HTTP hot path pays no extra task or queue) and otherwise queued to the call and
 relayed by the caller's task, so a slow client never stalls a reader other calls
-depend on. A log message belongs to a call only when it came on that call's own
-stream: stdio carries no such relation, so there it goes to the connection's handler.
+depend on. A log message or a server request belongs to a call when it came on that call's
+own stream (streamable HTTP). stdio and HTTP+SSE carry no such relation: there it belongs to
+the one call made for a downstream caller when exactly one is in flight; with several it is
+ambiguous, so a log message goes to the connection's handler and a request is refused at once
+(relaying one user's elicitation to another would be worse than failing it).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from mcp_types.version import LATEST_MODERN_VERSION, MODERN_PROTOCOL_VERSIONS
 
 from mcp_gateway.upstream.base import (
     CLIENT_INFO,
+    ClientAsker,
     JsonObject,
     NotificationHandler,
     UpstreamClosed,
@@ -62,10 +66,27 @@ that call's own stream); returns the response's members: ``{"result": ...}`` or
 """
 
 
+async def relay_server_request(message: JsonObject, caller: PendingCall | None) -> JsonObject:
+    """Put the request to the downstream caller of the call it belongs to, or refuse it at once."""
+    asker = caller.asker if caller is not None else None
+    if asker is None:
+        method = clip(str(message.get("method")), MAX_NAME_CHARS)
+        why = f"the gateway relays {method} only to the client of a call in flight"
+        return {"error": {"code": METHOD_NOT_FOUND, "message": why}}
+    return await asker.ask(message)
+
+
 async def refuse_server_request(message: JsonObject, caller: PendingCall | None) -> JsonObject:
-    """The gateway declares no client capabilities (sampling, elicitation, roots): it offers none."""
+    """A handler that relays nothing (tests, or a gateway that offers no client capabilities)."""
     method = clip(str(message.get("method")), MAX_NAME_CHARS)
     return {"error": {"code": METHOD_NOT_FOUND, "message": f"the gateway does not offer {method}"}}
+
+
+AMBIGUOUS = {
+    "code": METHOD_NOT_FOUND,
+    "message": "the gateway cannot tell which of the calls in flight on this server the request "
+    "belongs to (this transport does not say); it relays requests only while one call is in flight",
+}
 
 
 class MessageTransport(abc.ABC):
@@ -107,13 +128,17 @@ class MessageTransport(abc.ABC):
         """Release the transport (stop the child, end the streams)."""
 
 
-def envelope(params: JsonObject | None) -> JsonObject:
-    """The 2026-07-28 request envelope in ``_meta``: every request says who and what speaks."""
+def envelope(params: JsonObject | None, client: ClientAsker | None = None) -> JsonObject:
+    """The 2026-07-28 request envelope in ``_meta``: every request says who and what speaks. For a
+    downstream caller, the capabilities it has (so the upstream asks only what it can answer) and
+    the log level it asked for."""
     params = dict(params or {})
     meta = dict(params.get("_meta") or {})
     meta["io.modelcontextprotocol/protocolVersion"] = LATEST_MODERN_VERSION
     meta["io.modelcontextprotocol/clientInfo"] = CLIENT_INFO
-    meta["io.modelcontextprotocol/clientCapabilities"] = {}
+    meta["io.modelcontextprotocol/clientCapabilities"] = client.capabilities if client is not None else {}
+    if client is not None and client.log_level is not None:
+        meta["io.modelcontextprotocol/logLevel"] = client.log_level
     params["_meta"] = meta
     return params
 
@@ -133,7 +158,7 @@ class JsonRpcSession(UpstreamConnection):
         self.transport = transport
         self.protocol: Protocol = protocol
         """Era to speak: auto tries server/discover first, then initialize."""
-        self.server_requests: ServerRequestHandler = refuse_server_request
+        self.server_requests: ServerRequestHandler = relay_server_request
         self._ids = itertools.count(1)
         self._pending: dict[int, PendingCall] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -252,19 +277,22 @@ class JsonRpcSession(UpstreamConnection):
         timeout: float | None,
         on_notification: NotificationHandler | None = None,
         headers: dict[str, str] | None = None,
+        client: ClientAsker | None = None,
+        progress: bool = True,
     ) -> JsonObject:
         if self.is_closed:
             raise UpstreamUnreachable(self.closed_reason or "not connected")
         modern = self.modern
         request_id = next(self._ids)
         call = PendingCall(request_id, method, on_notification, self.transport.inline_replies)
-        if on_notification is not None:
+        call.asker = client
+        if on_notification is not None and progress:
             params = dict(params or {})
             meta = dict(params.get("_meta") or {})
             meta["progressToken"] = request_id
             params["_meta"] = meta
         if modern:
-            params = envelope(params)
+            params = envelope(params, client)
         message: JsonObject = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:
             message["params"] = params
@@ -323,8 +351,13 @@ class JsonRpcSession(UpstreamConnection):
                     await call.relay(message)
                 else:
                     call.queue(message)
-        elif method == "notifications/message" and origin is not None and origin.relay is not None:
-            await origin.relay(message)
+        elif method == "notifications/message" and (call := origin or self._sole_caller()) is not None:
+            if call.relay is None:
+                pass  # that caller wants no log messages
+            elif call is origin:
+                await call.relay(message)
+            else:
+                call.queue(message)
         elif self.on_notification is not None:
             self.on_notification(message)
 
@@ -345,8 +378,28 @@ class JsonRpcSession(UpstreamConnection):
             await self._send_quietly({"jsonrpc": "2.0", "id": message["id"], "result": {}})
         elif origin is not None:
             await self._answer(message, origin)
+        elif not self.transport.inline_replies and self._callers() > 1:
+            await self._send_quietly({"jsonrpc": "2.0", "id": message["id"], "error": AMBIGUOUS})
         else:
-            self._spawn(self._answer(message, None))
+            self._spawn(self._answer(message, self._sole_caller()))
+
+    def _callers(self) -> int:
+        """Calls in flight made for a downstream caller."""
+        return sum(1 for call in self._pending.values() if call.asker is not None)
+
+    def _sole_caller(self) -> PendingCall | None:
+        """The call a message without a relation belongs to: the one in flight for a downstream
+        caller, if there is exactly one, on a transport that relates nothing (on streamable HTTP a
+        message outside a call's own stream belongs to no call)."""
+        if self.transport.inline_replies:
+            return None
+        found = None
+        for call in self._pending.values():
+            if call.asker is not None:
+                if found is not None:
+                    return None
+                found = call
+        return found
 
     async def _answer(self, message: JsonObject, caller: PendingCall | None) -> None:
         try:

@@ -85,7 +85,7 @@ async def test_server_requests_are_answered_through_the_message_endpoint(
         }
     assert answers == {
         "ping": "answered",
-        "roots/list": "error -32601: the gateway does not offer roots/list",
+        "roots/list": "error -32601: the gateway relays roots/list only to the client of a call in flight",
     }
 
 

@@ -231,7 +231,10 @@ async def test_ping_is_answered_and_other_server_requests_refused_the_same_on_ev
     # On the call's own stream (inline) or from the reader (the test's task, origin None).
     await session.request("tools/call", {"name": "t"}, timeout=5)
     answers.append(await answer_of(transport, {"jsonrpc": "2.0", "id": "p2", "method": "ping"}, None))
-    refused = {"code": -32601, "message": "the gateway does not offer sampling/createMessage"}
+    refused = {
+        "code": -32601,
+        "message": "the gateway relays sampling/createMessage only to the client of a call in flight",
+    }
     assert answers == [
         {"jsonrpc": "2.0", "id": "p1", "result": {}},
         {"jsonrpc": "2.0", "id": 9, "error": refused},

@@ -116,7 +116,10 @@ async def test_server_requests_get_the_same_answer_over_stdio_and_http(
                 method: text(await call_tool(conn, "ask_client", {"method": method, "related": related}))
                 for method in ("ping", "roots/list")
             }
-    expected = {"ping": "answered", "roots/list": "error -32601: the gateway does not offer roots/list"}
+    expected = {
+        "ping": "answered",
+        "roots/list": "error -32601: the gateway relays roots/list only to the client of a call in flight",
+    }
     assert answers == {"stdio": expected, "http-2025": expected}
 
 
