@@ -142,7 +142,6 @@ async def answer_elicitation(context: ClientRequestContext, params: ElicitReques
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(strict=True, reason="needs h10-s2c")
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("mode", MODES)
 async def test_sampling_tool_reaches_a_client_that_answers(gateway: RunningGateway, mode: str) -> None:
@@ -156,7 +155,6 @@ async def test_sampling_tool_reaches_a_client_that_answers(gateway: RunningGatew
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(strict=True, reason="needs h10-s2c")
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("mode", MODES)
 async def test_elicitation_tool_reaches_a_client_that_answers(gateway: RunningGateway, mode: str) -> None:

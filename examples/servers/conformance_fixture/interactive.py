@@ -5,11 +5,11 @@ changes announced to listeners, and an SSE stream closed mid-call."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve, Sample
 from mcp.server.mcpserver.prompts.base import Prompt, UserMessage
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
@@ -100,6 +100,27 @@ def _field(answer: object, name: str) -> Any:
     return answer.content.get(name) if isinstance(answer, ElicitResult) and answer.content else None
 
 
+# Resolvers: what each tool asks the client (module level, so the SDK can read the annotations).
+
+
+def sampling(prompt: str) -> Sample:
+    return Sample(
+        [SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=100
+    )
+
+
+def ask(message: str) -> Elicit[Answer]:
+    return Elicit(message, Answer)
+
+
+def defaults() -> Elicit[Defaults]:
+    return Elicit("Please provide user information", Defaults)
+
+
+def enums() -> Elicit[Enums]:
+    return Elicit("Please select values using different enum schema types", Enums)
+
+
 def register(server: MCPServer) -> None:
     _register_requests(server)
     _register_input_required(server)
@@ -107,44 +128,43 @@ def register(server: MCPServer) -> None:
 
 
 def _register_requests(server: MCPServer) -> None:
-    """2025-11-25: the tool sends a request to the client and waits for its answer."""
+    """Tools that wait for the client's answer mid-call. They are written with the SDK's resolvers
+    (``Resolve``), which ask in whatever way the caller's protocol era has: a request to the client
+    for 2025-11-25, an input-required result and a retry for 2026-07-28. A gateway in front may
+    speak either era to this server, whatever era its own client speaks."""
 
     @server.tool()
-    async def test_sampling(prompt: str, ctx: Context) -> str:
+    async def test_sampling(prompt: str, result: Annotated[CreateMessageResult, Resolve(sampling)]) -> str:
         """Asks the client's model to complete ``prompt``."""
-        message = SamplingMessage(role="user", content=TextContent(type="text", text=prompt))
-        try:
-            result = await ctx.session.create_message(
-                messages=[message], max_tokens=100, related_request_id=ctx.request_id
-            )
-        except Exception as exc:  # the suite reads the reason in the result
-            return f"Sampling not supported or error: {exc}"
-        text = result.content.text if result.content.type == "text" else "No response"
+        content = result.content
+        text = content.text if isinstance(content, TextContent) else "No response"
         return f"LLM response: {text}"
 
-    async def elicit(ctx: Context, message: str, schema: type[BaseModel], prefix: str) -> str:
-        try:
-            result = await ctx.elicit(message=message, schema=schema)
-        except Exception as exc:
-            return f"Elicitation not supported or error: {exc}"
-        content = result.data.model_dump_json() if result.action == "accept" else "{}"
-        return f"{prefix}: action={result.action}, content={content}"
+    def said(reply: ElicitationResult[Any], prefix: str) -> str:
+        if isinstance(reply, AcceptedElicitation):
+            return f"{prefix}: action=accept, content={reply.data.model_dump_json()}"
+        return f"{prefix}: action={reply.action}, content={{}}"
 
     @server.tool()
-    async def test_elicitation(message: str, ctx: Context) -> str:
+    async def test_elicitation(
+        message: str, reply: Annotated[ElicitationResult[Answer], Resolve(ask)]
+    ) -> str:
         """Asks the user for one string."""
-        return await elicit(ctx, message, Answer, "User response")
+        return said(reply, "User response")
 
     @server.tool()
-    async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
+    async def test_elicitation_sep1034_defaults(
+        reply: Annotated[ElicitationResult[Defaults], Resolve(defaults)],
+    ) -> str:
         """Asks for a form whose fields all have defaults."""
-        return await elicit(ctx, "Please provide user information", Defaults, "Elicitation result")
+        return said(reply, "Elicitation result")
 
     @server.tool()
-    async def test_elicitation_sep1330_enums(ctx: Context) -> str:
+    async def test_elicitation_sep1330_enums(
+        reply: Annotated[ElicitationResult[Enums], Resolve(enums)],
+    ) -> str:
         """Asks for a form of every enum shape."""
-        message = "Please select values using different enum schema types"
-        return await elicit(ctx, message, Enums, "Elicitation completed")
+        return said(reply, "Elicitation completed")
 
     @server.tool()
     async def test_missing_capability(ctx: Context) -> str:
