@@ -4,7 +4,7 @@ The reference server nobody here wrote: its tools, resources (static and from te
 prompts and completions through the gateway with the `mcp` SDK client, once over the
 2025-11-25 handshake and once over 2026-07-28. Its sampling and elicitation tools exist only
 for a client that declared those capabilities; they need server-to-client requests through the
-gateway (branch h10-s2c), so those tests are strict xfails until that lands.
+gateway, which relays them to a client that answers.
 """
 
 from __future__ import annotations
