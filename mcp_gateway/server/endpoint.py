@@ -16,7 +16,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import Receive, Scope, Send
 
 from gateway_common.asgi import ClientGone, send_json
@@ -105,7 +105,10 @@ async def _post(incoming: Incoming, accept: str) -> None:
         )
         await send_json(send, 413, jsonrpc.error_response(message.get("id"), jsonrpc_error(error)))
         return
-    if "mcp-session-id" not in headers and headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS:
+    version = headers.get("mcp-protocol-version")
+    if "mcp-session-id" not in headers and version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+        # 2026-07-28, or a version nobody serves: the modern ladder answers the latter with -32022
+        # naming the versions served (as the SDK's own server does).
         await modern.post(incoming, message)
     else:
         await legacy.post(incoming, message)

@@ -84,7 +84,6 @@ async def _call_tool(ctx: RequestContext, params: JsonObject) -> JsonObject:
 
 
 _COMMON: dict[str, Handler] = {
-    "ping": _ping,
     "tools/list": lists.list_tools,
     "tools/call": _call_tool,
     "resources/list": lists.list_resources,
@@ -96,13 +95,15 @@ _COMMON: dict[str, Handler] = {
 }
 LEGACY_METHODS: dict[str, Handler] = {
     **_COMMON,
+    "ping": _ping,
     "logging/setLevel": _set_level,
     "resources/subscribe": resources.subscribe,
     "resources/unsubscribe": resources.unsubscribe,
 }
 MODERN_METHODS: dict[str, Handler] = {**_COMMON, "server/discover": _discover}
-"""2026-07-28 has no logging/setLevel and no resources/(un)subscribe: ``subscriptions/listen``
-(`streams`) carries resource subscriptions."""
+"""2026-07-28 has no ping, no logging/setLevel and no resources/(un)subscribe (SEP-2575: removed
+methods are answered -32601 with HTTP 404); ``subscriptions/listen`` (`streams`) carries resource
+subscriptions."""
 
 
 async def dispatch(ctx: RequestContext, method: str, params: JsonObject) -> JsonObject:

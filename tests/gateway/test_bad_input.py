@@ -295,3 +295,29 @@ async def test_other_http_methods_and_paths(gateway: RunningGateway, http: httpx
         "/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=MODERN
     )
     assert notification.status_code == 202
+
+
+@pytest.mark.anyio
+async def test_2026_ping_is_a_removed_method_404_with_32601(
+    gateway: RunningGateway, http: httpx2.AsyncClient
+) -> None:
+    """SEP-2575 removed ping from 2026-07-28: answered like any unknown method (as the SDK server does)."""
+    body, headers = modern("ping")
+    response = await http.post("/mcp", json=body, headers=headers)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == -32601
+    await still_serving(gateway)
+
+
+@pytest.mark.anyio
+async def test_an_unknown_protocol_version_is_told_the_versions_served(
+    gateway: RunningGateway, http: httpx2.AsyncClient
+) -> None:
+    body, headers = modern("tools/list")
+    body["params"]["_meta"] = {**ENVELOPE, "io.modelcontextprotocol/protocolVersion": "2099-01-01"}
+    headers["MCP-Protocol-Version"] = "2099-01-01"
+    response = await http.post("/mcp", json=body, headers=headers)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == -32022
+    assert error["data"] == {"supported": ["2026-07-28"], "requested": "2099-01-01"}
