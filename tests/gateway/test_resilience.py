@@ -248,7 +248,7 @@ async def test_a_client_cancelling_a_call_cancels_it_upstream(
 
 @pytest.mark.anyio
 async def test_a_frozen_upstream_fails_its_health_check_and_is_restarted(
-    tmp_path: Path, keys_env: dict[str, str]
+    tmp_path: Path, keys_env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     cfg = config(
         upstream_stdio(
@@ -268,7 +268,9 @@ async def test_a_frozen_upstream_fails_its_health_check_and_is_restarted(
         try:
             await wait_for(lambda: alpha.restarts > restarts and upstream_state(gw, "alpha") == "ready", 30)
             assert alpha.status()["pid"] != frozen
-            assert "health check failed" in (alpha.last_error or "")
+            # Why it was restarted (last_error may since say that a restart on a loaded machine was slow).
+            lost = [r.getMessage() for r in caplog.records if "lost: health check failed" in r.getMessage()]
+            assert lost, [r.getMessage() for r in caplog.records]
             assert (await client.call_tool("alpha__echo", {"text": "thawed"})).content[0].text == "thawed"  # type: ignore[union-attr]
         finally:
             with contextlib.suppress(ProcessLookupError):
