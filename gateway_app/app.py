@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway_app.admin_actions import AdminActions
 from gateway_app.database import prepare_database
 from gateway_app.guard import HostGuard, refusal_response
 from gateway_app.health import healthz, readyz
@@ -26,6 +27,7 @@ from gateway_app.policy_watch import watch_policy_file
 from gateway_app.reload import PolicySource, Reloader, ReloadRequests
 from gateway_app.retention import RetentionTask
 from gateway_app.settings import Settings
+from gateway_app.ui import Dashboard
 from gateway_common.db import make_engine
 from gateway_common.lifecycle import ShutdownSignal
 from gateway_common.policy_state import PolicyState
@@ -206,6 +208,7 @@ def create_app(
         app.state.runtime = runtime  # for embedding code and tests; requests use the lifespan state
         app.state.llm = llm
         app.state.reloader = reloader
+        app.state.admin_actions = AdminActions(engine)  # one recorder for the admin API and the dashboard
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC, whose
         # full passes over it (about 150k objects, ~0.1 s) otherwise show up as latency spikes.
         gc.freeze()
@@ -234,6 +237,7 @@ def create_app(
             await _step("close the database", lambda: asyncio.to_thread(engine.dispose))
 
     mcp_endpoint = McpEndpoint()
+    dashboard = Dashboard(now)
     app = GatewayApp(
         fast_paths={**llm_fast_paths(), "/mcp": mcp_endpoint},
         routes=[
@@ -243,6 +247,7 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             *([Route("/metrics", metrics_endpoint, methods=["GET"])] if metrics is not None else []),
             *(Route(path, _no_oauth, methods=["GET", "POST"]) for path in _OAUTH_PATHS),
+            *dashboard.routes(),  # /ui
         ],
         lifespan=lifespan,
         exception_handlers={404: _not_found},
@@ -252,4 +257,5 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.reloads = reloads  # SIGHUP (`cli.GatewayServer`) asks here
+    app.state.dashboard = dashboard
     return app
