@@ -8,6 +8,7 @@ scales the picture to the page.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -59,10 +60,21 @@ def bar_values(days: Sequence[date], spend: dict[date, float], budget: BudgetLin
     return values
 
 
+def nice_top(value: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 times a power of ten at or above ``value`` (an axis' top)."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    return next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value)
+
+
+def _short(value: float) -> str:
+    return f"${value:,.0f}" if value >= 10 else f"${value:,.2f}"
+
+
 def spend_chart(days: Sequence[date], spend: dict[date, float], budget: BudgetLine | None) -> Markup:
     values = bar_values(days, spend, budget)
-    top = max([*values, budget.limit_usd if budget else 0.0, 0.0]) or 1.0
-    top *= 1.08
+    top = nice_top(max([*values, budget.limit_usd if budget else 0.0, 0.0]) * 1.04)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(len(days), 1)
 
@@ -77,15 +89,16 @@ def spend_chart(days: Sequence[date], spend: dict[date, float], budget: BudgetLi
         f'<svg class="chart" viewBox="0 0 {WIDTH:g} {HEIGHT:g}" role="img" '
         f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">',
         f'<line class="axis" x1="{LEFT:g}" y1="{y(0):.1f}" x2="{WIDTH - RIGHT:g}" y2="{y(0):.1f}"/>',
-        f'<text class="tick" x="{LEFT - 6:g}" y="{y(0):.1f}" text-anchor="end">{escape(usd(0))}</text>',
-        f'<text class="tick" x="{LEFT - 6:g}" y="{TOP + 10:g}" text-anchor="end">{escape(usd(top))}</text>',
+        f'<text class="tick" x="{LEFT - 6:g}" y="{y(0):.1f}" text-anchor="end">{escape(_short(0))}</text>',
+        f'<text class="tick" x="{LEFT - 6:g}" y="{TOP + 10:g}" text-anchor="end">{escape(_short(top))}</text>',
     ]
     for index, (day, value) in enumerate(zip(days, values, strict=True)):
-        x = LEFT + index * step + step * 0.12
+        width = min(max(step * 0.76, 0.5), 48.0)
+        x = LEFT + index * step + (step - width) / 2
         height = max(y(0) - y(value), 0.0)
         tip = f"{day.isoformat()}: {usd(value)}"
         parts.append(
-            f'<rect class="bar" x="{x:.2f}" y="{y(value):.2f}" width="{max(step * 0.76, 0.5):.2f}" '
+            f'<rect class="bar" x="{x:.2f}" y="{y(value):.2f}" width="{width:.2f}" '
             f'height="{height:.2f}" data-day="{day.isoformat()}" data-value="{value:.6f}">'
             f"<title>{escape(tip)}</title></rect>"
         )
