@@ -65,7 +65,7 @@ def nice_top(value: float) -> float:
     if value <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(value))
-    return next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value)
+    return float(next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value))
 
 
 def _short(value: float) -> str:
@@ -89,8 +89,8 @@ def spend_chart(days: Sequence[date], spend: dict[date, float], budget: BudgetLi
         f'<svg class="chart" viewBox="0 0 {WIDTH:g} {HEIGHT:g}" role="img" '
         f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">',
         f'<line class="axis" x1="{LEFT:g}" y1="{y(0):.1f}" x2="{WIDTH - RIGHT:g}" y2="{y(0):.1f}"/>',
-        f'<text class="tick" x="{LEFT - 6:g}" y="{y(0):.1f}" text-anchor="end">{escape(_short(0))}</text>',
-        f'<text class="tick" x="{LEFT - 6:g}" y="{TOP + 10:g}" text-anchor="end">{escape(_short(top))}</text>',
+        f'<text class="tick" x="{LEFT - 6:g}" y="{y(0):.1f}" text-anchor="end">{_short(0)}</text>',
+        f'<text class="tick" x="{LEFT - 6:g}" y="{TOP + 10:g}" text-anchor="end">{_short(top)}</text>',
     ]
     for index, (day, value) in enumerate(zip(days, values, strict=True)):
         width = min(max(step * 0.76, 0.5), 48.0)

@@ -62,7 +62,7 @@ class Served:
         with contextlib.redirect_stdout(out):
             code = main([*args, "--json"])
             out.flush()
-        text = out.buffer.getvalue()  # type: ignore[attr-defined]
+        text = out.buffer.getvalue()
         assert code == 0, text
         return orjson.loads(text)
 
