@@ -36,8 +36,14 @@ test: $(STAMP) e2e-deps
 	$(BIN)/lint-imports
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
+# The dashboard's browser test drives Debian's chromium (never a browser download of Playwright's own).
 e2e-deps:
 	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing (apt-get install chromium, as root): the dashboard's browser test will skip"; fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff format .
