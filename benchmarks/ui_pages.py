@@ -27,9 +27,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
+from reports import POLICY, seed_sqlite
 from sqlalchemy import text
 
-from benchmarks.reports import POLICY, seed_sqlite
 from gateway_app.app import create_app
 from gateway_app.database import upgrade_database
 from gateway_app.settings import Settings
