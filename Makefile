@@ -37,10 +37,16 @@ test: $(STAMP) e2e-deps
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
 # Without the npm registry (a laptop offline) the tests that need these skip loudly; in CI they must install.
+# The dashboard's browser test drives Debian's chromium (never a browser download of Playwright's own).
 e2e-deps:
 	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error || { \
 	  if [ "$$CI" = true ]; then exit 1; fi; \
 	  echo "WARNING: npm ci failed in tests/e2e: the end-to-end tests that need Node programs will skip"; }
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing (apt-get install chromium, as root): the dashboard's browser test will skip"; fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff format .

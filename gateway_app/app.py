@@ -28,6 +28,7 @@ from gateway_app.policy_watch import watch_policy_file
 from gateway_app.reload import PolicySource, Reloader, ReloadRequests
 from gateway_app.retention import RetentionTask
 from gateway_app.settings import Settings
+from gateway_app.ui import Dashboard
 from gateway_common.db import make_engine
 from gateway_common.lifecycle import ShutdownSignal
 from gateway_common.policy_state import PolicyState
@@ -244,6 +245,7 @@ def create_app(
             await _step("close the database", lambda: asyncio.to_thread(engine.dispose))
 
     mcp_endpoint = McpEndpoint()
+    dashboard = Dashboard(now)
     app = GatewayApp(
         fast_paths={**llm_fast_paths(), "/mcp": mcp_endpoint},
         routes=[
@@ -254,6 +256,7 @@ def create_app(
             *admin_routes(),  # /admin/... and GET /v1/quota
             *([Route("/metrics", metrics_endpoint, methods=["GET"])] if metrics is not None else []),
             *(Route(path, _no_oauth, methods=["GET", "POST"]) for path in _OAUTH_PATHS),
+            *dashboard.routes(),  # /ui
         ],
         lifespan=lifespan,
         exception_handlers={404: _not_found},
@@ -263,4 +266,5 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.reloads = reloads  # SIGHUP (`cli.GatewayServer`) asks here
+    app.state.dashboard = dashboard
     return app

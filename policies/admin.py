@@ -149,7 +149,11 @@ class AdminTokens:
     def identify(self, secret: str | None) -> AdminIdentity | None:
         if not secret:
             return None
-        digest = hash_secret(secret)
+        return self.identify_digest(hash_secret(secret))
+
+    def identify_digest(self, digest: str) -> AdminIdentity | None:
+        """Who holds the token with this SHA-256 digest (a dashboard session re-checks its token this
+        way on every request, without keeping the secret)."""
         for known, identity in self._by_digest.items():
             if digests_equal(known, digest):
                 return identity
