@@ -178,7 +178,9 @@ async def test_concurrent_clients_never_pass_a_limit_together(redis_store: Redis
     try:
         stores = (redis_store, other)
         hits = await asyncio.gather(*(stores[n % 2].window_hit(check, T0) for n in range(80)))
-        slots = await asyncio.gather(*(stores[n % 2].slots_acquire(slot, f"l{n}", T0, 60.0) for n in range(20)))
+        slots = await asyncio.gather(
+            *(stores[n % 2].slots_acquire(slot, f"l{n}", T0, 60.0) for n in range(20))
+        )
         reserved = await asyncio.gather(
             *(stores[n % 2].spend_reserve(spend, f"l{n}", 0.125, T0, 60.0) for n in range(20))
         )

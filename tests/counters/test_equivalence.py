@@ -96,13 +96,15 @@ async def _apply(store: CounterStore, op: tuple[Any, ...], now: float) -> object
     if name == "window_hit":
         return await store.window_hit(args[0], now)
     if name == "window_add":
-        return await store.window_add(args[0], args[1], WINDOWS[args[0]], now)
+        await store.window_add(args[0], args[1], WINDOWS[args[0]], now)
+        return None
     if name == "window_used":
         return await store.window_used(args[0], WINDOWS[args[0]], now)
     if name == "slots_acquire":
         return await store.slots_acquire(args[0], args[1], now, args[2])
     if name == "slots_release":
-        return await store.slots_release(args[0], args[1])
+        await store.slots_release(args[0], args[1])
+        return None
     if name == "spend_reserve":
         return await store.spend_reserve(args[0], args[1], args[2], now, args[3])
     if name == "spend_settle":
@@ -110,7 +112,8 @@ async def _apply(store: CounterStore, op: tuple[Any, ...], now: float) -> object
     if name == "spend_state":
         return await store.spend_state(args[0], now)
     if name == "spend_seed":
-        return await store.spend_seed(args[0], args[1], T0 + 86_400)
+        await store.spend_seed(args[0], args[1], T0 + 86_400)
+        return None
     assert name == "once"
     return await store.once(args[0], T0 + 86_400)
 
