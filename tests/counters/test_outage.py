@@ -7,7 +7,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,8 +47,8 @@ def guarded(url: str, policy: OnUnavailable, clock: ManualClock) -> tuple[Guarde
 
 
 @pytest.fixture
-async def clock() -> AsyncIterator[ManualClock]:
-    yield ManualClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 async def test_an_outage_refuses_budgets_allows_rate_limits_and_recovers(
@@ -105,7 +105,7 @@ async def test_an_outage_refuses_budgets_allows_rate_limits_and_recovers(
 
 async def test_rate_limits_refuse_when_the_policy_says_so(server: OwnRedis, clock: ManualClock) -> None:
     policy = OnUnavailable(budgets=WhenUnavailable.ALLOW, rate_limits=WhenUnavailable.REFUSE)
-    store, health = guarded(server.url, policy, clock)
+    store, _ = guarded(server.url, policy, clock)
     refusals: list[Concern] = []
 
     def refusal(concern: Concern, retry_after: float) -> BaseException:
