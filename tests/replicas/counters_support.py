@@ -130,7 +130,7 @@ class Replicas:
 
 def cost(response: httpx.Response) -> float:
     usage = response.json()["usage"]
-    return (usage["input_tokens"] + usage["output_tokens"]) * PRICE
+    return float(usage["input_tokens"] + usage["output_tokens"]) * PRICE
 
 
 @contextlib.asynccontextmanager
