@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway_app.admin_actions import AdminActions
 from gateway_app.admin_api import admin_routes
+from gateway_app.counter_store import build_counter_stores
 from gateway_app.database import prepare_database
 from gateway_app.guard import HostGuard, refusal_response
 from gateway_app.health import healthz, readyz
@@ -43,7 +44,7 @@ from mcp_gateway.upstream.base import UpstreamConnection
 from mcp_gateway.upstream.supervisor import make_connection
 from policies.budgeting import BudgetBook
 from policies.config import GatewaySettings
-from policies.counters import Clock, CounterStore, MemoryCounterStore
+from policies.counters import Clock, CounterStore
 from policies.ratelimit import RateLimiter
 
 logger = logging.getLogger("mcp_gateway")
@@ -141,7 +142,6 @@ def create_app(
     policy = settings.policy
     shutdown = ShutdownSignal()
     now = clock or time.time
-    store = counter_store or MemoryCounterStore()
     metrics = GatewayMetrics(policy.gateway.metrics, policy) if policy.gateway.metrics.enabled else None
     if policy_source is None and settings.source is not None and Path(settings.source).is_file():
         policy_source = PolicySource(Path(settings.source))
@@ -158,9 +158,13 @@ def create_app(
         audit = AuditWriter(engine, policy.gateway.audit, policy=lambda: state.current.policy)
         await audit.start()
         await state.refresh_keys()
-        # One limiter and one budget book for both front doors (tools/call counts tool_calls_per_minute).
-        limiter = RateLimiter(store, now)
-        budgets = BudgetBook(store, now)
+        counters = build_counter_stores(policy.counters, counter_store)  # memory, or Redis (guarded)
+        app.state.counters = counters  # /readyz and /metrics show its state
+        await counters.check_at_start()
+        # One store for both front doors (tools/call counts tool_calls_per_minute); each refuses in its
+        # own words while a shared store is unreachable.
+        limiter = RateLimiter(counters.model_api, now)
+        budgets = BudgetBook(counters.model_api, now)
         llm = await start_llm_runtime(state, engine, limiter=limiter, budgets=budgets, clock=now)
         hub = UpstreamHub(policy, connection_factory)
         sessions = SessionStore(
@@ -169,7 +173,9 @@ def create_app(
             max_per_key=policy.gateway.max_sessions_per_key,
         )
         state.on_keys_ended(sessions.close_keys)  # a revoked key's sessions (and their GET streams) end
-        runtime = GatewayRuntime(state, engine, hub, audit, sessions, shutdown, limiter)
+        runtime = GatewayRuntime(
+            state, engine, hub, audit, sessions, shutdown, RateLimiter(counters.tool_calls, now)
+        )
         hub.start()
         wait = policy.mcp.startup_wait_seconds
         if wait and hub.supervisors and not await hub.wait_ready(wait):
@@ -182,7 +188,7 @@ def create_app(
         retention = RetentionTask(engine, lambda: state.current.policy, now)
         pruner = asyncio.create_task(retention.run(), name="retention")
         if metrics is not None:
-            metrics.attach(runtime, llm, retention)
+            metrics.attach(runtime, llm, retention, counters.health)
 
         def apply_gateway_settings(gateway: GatewaySettings) -> None:
             if isinstance(app, GatewayApp):  # allowed hosts and origins apply to the next request
@@ -223,7 +229,8 @@ def create_app(
                 "admin_actions": admin_actions,
             }
         finally:
-            app.state.runtime = app.state.llm = app.state.reloader = app.state.admin_actions = None
+            app.state.runtime = app.state.llm = app.state.reloader = None
+            app.state.admin_actions = app.state.counters = None
             gc.unfreeze()
             shutdown.trigger()
             sweeper.cancel()
@@ -240,6 +247,7 @@ def create_app(
             logger.info("audit log flushed: %d records written", audit.written)
             await _step("flush the model ledger", llm.ledger.aclose)
             await _step("close the model proxy", llm.aclose)  # alerts and provider pools, each guarded
+            await _step("close the counter store", counters.aclose)
             if metrics is not None:
                 metrics.detach()
             await _step("close the database", lambda: asyncio.to_thread(engine.dispose))
@@ -265,6 +273,7 @@ def create_app(
     app.state.shutdown = shutdown
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.counters = None
     app.state.reloads = reloads  # SIGHUP (`cli.GatewayServer`) asks here
     app.state.dashboard = dashboard
     return app

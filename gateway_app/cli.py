@@ -221,8 +221,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     for warning in loaded.warnings:
         print(f"  warning: {warning}")
     if args.connect:
+        from gateway_app.counter_store import check_counters
+
         database_ok = _check_database(policy.gateway.database_url)
-        return max(asyncio.run(_check_connect(policy, args.timeout)), 0 if database_ok else 1)
+        counters_ok = check_counters(policy.counters, args.timeout)
+        return max(asyncio.run(_check_connect(policy, args.timeout)), 0 if database_ok and counters_ok else 1)
     return 0
 
 

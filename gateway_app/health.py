@@ -5,6 +5,12 @@ behind it (upstream PIDs, their stderr, errors, audit state) is for operators:
 a request with an admin token, or, unless ``gateway.health_details: token``, a
 peer on this host. Behind a reverse proxy on the same host every peer is
 loopback, so such deployments set ``token``.
+
+A shared counter store (Redis) that cannot be reached makes the status ``degraded``
+(still 200), not unready: every replica shares that Redis, so taking them all out
+of the load balancer helps nobody, and what requests get meanwhile is the policy's
+``counters.on_unavailable`` (model requests with budgets refused by default), which
+the ``counters`` detail shows next to the store's state.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from policies.secrets import hash_secret
 from policies.snapshot import PolicySnapshot
 
 if TYPE_CHECKING:
+    from gateway_app.counter_store import CounterStores
     from llm_proxy.runtime import LlmRuntime
 
 
@@ -39,7 +46,9 @@ def writers(runtime: GatewayRuntime, llm: LlmRuntime | None) -> dict[str, BatchW
     return found
 
 
-def readiness(runtime: GatewayRuntime, llm: LlmRuntime | None = None) -> tuple[int, dict[str, Any]]:
+def readiness(
+    runtime: GatewayRuntime, llm: LlmRuntime | None = None, counters: CounterStores | None = None
+) -> tuple[int, dict[str, Any]]:
     upstreams = runtime.hub.status()
     enabled = [u for u in upstreams if u["state"] != "disabled"]
     ready = [u for u in enabled if u["state"] == "ready"]
@@ -54,7 +63,7 @@ def readiness(runtime: GatewayRuntime, llm: LlmRuntime | None = None) -> tuple[i
         status, code = f"{failing}_failing", 503
     elif enabled and not ready:
         status, code = "no_upstream_ready", 503
-    elif len(ready) < len(enabled):
+    elif len(ready) < len(enabled) or (counters is not None and not counters.health.available):
         status, code = "degraded", 200
     else:
         status, code = "ready", 200
@@ -66,6 +75,8 @@ def readiness(runtime: GatewayRuntime, llm: LlmRuntime | None = None) -> tuple[i
         "sessions": len(runtime.sessions),
         **{name: writer.health() for name, writer in rows.items()},
     }
+    if counters is not None:
+        body["counters"] = counters.detail()
     return code, body
 
 
@@ -126,5 +137,7 @@ async def readyz(request: Request) -> JSONResponse:
             status_code=401,
             headers={"WWW-Authenticate": 'Bearer realm="mcp-gateway-admin"'},
         )
-    code, body = readiness(runtime, getattr(request.state, "llm", None))
+    code, body = readiness(
+        runtime, getattr(request.state, "llm", None), getattr(request.app.state, "counters", None)
+    )
     return JSONResponse(body if detailed else {"status": body["status"]}, status_code=code)

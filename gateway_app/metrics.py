@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway_app.health import _may_see_details, _Unauthorized, writers
+from gateway_app.metrics_counters import copy_store
 from gateway_app.metrics_families import Snapshot, copy_cells, copy_histograms, families
 from gateway_app.metrics_recording import ModelRequestMetrics, Refusals, ToolCallMetrics
 from gateway_app.retention import TABLES
@@ -40,6 +41,7 @@ from policies.config import MetricsSettings
 
 if TYPE_CHECKING:
     from gateway_app.retention import RetentionTask
+    from gateway_common.counters.health import StoreHealth
     from llm_proxy.runtime import LlmRuntime
 
 
@@ -56,6 +58,7 @@ class GatewayMetrics:
         self.runtime: GatewayRuntime | None = None
         self.llm: LlmRuntime | None = None
         self.retention: RetentionTask | None = None
+        self.counters: StoreHealth | None = None
         self.process = CollectorRegistry()
         """This process's CPU, memory, file descriptors, GC and Python version."""
         ProcessCollector(registry=self.process)
@@ -67,10 +70,14 @@ class GatewayMetrics:
         return self._policy if runtime is None else runtime.state.current.policy
 
     def attach(
-        self, runtime: GatewayRuntime, llm: LlmRuntime | None, retention: RetentionTask | None = None
+        self,
+        runtime: GatewayRuntime,
+        llm: LlmRuntime | None,
+        retention: RetentionTask | None = None,
+        counters: StoreHealth | None = None,
     ) -> None:
         """Start counting (the writers' observers) and reading live state; `detach` undoes it."""
-        self.runtime, self.llm, self.retention = runtime, llm, retention
+        self.runtime, self.llm, self.retention, self.counters = runtime, llm, retention, counters
         runtime.audit.observer = self.tools.observe
         if llm is not None:
             llm.ledger.observer = self.models.observe
@@ -81,6 +88,7 @@ class GatewayMetrics:
         if self.llm is not None:
             self.llm.ledger.observer = None
         self.runtime = self.llm = self.retention = None
+        self.counters = None
 
     def snapshot(self) -> Snapshot:
         """Everything a scrape shows, copied (call it on the event loop, where the counting happens)."""
@@ -108,6 +116,7 @@ class GatewayMetrics:
             deleted={name: retention.deleted.get(name, 0) for name in TABLES}
             if retention is not None
             else None,
+            counters=copy_store(self.counters) if self.counters is not None else None,
         )
 
     def render(self, snapshot: Snapshot | None = None) -> bytes:

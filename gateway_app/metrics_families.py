@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from gateway_app.metrics_counters import CounterStoreSnapshot, counter_store_families
 from gateway_app.metrics_recording import OUTCOME_INDEX, TOKEN_KINDS, Histogram, Labels, Table
 
 PREFIX = "mcp_gateway_"
@@ -49,6 +50,8 @@ class Snapshot:
     """Each row writer's `health()`."""
     deleted: dict[str, int] | None
     """Rows deleted by the retention task, per table (None without one)."""
+    counters: CounterStoreSnapshot | None = None
+    """The counter store's availability and operation latency (None before the lifespan started)."""
 
 
 def families(snapshot: Snapshot) -> Iterator[Metric]:
@@ -89,6 +92,8 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         for table_name, count in sorted(snapshot.deleted.items()):
             deleted.add_metric([table_name], count)
         yield deleted
+    if snapshot.counters is not None:
+        yield from counter_store_families(snapshot.counters)
 
 
 def _version() -> str:

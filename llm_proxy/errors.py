@@ -95,6 +95,13 @@ class RateLimited(ProxyError):
         return [(b"retry-after", str(max(1, math.ceil(self.retry_after))).encode())]
 
 
+class GatewayUnavailable(RateLimited):
+    """A 503 with ``retry-after``: the gateway cannot decide now (its shared counter store is down and
+    the policy refuses what it cannot count); nothing was sent to a provider, so a retry is safe."""
+
+    status, error_type, code = 503, "api_error", "service_unavailable"
+
+
 class UpstreamFailed(ProxyError):
     status, error_type, code = 502, "api_error", "upstream_error"
     outcome = Outcome.UPSTREAM_ERROR

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -76,6 +77,27 @@ class CountersSettings(BaseModel):
                 raise ValueError("backend 'redis' needs a url (redis://host:port/db)")
             if not self.url.startswith(("redis://", "rediss://", "unix://")):
                 raise ValueError("url must start with redis://, rediss:// or unix://")
+            _check_url(self.url)
         elif self.url is not None:
             raise ValueError("url is only used with backend 'redis'")
         return self
+
+
+def _check_url(url: str) -> None:
+    """Reject what no Redis client could connect to (a typo found by `check`, not at the first request)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("url has a port that is not a number from 0 to 65535") from None
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError("a unix:// url needs a socket path (unix:///run/redis.sock)")
+        return
+    if not parts.hostname:
+        raise ValueError("url needs a host (redis://host:port/db)")
+    if port == 0:
+        raise ValueError("url has port 0")
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ValueError("url's path must be a database number (redis://host:port/0)")

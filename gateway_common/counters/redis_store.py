@@ -1,0 +1,141 @@
+"""`RedisCounterStore`: the `CounterStore` every replica and worker shares, one Lua script per method.
+
+Each method is one ``EVALSHA`` of a script in `scripts` (loaded once per connection
+with ``SCRIPT LOAD`` by redis-py's `register_script`, reloaded by itself after a
+Redis restart), so every check-and-charge is atomic across replicas: a 10 rpm key
+gets 10 requests whichever replicas serve them, and a budget is overshot by at most
+the one request admitted last. A single Redis (or a primary with replicas) is
+assumed: one call may name several keys, which Redis Cluster would refuse.
+
+This class only talks to Redis; errors and timeouts propagate. What a request
+gets while Redis is unreachable is `guarded.GuardedCounterStore`'s business.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from gateway_common.counters import scripts
+from policies.counters import (
+    WINDOW_SLICES,
+    SlotCheck,
+    SpendCheck,
+    SpendDenial,
+    SpendState,
+    WindowCheck,
+    WindowDenial,
+)
+
+KEEP_MARGIN_MS = 1000
+"""Windows and slot sets outlive their last write by their length plus this."""
+SETTLE_KEEP = 40 * 86_400.0
+"""A counter first seen by a settlement is kept this long (as in memory)."""
+
+
+def _slice(window: float, now: float) -> str:
+    """The hash field of the slice containing ``now`` (the same arithmetic as the memory store)."""
+    width = window / WINDOW_SLICES
+    return repr(now - (now % width))
+
+
+def _ttl_ms(seconds: float) -> int:
+    return math.ceil(seconds * 1000) + KEEP_MARGIN_MS
+
+
+def _state(reply: Sequence[bytes | int]) -> SpendState:
+    return SpendState(float(reply[0]), float(reply[1]), int(reply[2]))
+
+
+class RedisCounterStore:
+    """A `policies.counters.CounterStore` in Redis under ``prefix`` (e.g. ``mcpgw:``)."""
+
+    def __init__(self, client: Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix + "c:"
+        register = client.register_script
+        self._window_hit = register(scripts.WINDOW_HIT)
+        self._window_add = register(scripts.WINDOW_ADD)
+        self._window_used = register(scripts.WINDOW_USED)
+        self._slots_acquire = register(scripts.SLOTS_ACQUIRE)
+        self._slots_release = register(scripts.SLOTS_RELEASE)
+        self._spend_reserve = register(scripts.SPEND_RESERVE)
+        self._spend_settle = register(scripts.SPEND_SETTLE)
+        self._spend_state = register(scripts.SPEND_STATE)
+        self._spend_seed = register(scripts.SPEND_SEED)
+        self._once = register(scripts.ONCE)
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # -- windows ---------------------------------------------------------------------------
+
+    async def window_hit(self, checks: Sequence[WindowCheck], now: float) -> WindowDenial | None:
+        args: list[float | str | int] = [now]
+        for check in checks:
+            args += [check.limit, check.window, check.cost, _slice(check.window, now), _ttl_ms(check.window)]
+        reply = await self._window_hit(keys=[self.prefix + c.key for c in checks], args=args)
+        if reply is None:
+            return None
+        return WindowDenial(int(reply[0]), float(reply[1]), float(reply[2]))
+
+    async def window_add(self, key: str, amount: float, window: float, now: float) -> None:
+        if amount <= 0:
+            return
+        args: list[float | str | int] = [now, window, amount, _slice(window, now), _ttl_ms(window)]
+        await self._window_add(keys=[self.prefix + key], args=args)
+
+    async def window_used(self, key: str, window: float, now: float) -> float:
+        return float(await self._window_used(keys=[self.prefix + key], args=[now, window]))
+
+    # -- concurrency slots -----------------------------------------------------------------
+
+    async def slots_acquire(
+        self, checks: Sequence[SlotCheck], lease: str, now: float, ttl: float
+    ) -> int | None:
+        args: list[float | str | int] = [lease, now, now + ttl, _ttl_ms(ttl)]
+        args += [check.limit for check in checks]
+        full = int(await self._slots_acquire(keys=[self.prefix + c.key for c in checks], args=args))
+        return None if full < 0 else full
+
+    async def slots_release(self, keys: Sequence[str], lease: str) -> None:
+        if keys:
+            await self._slots_release(keys=[self.prefix + key for key in keys], args=[lease])
+
+    # -- spend -----------------------------------------------------------------------------
+
+    async def spend_reserve(
+        self, checks: Sequence[SpendCheck], lease: str, amount: float, now: float, ttl: float
+    ) -> SpendDenial | None:
+        args: list[float | str] = [lease, amount, now, now + ttl]
+        for check in checks:
+            args += [check.limit, check.expires_at]
+        reply = await self._spend_reserve(keys=[self.prefix + c.key for c in checks], args=args)
+        if reply is None:
+            return None
+        return SpendDenial(int(reply[0]), _state(reply[1:]))
+
+    async def spend_settle(
+        self, keys: Sequence[str], lease: str, actual: float, now: float
+    ) -> list[SpendState]:
+        if not keys:
+            return []
+        reply = await self._spend_settle(keys=[self.prefix + key for key in keys], args=[lease, actual, now])
+        return [_state(item) for item in reply]
+
+    async def spend_state(self, key: str, now: float) -> SpendState:
+        return _state(await self._spend_state(keys=[self.prefix + key], args=[now]))
+
+    async def spend_seed(self, key: str, spent: float, expires_at: float) -> None:
+        await self._spend_seed(keys=[self.prefix + key], args=[spent, expires_at])
+
+    async def once(self, key: str, expires_at: float) -> bool:
+        return bool(await self._once(keys=[self.prefix + key], args=[expires_at]))
