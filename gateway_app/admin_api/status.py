@@ -18,7 +18,7 @@ _COLUMNS = ("id", "at", "actor", "role", "door", "action", "target", "outcome", 
 
 
 async def health(call: Call) -> Reply:
-    code, body = readiness(call.runtime, call.llm)
+    code, body = readiness(call.runtime, call.llm, getattr(call.request.app.state, "counters", None))
     return Reply({**body, "ready": code == 200})
 
 
