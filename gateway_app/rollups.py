@@ -1,14 +1,17 @@
 """Daily rollups of the audit log and the spend ledger, so that reports over weeks and months read
 thousands of rows instead of a million.
 
-Four tables, one row per UTC day and combination of what the reports group or filter by:
+Six tables, one row per UTC day (or month) and combination of what the reports group or filter by:
 
 - ``usage_daily`` (model requests): key, team, provider, model (the served one, else the requested
-  one) with requests, tokens and cost: spend, top keys' model side, budgets;
-- ``tool_calls_daily`` (tool calls): key, team, kind, status with calls: top keys' tool side and
+  one) with requests, tokens and cost: spend by key, top keys' model side, budgets;
+- ``spend_daily``: the same without the key (a few rows a day): spend by team, model, provider;
+- ``tool_calls_daily`` (audit rows): key, team, kind, status with calls: top keys' tool side and
   "tool calls today";
-- ``tool_usage_daily`` (tool calls naming a tool): key, team, client, server, tool with calls, ok,
-  refused and the last call: the tools report;
+- ``tool_usage_daily`` (audit rows naming a tool): server, tool, team, client with calls, ok,
+  refused and the last call, and ``tool_keys_monthly``: which keys called it on which days of a
+  month (a bit per day): the tools report and its distinct keys. Per key and day this would be
+  half as many rows as there are calls (keys call many tools a few times a day);
 - ``refusals_daily`` (both, refused rows only: `policies.outcomes.REFUSALS`): surface, key, team,
   status, limit (``blocked_by``) with refusals, first and last: the limits report.
 
@@ -92,6 +95,36 @@ class UsageDaily(SQLModel, table=True):
     cost_usd: float
 
 
+class SpendDaily(SQLModel, table=True):
+    """`UsageDaily` without the key: per UTC day, team, provider and model, a few rows a day for
+    spend by team, model or provider."""
+
+    __tablename__ = "spend_daily"
+    __table_args__ = (
+        Index(
+            "ux_spend_daily",
+            "day",
+            "team",
+            "provider",
+            "model",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_column=_id())
+    day: str = Field(max_length=10, description="The UTC day, YYYY-MM-DD.")
+    team: str | None = None
+    provider: str | None = None
+    model: str | None = Field(default=None, description="served_model, else requested_model.")
+    requests: int = Field(sa_column=_count())
+    input_tokens: int = Field(sa_column=_count())
+    output_tokens: int = Field(sa_column=_count())
+    cache_read_tokens: int = Field(sa_column=_count())
+    cache_write_tokens: int = Field(sa_column=_count())
+    cost_usd: float
+
+
 class ToolCallsDaily(SQLModel, table=True):
     """Audit rows (tool calls, resource reads, prompts, completions) per UTC day, key, team, kind
     and status."""
@@ -120,8 +153,9 @@ class ToolCallsDaily(SQLModel, table=True):
 
 
 class ToolUsageDaily(SQLModel, table=True):
-    """Audit rows naming a tool (or prompt, or resource) per UTC day, server, tool, key, team and
-    client: how often, answered, refused, and the last one."""
+    """Audit rows naming a tool (or prompt, or resource) per UTC day, server, tool, team and client:
+    how often, answered, refused, and the last one. No key: that would multiply its rows by the
+    keys (`ToolKeysMonthly` says which keys)."""
 
     __tablename__ = "tool_usage_daily"
     __table_args__ = (
@@ -130,7 +164,6 @@ class ToolUsageDaily(SQLModel, table=True):
             "day",
             "server",
             "tool",
-            "key_id",
             "team",
             "client_name",
             unique=True,
@@ -142,13 +175,42 @@ class ToolUsageDaily(SQLModel, table=True):
     day: str = Field(max_length=10, description="The UTC day, YYYY-MM-DD.")
     server: str | None = None
     tool: str
-    key_id: str
     team: str | None = None
     client_name: str | None = None
     calls: int = Field(sa_column=_count())
     ok: int = Field(sa_column=_count())
     refused: int = Field(sa_column=_count())
     last_at: datetime
+
+
+class ToolKeysMonthly(SQLModel, table=True):
+    """Which keys called which tool (from which team and client) on which days of a UTC month: bit
+    ``n - 1`` of ``days`` stands for day ``n``. A tool's distinct keys over any run of whole days
+    read one row per key and month, not per key and day."""
+
+    __tablename__ = "tool_keys_monthly"
+    __table_args__ = (
+        Index(
+            "ux_tool_keys_monthly",
+            "month",
+            "server",
+            "tool",
+            "key_id",
+            "team",
+            "client_name",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_column=_id())
+    month: str = Field(max_length=7, description="The UTC month, YYYY-MM.")
+    server: str | None = None
+    tool: str
+    key_id: str
+    team: str | None = None
+    client_name: str | None = None
+    days: int = Field(sa_column=_count())
 
 
 class RefusalsDaily(SQLModel, table=True):
@@ -182,4 +244,4 @@ class RefusalsDaily(SQLModel, table=True):
     last_at: datetime
 
 
-ROLLUP_MODELS = (UsageDaily, ToolCallsDaily, ToolUsageDaily, RefusalsDaily)
+ROLLUP_MODELS = (UsageDaily, SpendDaily, ToolCallsDaily, ToolUsageDaily, ToolKeysMonthly, RefusalsDaily)

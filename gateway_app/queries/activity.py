@@ -11,8 +11,8 @@ from sqlalchemy import Connection, case, func, select
 
 from gateway_app.queries.base import Database, as_utc, connect, group_keys, within
 from gateway_app.queries.period import Period
-from gateway_app.queries.rollup_reads import larger, latest, on_days, split
-from gateway_app.rollups import ToolCallsDaily, ToolUsageDaily, UsageDaily
+from gateway_app.queries.rollup_reads import Split, larger, latest, on_days, on_months, split
+from gateway_app.rollups import ToolCallsDaily, ToolKeysMonthly, ToolUsageDaily, UsageDaily
 from llm_proxy.ledger import ModelRequest
 from mcp_gateway.audit.models import ToolCall
 from policies.outcomes import REFUSALS, Outcome
@@ -22,6 +22,7 @@ _M = ModelRequest.__table__.c  # type: ignore[attr-defined]
 _U = UsageDaily.__table__.c  # type: ignore[attr-defined]
 _D = ToolCallsDaily.__table__.c  # type: ignore[attr-defined]
 _G = ToolUsageDaily.__table__.c  # type: ignore[attr-defined]
+_K = ToolKeysMonthly.__table__.c  # type: ignore[attr-defined]
 
 KeyOrder = Literal["model_calls", "tool_calls", "cost"]
 KEY_ORDERS: tuple[KeyOrder, ...] = ("model_calls", "tool_calls", "cost")
@@ -138,6 +139,20 @@ def _team(columns: Any, team: str | None) -> list[Any]:
     return [] if team is None else [columns.team == team]
 
 
+def _equal(columns: Any, **values: str | None) -> list[Any]:
+    return [columns[name] == value for name, value in values.items() if value is not None]
+
+
+def _add(
+    totals: dict[tuple[str, str], list[Any]], tool: tuple[str, str], calls: Any, ok: Any, no: Any, last: Any
+) -> None:
+    seen = totals.setdefault(tool, [0, 0, 0, last])
+    seen[0] += calls
+    seen[1] += ok
+    seen[2] += no
+    seen[3] = latest(seen[3], last)
+
+
 def _key_names(connection: Connection, key_ids: list[str]) -> dict[str, str]:
     """Each key's name as its latest row recorded it (one short index lookup per key shown)."""
     names: dict[str, str] = {}
@@ -170,50 +185,47 @@ def team_tools(
     """The tools called in ``period`` (by ``team``, ``key``, from ``client`` when given), most called
     first. Calls to names that are no tool at all (denied, no server) are left out."""
     refused = [outcome.value for outcome in REFUSALS]
-    parts = split(period)
-    statements = []
-    for edge in parts.edges:
-        stmt = select(
-            _T.server,
-            _T.tool,
-            _T.key_id,
-            func.count(),
-            func.sum(case((_T.status == Outcome.OK.value, 1), else_=0)),
-            func.sum(case((_T.status.in_(refused), 1), else_=0)),
-            func.max(_T.timestamp),
-        ).where(_T.tool.is_not(None))
-        # Per key too, and the keys counted here: COUNT(DISTINCT) would make PostgreSQL sort every row.
-        stmt = within(stmt, _T.timestamp, edge).group_by(*group_keys(_T.server, _T.tool, _T.key_id))
-        statements.append((stmt, _T))
-    if parts.days is not None:
-        columns = (_G.server, _G.tool, _G.key_id)
-        daily = select(
-            *columns, func.sum(_G.calls), func.sum(_G.ok), func.sum(_G.refused), func.max(_G.last_at)
-        )
-        statements.append((on_days(daily, _G.day, parts.days).group_by(*columns), _G))
-    per_key: dict[tuple[str, str, str], list[Any]] = {}
-    with connect(database) as connection:
-        for stmt, table in statements:
-            for column, value in ((table.team, team), (table.key_id, key), (table.client_name, client)):
-                if value is not None:
-                    stmt = stmt.where(column == value)
-            for server, tool, key_id, calls, ok, no, last in connection.execute(stmt):
-                seen = per_key.setdefault((server, tool, key_id), [0, 0, 0, last])
-                seen[0] += calls
-                seen[1] += ok
-                seen[2] += no
-                seen[3] = latest(seen[3], last)
+    # One key's calls come from its rows (an index on key and time); the rollups have no key.
+    parts = split(period) if key is None else Split(None, (period,))
     totals: dict[tuple[str, str], list[Any]] = {}
-    for (server, tool, _key), (calls, ok, no, last) in per_key.items():
-        seen = totals.setdefault((server, tool), [0, 0, 0, 0, last])
-        seen[0] += calls
-        seen[1] += ok
-        seen[2] += no
-        seen[3] += 1
-        seen[4] = latest(seen[4], last)
+    keys: dict[tuple[str, str], set[str]] = {}
+    with connect(database) as connection:
+        for edge in parts.edges:
+            stmt = select(
+                _T.server,
+                _T.tool,
+                _T.key_id,
+                func.count(),
+                func.sum(case((_T.status == Outcome.OK.value, 1), else_=0)),
+                func.sum(case((_T.status.in_(refused), 1), else_=0)),
+                func.max(_T.timestamp),
+            ).where(_T.tool.is_not(None), *_equal(_T, team=team, key_id=key, client_name=client))
+            # Per key too, and the keys counted here: COUNT(DISTINCT) would make PostgreSQL sort every row.
+            stmt = within(stmt, _T.timestamp, edge).group_by(*group_keys(_T.server, _T.tool, _T.key_id))
+            for server, tool, key_id, calls, ok, no, last in connection.execute(stmt):
+                _add(totals, (server, tool), calls, ok, no, last)
+                keys.setdefault((server, tool), set()).add(key_id)
+        if parts.days is not None:
+            by_tool = select(
+                _G.server,
+                _G.tool,
+                func.sum(_G.calls),
+                func.sum(_G.ok),
+                func.sum(_G.refused),
+                func.max(_G.last_at),
+            ).where(*_equal(_G, team=team, client_name=client))
+            for server, tool, calls, ok, no, last in connection.execute(
+                on_days(by_tool, _G.day, parts.days).group_by(_G.server, _G.tool)
+            ):
+                _add(totals, (server, tool), calls, ok, no, last)
+            who = select(_K.server, _K.tool, _K.key_id).where(*_equal(_K, team=team, client_name=client))
+            for server, tool, key_id in connection.execute(
+                on_months(who, _K.month, _K.days, parts.days).distinct()
+            ):
+                keys.setdefault((server, tool), set()).add(key_id)
     rows = [
-        ToolUsage(server, tool, int(calls), int(ok), int(no), keys, as_utc(last))
-        for (server, tool), (calls, ok, no, keys, last) in totals.items()
+        ToolUsage(server, tool, int(calls), int(ok), int(no), len(keys.get((server, tool), ())), as_utc(last))
+        for (server, tool), (calls, ok, no, last) in totals.items()
     ]
     rows.sort(key=lambda row: (-row.calls, row.server, row.tool))
     return ToolsReport(period, team, client, rows)

@@ -10,8 +10,10 @@ through the rollups.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+
+from sqlalchemy import and_, or_
 
 from gateway_app.queries.base import as_utc
 from gateway_app.queries.period import Period
@@ -62,6 +64,35 @@ def on_days(stmt: Any, column: Any, days: tuple[str | None, str | None]) -> Any:
     if end is not None:
         stmt = stmt.where(column < end)
     return stmt
+
+
+def _bits(first: int, last: int) -> int:
+    """Days ``first`` to ``last`` of a month (1-based, inclusive) as `ToolKeysMonthly.days` bits."""
+    return ((1 << (last - first + 1)) - 1) << (first - 1)
+
+
+def _month(day: date) -> str:
+    return day.strftime("%Y-%m")
+
+
+def on_months(stmt: Any, month: Any, bits: Any, days: tuple[str | None, str | None]) -> Any:
+    """``stmt`` restricted to monthly rows with a day bit among ``days``: the months inside whole,
+    the first and last month by their bits."""
+    first = None if days[0] is None else date.fromisoformat(days[0])
+    last = None if days[1] is None else date.fromisoformat(days[1]) - DAY
+    if first is not None and last is not None and _month(first) == _month(last):
+        return stmt.where(month == _month(first), bits.bitwise_and(_bits(first.day, last.day)) != 0)
+    found = []
+    inside = []
+    if first is not None:
+        found.append(and_(month == _month(first), bits.bitwise_and(_bits(first.day, 31)) != 0))
+        inside.append(month > _month(first))
+    if last is not None:
+        found.append(and_(month == _month(last), bits.bitwise_and(_bits(1, last.day)) != 0))
+        inside.append(month < _month(last))
+    if not found:
+        return stmt
+    return stmt.where(or_(and_(*inside), *found))
 
 
 def earliest(a: datetime | None, b: datetime | None) -> datetime | None:

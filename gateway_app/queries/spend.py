@@ -12,11 +12,12 @@ from gateway_app.queries.base import Database, connect, day_of, group_keys, with
 from gateway_app.queries.period import Period
 from gateway_app.queries.requests import MODEL
 from gateway_app.queries.rollup_reads import on_days, split
-from gateway_app.rollups import UsageDaily
+from gateway_app.rollups import SpendDaily, UsageDaily
 from llm_proxy.ledger import ModelRequest
 
 _M = ModelRequest.__table__.c  # type: ignore[attr-defined]
 _U = UsageDaily.__table__.c  # type: ignore[attr-defined]
+_S = SpendDaily.__table__.c  # type: ignore[attr-defined]
 
 SpendDimension = Literal["team", "key", "model", "provider"]
 DIMENSIONS: dict[SpendDimension, Any] = {
@@ -25,13 +26,13 @@ DIMENSIONS: dict[SpendDimension, Any] = {
     "model": MODEL,
     "provider": _M.provider,
 }
-ROLLED: dict[SpendDimension, Any] = {
-    "team": _U.team,
-    "key": _U.key_id,
-    "model": _U.model,
-    "provider": _U.provider,
+ROLLED: dict[SpendDimension, str] = {
+    "team": "team",
+    "key": "key_id",
+    "model": "model",
+    "provider": "provider",
 }
-"""The same groups in `UsageDaily` (its ``model`` is the served model, else the requested one)."""
+"""The same groups' columns in the rollups (whose ``model`` is the served model, else the requested one)."""
 _SUMS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")
 
 
@@ -86,7 +87,10 @@ def spend(
     (they cost nothing)."""
     if by not in DIMENSIONS:
         raise ValueError(f"spend is grouped by one of {', '.join(DIMENSIONS)}, not {by!r}")
-    group, rolled = DIMENSIONS[by], ROLLED[by]
+    group = DIMENSIONS[by]
+    # Spend without keys (a few rows a day) unless grouped or filtered by key.
+    rollup = _U if by == "key" or key is not None else _S
+    rolled = rollup[ROLLED[by]]
     parts = split(period)
     statements = []
     for edge in parts.edges:
@@ -97,9 +101,9 @@ def spend(
             within(stmt.where(*_filters(_M, team, key)), _M.timestamp, edge).group_by(*grouping)
         )
     if parts.days is not None:
-        day = _U.day if daily else null()
-        stmt = select(day, rolled, *(func.sum(_U[name]) for name in ("requests", *_SUMS)))
-        stmt = on_days(stmt.where(*_filters(_U, team, key)), _U.day, parts.days)
+        day = rollup.day if daily else null()
+        stmt = select(day, rolled, *(func.sum(rollup[name]) for name in ("requests", *_SUMS)))
+        stmt = on_days(stmt.where(*_filters(rollup, team, key)), rollup.day, parts.days)
         statements.append(stmt.group_by(*([day, rolled] if daily else [rolled])))
     totals: dict[str | None, list[Any]] = {}
     days: dict[tuple[str, str | None], list[Any]] = {}
@@ -124,8 +128,4 @@ def spend(
 
 
 def _filters(columns: Any, team: str | None, key: str | None) -> list[Any]:
-    return [
-        column == value
-        for column, value in ((columns.team, team), (columns.key_id, key))
-        if value is not None
-    ]
+    return [columns[name] == value for name, value in (("team", team), ("key_id", key)) if value is not None]

@@ -30,17 +30,24 @@ depends_on: str | Sequence[str] | None = None
 
 REFUSALS = "('denied', 'invalid_request', 'rate_limited', 'budget_exceeded')"
 """policies.outcomes.REFUSALS, as of this revision."""
-DAY = {
+UTC_TEXT = {
     # SQLite keeps UTC timestamps as ISO text; PostgreSQL's timestamptz is read in UTC.
-    "sqlite": 'substr({r}"timestamp", 1, 10)',
-    "postgresql": "to_char({r}\"timestamp\" AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "sqlite": 'substr({r}"timestamp", 1, {n})',
+    "postgresql": "to_char({r}\"timestamp\" AT TIME ZONE 'UTC', '{format}')",
+}
+FORMATS = {"{day}": (10, "YYYY-MM-DD"), "{month}": (7, "YYYY-MM")}
+DAY_BIT = {
+    # A month's day n as bit n - 1.
+    "sqlite": '(CAST(1 AS BIGINT) << (CAST(substr({r}"timestamp", 9, 2) AS INTEGER) - 1))',
+    "postgresql": "(CAST(1 AS BIGINT) << "
+    "(CAST(extract(day FROM {r}\"timestamp\" AT TIME ZONE 'UTC') AS INTEGER) - 1))",
 }
 
 
 class Measure(NamedTuple):
     column: str
     aggregate: str
-    """count, sum, min or max."""
+    """count, sum, min, max or bits (OR of single bits: sum of the distinct ones)."""
     expression: str = ""
     """Of the inserted row's columns, each written {r}column."""
 
@@ -80,6 +87,24 @@ ROLLUPS = (
         ),
     ),
     Rollup(
+        "spend_daily",
+        "model_requests",
+        (
+            ("day", "{day}"),
+            ("team", "{r}team"),
+            ("provider", "{r}provider"),
+            ("model", "coalesce({r}served_model, {r}requested_model)"),
+        ),
+        (
+            Measure("requests", "count"),
+            _sum("input_tokens"),
+            _sum("output_tokens"),
+            _sum("cache_read_tokens"),
+            _sum("cache_write_tokens"),
+            _sum("cost_usd"),
+        ),
+    ),
+    Rollup(
         "tool_calls_daily",
         "tool_calls",
         (
@@ -98,7 +123,6 @@ ROLLUPS = (
             ("day", "{day}"),
             ("server", "{r}server"),
             ("tool", "{r}tool"),
-            ("key_id", "{r}key_id"),
             ("team", "{r}team"),
             ("client_name", "{r}client_name"),
         ),
@@ -108,6 +132,20 @@ ROLLUPS = (
             _sum("refused", f"CASE WHEN {{r}}status IN {REFUSALS} THEN 1 ELSE 0 END"),
             Measure("last_at", "max", '{r}"timestamp"'),
         ),
+        "{r}tool IS NOT NULL",
+    ),
+    Rollup(
+        "tool_keys_monthly",
+        "tool_calls",
+        (
+            ("month", "{month}"),
+            ("server", "{r}server"),
+            ("tool", "{r}tool"),
+            ("key_id", "{r}key_id"),
+            ("team", "{r}team"),
+            ("client_name", "{r}client_name"),
+        ),
+        (Measure("days", "bits", "{day_bit}"),),
         "{r}tool IS NOT NULL",
     ),
     *(
@@ -135,7 +173,9 @@ ROLLUPS = (
 
 
 def _expr(text: str, dialect: str, row: str) -> str:
-    return text.replace("{day}", DAY[dialect]).replace("{r}", row)
+    for name, (length, pattern) in FORMATS.items():
+        text = text.replace(name, UTC_TEXT[dialect].replace("{n}", str(length)).replace("{format}", pattern))
+    return text.replace("{day_bit}", DAY_BIT[dialect]).replace("{r}", row)
 
 
 def aggregate_select(rollup: Rollup, dialect: str, source: str) -> str:
@@ -145,6 +185,8 @@ def aggregate_select(rollup: Rollup, dialect: str, source: str) -> str:
     for measure in rollup.measures:
         if measure.aggregate == "count":
             values.append("count(*)")
+        elif measure.aggregate == "bits":  # SQLite has no bit_or(); distinct single bits add up to it
+            values.append(f"sum(DISTINCT {_expr(measure.expression, dialect, '')})")
         else:
             values.append(f"{measure.aggregate}({_expr(measure.expression, dialect, '')})")
     where = f" WHERE {_expr(rollup.where, dialect, '')}" if rollup.where else ""
@@ -159,6 +201,8 @@ def _columns(rollup: Rollup) -> str:
 def _combine(measure: Measure, old: str, new: str, dialect: str) -> str:
     if measure.aggregate in ("count", "sum"):
         return f"{old} + {new}"
+    if measure.aggregate == "bits":
+        return f"{old} | {new}"
     if dialect == "sqlite":  # SQLite's two-argument min() and max() are scalar
         return f"{measure.aggregate}({old}, {new})"
     return f"{'least' if measure.aggregate == 'min' else 'greatest'}({old}, {new})"
@@ -167,18 +211,19 @@ def _combine(measure: Measure, old: str, new: str, dialect: str) -> str:
 def sqlite_trigger(rollup: Rollup) -> tuple[str, str]:
     """(name, CREATE TRIGGER) adding each inserted row: UPDATE its day's row, else INSERT one."""
     name = f"rollup_{rollup.source}_{rollup.table}"
+    never_null = ("day", "month", "key_id", "surface")
     match = " AND ".join(
-        f"{column} {'=' if column in ('day', 'key_id', 'surface') else 'IS'} {_expr(e, 'sqlite', 'NEW.')}"
+        f"{column} {'=' if column in never_null else 'IS'} {_expr(e, 'sqlite', 'NEW.')}"
         for column, e in rollup.dimensions
     )
-    one = {"count": "1"}
-    sets = ", ".join(
-        f"{m.column} = {_combine(m, m.column, one.get(m.aggregate) or _expr(m.expression, 'sqlite', 'NEW.'), 'sqlite')}"
+    values = {
+        m.column: "1" if m.aggregate == "count" else _expr(m.expression, "sqlite", "NEW.")
         for m in rollup.measures
+    }
+    sets = ", ".join(
+        f"{m.column} = {_combine(m, m.column, values[m.column], 'sqlite')}" for m in rollup.measures
     )
-    firsts = [_expr(e, "sqlite", "NEW.") for _, e in rollup.dimensions] + [
-        one.get(m.aggregate) or _expr(m.expression, "sqlite", "NEW.") for m in rollup.measures
-    ]
+    firsts = [_expr(e, "sqlite", "NEW.") for _, e in rollup.dimensions] + list(values.values())
     when = f" WHEN {_expr(rollup.where, 'sqlite', 'NEW.')}" if rollup.where else ""
     return name, (
         f"CREATE TRIGGER {name} AFTER INSERT ON {rollup.source}{when} BEGIN "
@@ -236,6 +281,17 @@ TABLES: dict[str, list[sa.Column[object]]] = {
         _count("cache_write_tokens"),
         sa.Column("cost_usd", sa.Float(), nullable=False),
     ],
+    "spend_daily": [
+        sa.Column("team", sa.String(), nullable=True),
+        sa.Column("provider", sa.String(), nullable=True),
+        sa.Column("model", sa.String(), nullable=True),
+        _count("requests"),
+        _count("input_tokens"),
+        _count("output_tokens"),
+        _count("cache_read_tokens"),
+        _count("cache_write_tokens"),
+        sa.Column("cost_usd", sa.Float(), nullable=False),
+    ],
     "tool_calls_daily": [
         sa.Column("key_id", sa.String(), nullable=False),
         sa.Column("team", sa.String(), nullable=True),
@@ -246,13 +302,20 @@ TABLES: dict[str, list[sa.Column[object]]] = {
     "tool_usage_daily": [
         sa.Column("server", sa.String(), nullable=True),
         sa.Column("tool", sa.String(), nullable=False),
-        sa.Column("key_id", sa.String(), nullable=False),
         sa.Column("team", sa.String(), nullable=True),
         sa.Column("client_name", sa.String(), nullable=True),
         _count("calls"),
         _count("ok"),
         _count("refused"),
         sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+    ],
+    "tool_keys_monthly": [
+        sa.Column("server", sa.String(), nullable=True),
+        sa.Column("tool", sa.String(), nullable=False),
+        sa.Column("key_id", sa.String(), nullable=False),
+        sa.Column("team", sa.String(), nullable=True),
+        sa.Column("client_name", sa.String(), nullable=True),
+        _count("days"),
     ],
     "refusals_daily": [
         sa.Column("surface", sa.String(length=8), nullable=False),
@@ -274,10 +337,11 @@ def _unique_columns(table: str) -> list[str]:
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     for table, columns in TABLES.items():
+        bucket = _unique_columns(table)[0]  # day, or month
         op.create_table(
             table,
             _id(),
-            sa.Column("day", sa.String(length=10), nullable=False),
+            sa.Column(bucket, sa.String(length=10 if bucket == "day" else 7), nullable=False),
             *columns,
             sa.PrimaryKeyConstraint("id"),
         )
