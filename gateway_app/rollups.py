@@ -21,7 +21,10 @@ so a rollup can never disagree with the rows beside it, and a batch that fails o
 mid-batch rolls both back together. SQLite runs a row trigger (an UPDATE, then an INSERT when no
 row matched: SQLite has one writer at a time); PostgreSQL a statement trigger that aggregates the
 statement's new rows and upserts them (``ON CONFLICT`` on a ``NULLS NOT DISTINCT`` unique index, so
-PostgreSQL 15 or newer), in a fixed order so that concurrent writers cannot deadlock.
+PostgreSQL 15 or newer), sorted. A multi-row statement or COPY is one upsert per rollup row; the
+writers' executemany sends one statement per row, so two gateways whose batches share rollup
+rows may deadlock: PostgreSQL breaks it and the writer retries the batch (`store_rows`, three
+tries, then the fallback file).
 
 Reports (`gateway_app.queries.rollup_reads`) read whole UTC days from the rollups and the partial
 days at a period's ends from the rows, so every answer equals the one the rows alone give.

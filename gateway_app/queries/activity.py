@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, case, func, select, union_all
 
 from gateway_app.queries.base import Database, as_utc, connect, group_keys, within
 from gateway_app.queries.period import Period
@@ -154,23 +154,31 @@ def _add(
 
 
 def _key_names(connection: Connection, key_ids: list[str]) -> dict[str, str]:
-    """Each key's name as its latest row recorded it (one short index lookup per key shown)."""
+    """Each key's name as its latest row recorded it: one short index lookup per key shown, a few
+    hundred of them per statement (a dashboard may show every key)."""
     names: dict[str, str] = {}
-    for key_id in key_ids:
-        for columns in (_M, _T):
-            newest = (
-                select(columns.key_name)
+    for columns in (_M, _T):
+        missing = [key_id for key_id in key_ids if key_id not in names]
+        for start in range(0, len(missing), _LOOKUPS):
+            newest = [
+                select(columns.key_id, columns.key_name)
                 .where(columns.key_id == key_id)
                 .order_by(columns.timestamp.desc())
                 .limit(1)
+                .subquery()
+                for key_id in missing[start : start + _LOOKUPS]
+            ]
+            lookups = (
+                union_all(*(select(*sub.c) for sub in newest)) if len(newest) > 1 else select(*newest[0].c)
             )
-            name = connection.execute(newest).scalar()
-            if name is not None:
-                names[key_id] = name
-                break
+            for key_id, name in connection.execute(lookups):
+                if name is not None:
+                    names[key_id] = name
     return names
 
 
+_LOOKUPS = 200
+"""Lookups per statement (SQLite allows 500 SELECTs in one)."""
 _METRIC = {"model_calls": "model_calls", "tool_calls": "tool_calls", "cost": "cost_usd"}
 
 

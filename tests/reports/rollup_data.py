@@ -215,7 +215,7 @@ def limits(tools: list[Any], models: list[Any], period: Period, by: str, **filte
     return [(*group, *values) for group, values in found.items()]
 
 
-def budget_spent(models: list[Any], scopes: BudgetScopes, now: datetime) -> list[tuple[str, str, float]]:
+def budget_spent(models: list[Any], scopes: BudgetScopes, now: datetime) -> list[tuple[str, Any, float]]:
     """(budget, period, spent) for every budget of ``scopes`` in the period containing ``now``."""
     found = []
     for scope in scopes.all_scopes():

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, insert
 
 from gateway_app.database import create_schema
-from gateway_app.queries import budget_status, limits, spend, team_tools, top_keys
+from gateway_app.queries import Period, budget_status, limits, spend, team_tools, top_keys
 from gateway_common.db import make_engine
 from llm_proxy.ledger import ModelRequest
 from mcp_gateway.audit.models import ToolCall
@@ -64,11 +64,11 @@ def test_top_keys(seeded: Seeded) -> None:
     for period in seeded.periods:
         for order in ("model_calls", "tool_calls", "cost"):
             for team in (None, "alpha"):
-                got = top_keys(seeded.engine, period, order=order, team=team, limit=None)  # type: ignore[arg-type]
+                got = top_keys(seeded.engine, period, order=order, team=team, limit=None)
                 rows = [(r.key_id, r.team, r.model_calls, r.cost_usd, r.tool_calls) for r in got.rows]
                 assert rows == ref.top_keys(seeded.tools, seeded.models, period, order, team), (period, order)
                 assert all(r.key_name == r.key_id.upper() for r in got.rows)
-                three = top_keys(seeded.engine, period, order=order, team=team, limit=3)  # type: ignore[arg-type]
+                three = top_keys(seeded.engine, period, order=order, team=team, limit=3)
                 assert three.rows == got.rows[:3]
 
 
@@ -94,7 +94,7 @@ def test_spend_by_every_dimension_with_its_daily_bars(seeded: Seeded) -> None:
             for given in ({}, {"team": "alpha"}, {"key_id": "k4"}):
                 got = spend(
                     seeded.engine, period, by=by, team=given.get("team"), key=given.get("key_id"), daily=True
-                )  # type: ignore[arg-type]
+                )
                 rows, daily = ref.spend(seeded.models, period, by, **given)
                 assert [
                     (
@@ -111,7 +111,7 @@ def test_spend_by_every_dimension_with_its_daily_bars(seeded: Seeded) -> None:
                 assert got.daily is not None
                 assert [(d.day, d.group, d.requests, d.cost_usd) for d in got.daily] == daily
                 assert got.total_usd == sum(row[-1] for row in rows)
-                plain = spend(seeded.engine, period, by=by, team=given.get("team"), key=given.get("key_id"))  # type: ignore[arg-type]
+                plain = spend(seeded.engine, period, by=by, team=given.get("team"), key=given.get("key_id"))
                 assert (plain.rows, plain.daily) == (got.rows, None)
 
 
@@ -119,7 +119,7 @@ def test_limits(seeded: Seeded) -> None:
     for period in seeded.periods:
         for by in ("key", "team"):
             for given in ({}, {"team": "beta"}, {"key_id": "k1"}):
-                got = limits(seeded.engine, period, by=by, team=given.get("team"), key=given.get("key_id"))  # type: ignore[arg-type]
+                got = limits(seeded.engine, period, by=by, team=given.get("team"), key=given.get("key_id"))
                 rows = [
                     (r.key_id, r.team, r.surface, r.status, r.blocked_by, r.refusals, r.first, r.last)
                     for r in got.rows
@@ -155,4 +155,4 @@ def test_the_periods_cover_whole_days_partial_days_and_both() -> None:
     assert any(s.days is None for s in splits)
     assert any(s.days is not None and len(s.edges) == 2 for s in splits)
     midnight = datetime(2026, 11, 2, tzinfo=UTC)
-    assert split(ref.Period(midnight, midnight + timedelta(days=1), "")).days == ("2026-11-02", "2026-11-03")
+    assert split(Period(midnight, midnight + timedelta(days=1), "")).days == ("2026-11-02", "2026-11-03")

@@ -4,7 +4,7 @@
 (`gateway_app.rollups` says what each holds and why). The triggers add every inserted row to them
 in the same statement: SQLite one row trigger per rollup (UPDATE the day's row, INSERT it when
 there was none), PostgreSQL one statement trigger per table that aggregates the statement's new
-rows and upserts them in a fixed order (ON CONFLICT on NULLS NOT DISTINCT indexes: PostgreSQL 15+).
+rows and upserts them, sorted (ON CONFLICT on NULLS NOT DISTINCT indexes: PostgreSQL 15+).
 
 The triggers are created before the backfill, inside the migration's one transaction: on
 PostgreSQL creating them locks the tables against inserts until the commit, and SQLite has one
@@ -18,7 +18,7 @@ Create Date: 2026-12-01
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from alembic import op
@@ -268,7 +268,7 @@ def _count(name: str) -> sa.Column[int]:
     return sa.Column(name, sa.BigInteger(), nullable=False)
 
 
-TABLES: dict[str, list[sa.Column[object]]] = {
+TABLES: dict[str, list[sa.Column[Any]]] = {
     "usage_daily": [
         sa.Column("key_id", sa.String(), nullable=False),
         sa.Column("team", sa.String(), nullable=True),
