@@ -22,7 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ def audit_rows(count: int, now: datetime, seed: int) -> list[dict[str, Any]]:
     found = []
     for values in tool_rows(count, now, seed):
         row = dict(zip(TOOL_COLUMNS, values, strict=True))
+        row["timestamp"] = now + timedelta(milliseconds=len(found))
         row.update(arguments={"path": "."}, result={"ok": True}, request_id="1", kind="tool")
         row.update(session_id=None, protocol_version="2025-11-25")
         found.append(row)
@@ -74,7 +75,7 @@ def ledger_rows(count: int, now: datetime, seed: int) -> list[dict[str, Any]]:
     found = []
     for values in model_rows(count, now, seed):
         row = dict(zip(MODEL_COLUMNS, values, strict=True))
-        row["timestamp"] = row["timestamp"].timestamp()
+        row["timestamp"] = (now + timedelta(milliseconds=len(found))).timestamp()
         row.update(price_source=None, ttfb_ms=None, error_type=None, error=None, session_id=None)
         row.update(upstream_request_id=None, user_agent=None)
         found.append(row)
