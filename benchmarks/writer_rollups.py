@@ -61,7 +61,7 @@ def set_triggers(engine: Engine, on: bool) -> None:
 
 
 def audit_rows(count: int, now: datetime, seed: int) -> list[dict[str, Any]]:
-    found = []
+    found: list[dict[str, Any]] = []
     for values in tool_rows(count, now, seed):
         row = dict(zip(TOOL_COLUMNS, values, strict=True))
         row["timestamp"] = now + timedelta(milliseconds=len(found))
@@ -72,7 +72,7 @@ def audit_rows(count: int, now: datetime, seed: int) -> list[dict[str, Any]]:
 
 
 def ledger_rows(count: int, now: datetime, seed: int) -> list[dict[str, Any]]:
-    found = []
+    found: list[dict[str, Any]] = []
     for values in model_rows(count, now, seed):
         row = dict(zip(MODEL_COLUMNS, values, strict=True))
         row["timestamp"] = (now + timedelta(milliseconds=len(found))).timestamp()
