@@ -27,6 +27,7 @@ from gateway_app.migrations.errors import (
 from gateway_app.migrations.lock import LOCK_WAIT_SECONDS
 from gateway_app.migrations.runner import SchemaState, Upgrade, read_state, upgrade
 from gateway_app.reload_log import PolicyReload
+from gateway_app.rollups import ROLLUP_MODELS
 from gateway_common.db import DatabaseNotFound, make_engine, sqlite_file
 from gateway_common.keystore import ApiKey, FileKeyRevocation, KeyChange
 from llm_proxy.ledger import BudgetAlertRecord, ModelRequest
@@ -64,6 +65,7 @@ def all_tables() -> list[Table]:
         BudgetAlertRecord,
         PolicyReload,
         AdminAction,
+        *ROLLUP_MODELS,
     )
     return [model.__table__ for model in models]  # type: ignore[union-attr]
 

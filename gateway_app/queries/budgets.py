@@ -13,14 +13,19 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, null, select
 
-from gateway_app.queries.base import Database, as_utc, connect, day_of, group_keys
+from gateway_app.queries.base import Database, as_utc, connect, day_of, group_keys, within
+from gateway_app.queries.period import Period
+from gateway_app.queries.rollup_reads import on_days, split
+from gateway_app.rollups import SpendDaily, UsageDaily
 from llm_proxy.ledger import BudgetAlertRecord, ModelRequest
 from policies.budgeting import BudgetScopes, SpendRow, period_bounds, period_label
 
 _M = ModelRequest.__table__.c  # type: ignore[attr-defined]
 _A = BudgetAlertRecord.__table__.c  # type: ignore[attr-defined]
+_U = UsageDaily.__table__.c  # type: ignore[attr-defined]
+_S = SpendDaily.__table__.c  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +78,31 @@ def budget_status(database: Database, scopes: BudgetScopes, *, now: datetime) ->
         return BudgetsReport(now, [])
     earliest = min(start for *_, start, _end in counters)
     latest = max(end for *_, end in counters)
+    # Every period starts at a UTC midnight: whole days, from the rollups (edges only if not).
+    parts = split(Period(earliest, latest, "budgets"))
     day = day_of(_M.timestamp)
-    stmt = (
-        select(_M.key_id, _M.team, _M.provider, day, func.sum(_M.cost_usd))
-        .where(_M.timestamp >= earliest, _M.timestamp < latest, _M.cost_usd > 0)
-        .group_by(*group_keys(_M.key_id, _M.team, _M.provider), day)
-    )
+    every = frozenset({"org", "team", "key", "provider"})
+    statements = [
+        (
+            within(select(_M.key_id, _M.team, _M.provider, day, func.sum(_M.cost_usd)), _M.timestamp, edge)
+            .where(_M.cost_usd > 0)
+            .group_by(*group_keys(_M.key_id, _M.team, _M.provider), day),
+            every,
+        )
+        for edge in parts.edges
+    ]
+    if parts.days is not None:
+        # The org's, teams' and providers' budgets from spend without keys (a few rows a day); the
+        # keys' budgets from those keys' rows.
+        shared = select(null(), _S.team, _S.provider, _S.day, func.sum(_S.cost_usd)).where(_S.cost_usd > 0)
+        shared = on_days(shared, _S.day, parts.days).group_by(_S.team, _S.provider, _S.day)
+        statements.append((shared, frozenset({"org", "team", "provider"})))
+        key_ids = sorted({scope.name for scope in scopes.all_scopes() if scope.kind == "key"})
+        if key_ids:
+            own = select(_U.key_id, _U.team, _U.provider, _U.day, func.sum(_U.cost_usd))
+            own = own.where(_U.cost_usd > 0, _U.key_id.in_(key_ids))
+            own = on_days(own, _U.day, parts.days).group_by(_U.key_id, _U.team, _U.provider, _U.day)
+            statements.append((own, frozenset({"key"})))
     labels = {period_label(period, start) for _, period, _, start, _ in counters}
     alerts_stmt = (
         select(_A.budget, _A.period, _A.period_label, _A.kind, _A.threshold, _A.spent_usd, _A.timestamp)
@@ -89,9 +113,11 @@ def budget_status(database: Database, scopes: BudgetScopes, *, now: datetime) ->
     daily: defaultdict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
     raised: defaultdict[tuple[str, str, str], list[RaisedAlert]] = defaultdict(list)
     with connect(database) as connection:
-        for key_id, team, provider, when, cost in connection.execute(stmt):
-            for scope in scopes.charged_by(SpendRow(key_id, team, provider, float(cost))):
-                daily[scope.ident][str(when)] += float(cost)
+        for stmt, kinds in statements:
+            for key_id, team, provider, when, cost in connection.execute(stmt):
+                for scope in scopes.charged_by(SpendRow(key_id or "", team, provider, float(cost))):
+                    if scope.kind in kinds:
+                        daily[scope.ident][str(when)] += float(cost)
         for budget, period, label, kind, threshold, spent, at in connection.execute(alerts_stmt):
             raised[(budget, period, label)].append(RaisedAlert(kind, threshold, spent, as_utc(at)))
     rows = []

@@ -6,14 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, null, select
 
 from gateway_app.queries.base import Database, connect, day_of, group_keys, within
 from gateway_app.queries.period import Period
 from gateway_app.queries.requests import MODEL
+from gateway_app.queries.rollup_reads import on_days, split
+from gateway_app.rollups import SpendDaily, UsageDaily
 from llm_proxy.ledger import ModelRequest
 
 _M = ModelRequest.__table__.c  # type: ignore[attr-defined]
+_U = UsageDaily.__table__.c  # type: ignore[attr-defined]
+_S = SpendDaily.__table__.c  # type: ignore[attr-defined]
 
 SpendDimension = Literal["team", "key", "model", "provider"]
 DIMENSIONS: dict[SpendDimension, Any] = {
@@ -22,6 +26,14 @@ DIMENSIONS: dict[SpendDimension, Any] = {
     "model": MODEL,
     "provider": _M.provider,
 }
+ROLLED: dict[SpendDimension, str] = {
+    "team": "team",
+    "key": "key_id",
+    "model": "model",
+    "provider": "provider",
+}
+"""The same groups' columns in the rollups (whose ``model`` is the served model, else the requested one)."""
+_SUMS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,36 +88,44 @@ def spend(
     if by not in DIMENSIONS:
         raise ValueError(f"spend is grouped by one of {', '.join(DIMENSIONS)}, not {by!r}")
     group = DIMENSIONS[by]
-    stmt = select(
-        group,
-        func.count(),
-        func.sum(_M.input_tokens),
-        func.sum(_M.output_tokens),
-        func.sum(_M.cache_read_tokens),
-        func.sum(_M.cache_write_tokens),
-        func.sum(_M.cost_usd),
-    )
-    for column, value in ((_M.team, team), (_M.key_id, key)):
-        if value is not None:
-            stmt = stmt.where(column == value)
-    stmt = within(stmt, _M.timestamp, period)
-    series = None
+    # Spend without keys (a few rows a day) unless grouped or filtered by key.
+    rollup = _U if by == "key" or key is not None else _S
+    rolled = rollup[ROLLED[by]]
+    parts = split(period)
+    statements = []
+    for edge in parts.edges:
+        day = day_of(_M.timestamp) if daily else null()
+        stmt = select(day, group, func.count(), *(func.sum(_M[name]) for name in _SUMS))
+        grouping = [day, *group_keys(group)] if daily else group_keys(group)
+        statements.append(
+            within(stmt.where(*_filters(_M, team, key)), _M.timestamp, edge).group_by(*grouping)
+        )
+    if parts.days is not None:
+        day = rollup.day if daily else null()
+        stmt = select(day, rolled, *(func.sum(rollup[name]) for name in ("requests", *_SUMS)))
+        stmt = on_days(stmt.where(*_filters(rollup, team, key)), rollup.day, parts.days)
+        statements.append(stmt.group_by(*([day, rolled] if daily else [rolled])))
+    totals: dict[str | None, list[Any]] = {}
+    days: dict[tuple[str, str | None], list[Any]] = {}
     with connect(database) as connection:
-        rows = [
-            SpendRow(name, int(n), int(i or 0), int(o or 0), int(cr or 0), int(cw or 0), float(usd or 0.0))
-            for name, n, i, o, cr, cw, usd in connection.execute(stmt.group_by(*group_keys(group)))
-        ]
-        if daily:
-            day = day_of(_M.timestamp)
-            by_day = (
-                stmt.with_only_columns(day, group, func.count(), func.sum(_M.cost_usd))
-                .group_by(day, *group_keys(group))
-                .order_by(day)
-            )
-            series = [
-                DailySpend(str(when), name, int(n), float(usd or 0.0))
-                for when, name, n, usd in connection.execute(by_day)
-            ]
-            series.sort(key=lambda row: (row.day, _name(row.group)))
+        for stmt in statements:
+            for when, name, n, i, o, cr, cw, usd in connection.execute(stmt):
+                sums = (int(n), int(i or 0), int(o or 0), int(cr or 0), int(cw or 0), float(usd or 0.0))
+                seen = totals.setdefault(name, [0, 0, 0, 0, 0, 0.0])
+                for index, value in enumerate(sums):
+                    seen[index] += value
+                if daily:
+                    bar = days.setdefault((str(when), name), [0, 0.0])
+                    bar[0] += sums[0]
+                    bar[1] += sums[5]
+    rows = [SpendRow(name, *sums) for name, sums in totals.items()]
     rows.sort(key=lambda row: (-row.cost_usd, _name(row.group)))
+    series = None
+    if daily:
+        series = [DailySpend(when, name, n, usd) for (when, name), (n, usd) in days.items()]
+        series.sort(key=lambda row: (row.day, _name(row.group)))
     return SpendReport(period, by, rows, sum(row.cost_usd for row in rows), series)
+
+
+def _filters(columns: Any, team: str | None, key: str | None) -> list[Any]:
+    return [columns[name] == value for name, value in (("team", team), ("key_id", key)) if value is not None]
