@@ -41,7 +41,7 @@ from mcp_gateway.audit import AuditWriter
 from policies.config import AuditSettings
 from policies.providers import LlmProxySettings
 
-REVISION = importlib.import_module("gateway_app.migrations.versions.0008_rollups")
+REVISION = importlib.import_module("gateway_app.migrations.versions.0009_rollups")
 
 
 def set_triggers(engine: Engine, on: bool) -> None:

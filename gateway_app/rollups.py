@@ -15,7 +15,7 @@ Six tables, one row per UTC day (or month) and combination of what the reports g
 - ``refusals_daily`` (both, refused rows only: `policies.outcomes.REFUSALS`): surface, key, team,
   status, limit (``blocked_by``) with refusals, first and last: the limits report.
 
-They are kept by the database itself: triggers (revision 0008) add every inserted row in the same
+They are kept by the database itself: triggers (revision 0009) add every inserted row in the same
 statement, whoever inserts it (the batch writers, their fallback file's replay, an import, a test),
 so a rollup can never disagree with the rows beside it, and a batch that fails or a process killed
 mid-batch rolls both back together. SQLite runs a row trigger (an UPDATE, then an INSERT when no
@@ -60,7 +60,7 @@ ROLLUP_TRIGGERS = (
     "rollup_model_requests",
     "rollup_tool_calls",
 )
-"""The triggers revision 0008 creates (SQLite splits each into one per rollup table it feeds)."""
+"""The triggers revision 0009 creates (SQLite splits each into one per rollup table it feeds)."""
 
 
 def _id() -> Column[int]:

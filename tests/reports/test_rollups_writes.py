@@ -28,7 +28,7 @@ from policies.config import AuditSettings
 from policies.providers import LlmProxySettings
 from tests.reports import rollup_data as ref
 
-REVISION = importlib.import_module("gateway_app.migrations.versions.0008_rollups")
+REVISION = importlib.import_module("gateway_app.migrations.versions.0009_rollups")
 TOOL_CALLS = ToolCall.__table__  # type: ignore[attr-defined]
 MODEL_REQUESTS = ModelRequest.__table__  # type: ignore[attr-defined]
 
@@ -172,12 +172,12 @@ async def test_the_fallback_files_replay_adds_to_the_rollups(engine: Engine, tmp
 
 def test_the_upgrade_fills_the_rollups_from_the_rows_already_there(engine: Engine) -> None:
     with engine.connect() as conn, conn.begin():
-        command.upgrade(runner.alembic_config(conn), "0007")
+        command.upgrade(runner.alembic_config(conn), "0008")
     assert not inspect(engine).has_table("usage_daily")
     with engine.begin() as conn:
         conn.execute(insert(TOOL_CALLS), tool_rows(200))
         conn.execute(insert(MODEL_REQUESTS), ref.model_rows(random.Random(5), 200, set()))
-    create_schema(engine)  # to the head: 0008 and its backfill
+    create_schema(engine)  # to the head: 0009 and its backfill
     assert_consistent(engine)
     with engine.begin() as conn:  # and the triggers carry on from there
         conn.execute(insert(TOOL_CALLS), tool_rows(100, seed=9))

@@ -10,8 +10,8 @@ The triggers are created before the backfill, inside the migration's one transac
 PostgreSQL creating them locks the tables against inserts until the commit, and SQLite has one
 writer, so no row is counted twice or missed by a gateway still writing meanwhile.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-01
 """
 
@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0007"
+revision: str = "0009"
+down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
