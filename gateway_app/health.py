@@ -21,6 +21,7 @@ from mcp_gateway.runtime import GatewayRuntime
 from policies.secrets import hash_secret
 
 if TYPE_CHECKING:
+    from gateway_common.signals import ChangeBus
     from llm_proxy.runtime import LlmRuntime
 
 
@@ -37,7 +38,11 @@ def writers(runtime: GatewayRuntime, llm: LlmRuntime | None) -> dict[str, BatchW
     return found
 
 
-def readiness(runtime: GatewayRuntime, llm: LlmRuntime | None = None) -> tuple[int, dict[str, Any]]:
+def readiness(
+    runtime: GatewayRuntime, llm: LlmRuntime | None = None, bus: ChangeBus | None = None
+) -> tuple[int, dict[str, Any]]:
+    """The status and its detail. The change bus (``bus``: connected, reconnecting) is detail only:
+    a replica that cannot hear the others still serves, and polls the database for key changes."""
     upstreams = runtime.hub.status()
     enabled = [u for u in upstreams if u["state"] != "disabled"]
     ready = [u for u in enabled if u["state"] == "ready"]
@@ -64,6 +69,8 @@ def readiness(runtime: GatewayRuntime, llm: LlmRuntime | None = None) -> tuple[i
         "sessions": len(runtime.sessions),
         **{name: writer.health() for name, writer in rows.items()},
     }
+    if bus is not None:
+        body["change_bus"] = bus.health()
     return code, body
 
 
@@ -111,5 +118,5 @@ async def readyz(request: Request) -> JSONResponse:
             status_code=401,
             headers={"WWW-Authenticate": 'Bearer realm="mcp-gateway-admin"'},
         )
-    code, body = readiness(runtime, getattr(request.state, "llm", None))
+    code, body = readiness(runtime, getattr(request.state, "llm", None), getattr(request.state, "bus", None))
     return JSONResponse(body if detailed else {"status": body["status"]}, status_code=code)

@@ -17,6 +17,11 @@ created a moment ago works on its first request.
 When a swap takes a working secret away (revoked, expired by an update, removed
 from the file), the listeners registered with `on_keys_ended` hear which keys:
 the /mcp front door closes their sessions, and their streams end.
+
+Other processes on the same database hear of a key change sooner through the change
+bus (`gateway_common.signals`): the process that notices the counter move first tells
+the listeners of `on_key_change_seen` (which publish it), and the others call
+`refresh_keys` when they hear it. The poll stays: it is all there is without Redis.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ _ENDED_REMEMBERED = 10_000
 """Keys whose end is remembered for `ended_since` (the oldest are forgotten beyond this)."""
 
 KeysEnded = Callable[[frozenset[str]], object]
+ChangeSeen = Callable[[int], object]
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,8 @@ class PolicyState:
         self._ended_listeners: list[KeysEnded] = []
         self._end_mark = 0
         self._ended_at: dict[str, int] = {}
+        self._ended_wall: dict[str, float] = {}
+        self._seen_listeners: list[ChangeSeen] = []
         self.current: PolicySnapshot = self._build(policy, log=True)
 
     @property
@@ -123,11 +131,16 @@ class PolicyState:
         ended = ended_key_ids(old, snapshot, self._now())
         if ended:
             self._end_mark += 1
+            wall = self.clock()
             for key_id in ended:
                 self._ended_at.pop(key_id, None)
                 self._ended_at[key_id] = self._end_mark
+                self._ended_wall.pop(key_id, None)
+                self._ended_wall[key_id] = wall
             while len(self._ended_at) > _ENDED_REMEMBERED:
                 del self._ended_at[next(iter(self._ended_at))]
+            while len(self._ended_wall) > _ENDED_REMEMBERED:
+                del self._ended_wall[next(iter(self._ended_wall))]
             logger.info("keys no longer valid: %s", ", ".join(sorted(ended)))
             for listener in self._ended_listeners:
                 try:
@@ -157,6 +170,21 @@ class PolicyState:
     def ended_since(self, key_id: str, mark: int) -> bool:
         """Whether a swap after ``mark`` took a working secret of ``key_id`` away."""
         return self._ended_at.get(key_id, 0) > mark
+
+    def ended_after(self, key_id: str, when: float) -> bool:
+        """Whether this process saw a working secret of ``key_id`` taken away after ``when`` (the
+        clock's seconds): a session another replica opened before that must not be rebuilt here."""
+        return self._ended_wall.get(key_id, -1.0) >= when
+
+    def on_key_change_seen(self, listener: ChangeSeen) -> None:
+        """Call ``listener`` with the database's key change counter whenever this process noticed it
+        moved by itself (its poll, or an unknown secret), not when told to refresh."""
+        self._seen_listeners.append(listener)
+
+    @property
+    def change_version(self) -> int | None:
+        """The database's key change counter as last read (None: not read yet)."""
+        return self._change_version
 
     def prepare_policy(self, policy: GatewayPolicy) -> PreparedSnapshot:
         """`swap_policy` in two steps, the costly one first and safe in a worker thread: build a
@@ -205,6 +233,11 @@ class PolicyState:
         if version == self._change_version:
             return False
         await self.refresh_keys()
+        for listener in self._seen_listeners:
+            try:
+                listener(version)
+            except Exception:
+                logger.exception("a listener failed on the key change %d", version)
         return True
 
     async def watch_keys(self, poll_seconds: float = KEY_POLL_SECONDS) -> None:
