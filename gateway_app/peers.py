@@ -29,6 +29,7 @@ from gateway_common.policy_state import PolicyState
 from gateway_common.signals import RESYNC, Change, ChangeBus
 from mcp_gateway.server.session_ids import MAX_SESSION_ID_CHARS
 from mcp_gateway.server.sessions import SessionStore
+from policies import GatewayPolicy
 
 logger = logging.getLogger("gateway_app.peers")
 
@@ -100,3 +101,13 @@ class Peers:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def announce_key_change(policy: GatewayPolicy | None) -> bool:
+    """From a ``keys`` command: tell running replicas at once that the keys changed (they would see
+    it on their next database poll anyway). Only with a policy whose counters are in Redis."""
+    if policy is None or policy.counters.backend != "redis":
+        return False
+    from gateway_common.signals.redis_bus import publish_once
+
+    return publish_once(policy.counters, KEYS, {})

@@ -238,5 +238,23 @@ class RedisBus:
                 await self._publisher.aclose()
 
 
+def publish_once(settings: CountersSettings, kind: str, payload: Mapping[str, Any]) -> bool:
+    """Publish one change from a process that is not a gateway (the ``keys`` commands), blocking for at
+    most ``timeout_ms`` twice; False (logged) if Redis could not be reached."""
+    import redis
+
+    timeout = settings.timeout_ms / 1000
+    assert settings.url is not None
+    client = redis.Redis.from_url(settings.url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        client.publish(redis_key(settings, CHANNEL), encode(Change(kind, payload, new_origin())))
+    except (RedisError, OSError) as exc:
+        logger.warning("could not publish the change %r on Redis: %s", kind, _describe(exc))
+        return False
+    finally:
+        client.close()
+    return True
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
