@@ -6,6 +6,7 @@ port and log; they share the database URL, the Redis key prefix and the session 
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import signal
@@ -136,7 +137,11 @@ def wait_until(condition: Callable[[], Any], replicas: list[Replica], timeout: f
 
 def wait_ready(replicas: list[Replica], timeout: float = 40.0) -> None:
     for replica in replicas:
-        wait_until(lambda r=replica: r.ready()["status"] == "ready", replicas, timeout)
+        wait_until(functools.partial(is_ready, replica), replicas, timeout)
+
+
+def is_ready(replica: Replica) -> bool:
+    return replica.ready()["status"] == "ready"
 
 
 def bus_state(replica: Replica) -> str | None:

@@ -5,6 +5,7 @@ the other, and a replica whose file differs refuses and records it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import subprocess
@@ -83,12 +84,16 @@ def status(replica: Replica, secret: str) -> int:
     return httpx.post(f"{replica.base}/mcp", json=body, headers=hdrs, timeout=10).status_code
 
 
+def answers(replica: Replica, secret: str, code: int) -> bool:
+    return status(replica, secret) == code
+
+
 def test_a_key_revoked_through_one_is_refused_by_both_within_a_second(pair: Pair) -> None:
     created = json.loads(pair.keys("create", "dev1", "--team", "eng", "--json").stdout)
     secret = created["secret"]
     replicas = [pair.one, pair.two]
     for replica in replicas:
-        wait_until(lambda r=replica: status(r, secret) == 200, replicas, timeout=5)
+        wait_until(functools.partial(answers, replica, secret, 200), replicas, timeout=5)
     session = initialize(pair.two.base, secret)
     ended = threading.Event()
 
@@ -106,7 +111,7 @@ def test_a_key_revoked_through_one_is_refused_by_both_within_a_second(pair: Pair
     pair.keys("revoke", "dev1")
     revoked_at = time.monotonic()
     for replica in replicas:
-        wait_until(lambda r=replica: status(r, secret) == 401, replicas, timeout=1.0)
+        wait_until(functools.partial(answers, replica, secret, 401), replicas, timeout=1.0)
     assert time.monotonic() - revoked_at < 1.0
     assert ended.wait(1.0), "the revoked key's GET stream on the other replica did not end"
 
