@@ -141,7 +141,7 @@ def wait_ready(replicas: list[Replica], timeout: float = 40.0) -> None:
 
 
 def is_ready(replica: Replica) -> bool:
-    return replica.ready()["status"] == "ready"
+    return bool(replica.ready()["status"] == "ready")
 
 
 def bus_state(replica: Replica) -> str | None:
