@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway_app.settings import load_policy_source
 from mcp_gateway.server.handshake import ClientCapability
 from mcp_gateway.server.session_ids import CLIENT_FIELD_CHARS, SessionIds
 from mcp_gateway.server.sessions import SessionLimitReached, SessionStore
@@ -118,3 +119,14 @@ def test_from_environment() -> None:
     assert ids.shared and warning is not None and "fewer than" in warning
     ids, warning = SessionIds.from_environment("SECRET", {"SECRET": "x" * 64})
     assert ids.shared and warning is None
+
+
+def test_check_warns_about_redis_counters_without_a_session_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    redis = "counters: {backend: redis, url: 'redis://127.0.0.1:6379/0'}\n"
+    warnings = load_policy_source(redis).warnings
+    assert any("gateway.session_secret_env is not set" in w for w in warnings), warnings
+    monkeypatch.delenv("MCPGW_SECRET_FOR_CHECK", raising=False)
+    named = redis + "gateway: {session_secret_env: MCPGW_SECRET_FOR_CHECK}\n"
+    assert any("MCPGW_SECRET_FOR_CHECK is not set" in w for w in load_policy_source(named).warnings)
+    monkeypatch.setenv("MCPGW_SECRET_FOR_CHECK", "x" * 64)
+    assert not any("session_secret_env" in w for w in load_policy_source(named).warnings)

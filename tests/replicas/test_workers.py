@@ -24,6 +24,7 @@ from tests.replicas.support import (
     policy_doc,
     result,
     rpc,
+    tool_names,
     wait_ready,
     wait_until,
 )
@@ -92,6 +93,14 @@ def test_two_workers_on_one_port_serve_and_share_sessions(tmp_path: Path, redis_
             assert result(call)["content"][0]["text"] == f"w{n}"
         wait_until(lambda: "rebuilt from its signed id" in supervisor.text(), [supervisor], timeout=5)
         assert supervisor.ready()["change_bus"]["state"] == "connected"
+        # SIGHUP to the supervisor: one worker reloads, the other follows it through the bus.
+        narrowed = policy_doc(f"sqlite:///{tmp_path / 'g.db'}", url, prefix)
+        narrowed["mcp"]["virtual_key_permissions"] = {"k": {"alpha": ["echo"]}}
+        supervisor.config.write_text(yaml.safe_dump(narrowed, sort_keys=False))
+        supervisor.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "policy reload (peer) applied" in supervisor.text(), [supervisor], timeout=10)
+        for _ in range(8):  # new connections, spread over both workers
+            assert tool_names(supervisor.base, initialize(supervisor.base)) == {"alpha__echo"}
         supervisor.proc.send_signal(signal.SIGTERM)
         assert supervisor.proc.wait(30) == 0, supervisor.text()
         for pid in pids:
