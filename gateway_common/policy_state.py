@@ -131,7 +131,7 @@ class PolicyState:
         ended = ended_key_ids(old, snapshot, self._now())
         if ended:
             self._end_mark += 1
-            wall = self.clock()
+            wall = time.time()  # wall time, as in session ids other replicas issue (not the injected clock)
             for key_id in ended:
                 self._ended_at.pop(key_id, None)
                 self._ended_at[key_id] = self._end_mark
@@ -172,8 +172,8 @@ class PolicyState:
         return self._ended_at.get(key_id, 0) > mark
 
     def ended_after(self, key_id: str, when: float) -> bool:
-        """Whether this process saw a working secret of ``key_id`` taken away after ``when`` (the
-        clock's seconds): a session another replica opened before that must not be rebuilt here."""
+        """Whether this process saw a working secret of ``key_id`` taken away after ``when`` (seconds
+        since the epoch): a session another replica opened before that must not be rebuilt here."""
         return self._ended_wall.get(key_id, -1.0) >= when
 
     def on_key_change_seen(self, listener: ChangeSeen) -> None:
