@@ -5,13 +5,17 @@ global caps hold for rebuilt sessions too."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from gateway_app.settings import load_policy_source
+from gateway_common.policy_state import PolicyState
 from mcp_gateway.server.handshake import ClientCapability
 from mcp_gateway.server.session_ids import CLIENT_FIELD_CHARS, SessionIds
 from mcp_gateway.server.sessions import SessionLimitReached, SessionStore
 from policies import Principal
+from policies.secrets import hash_secret
 
 ALICE = Principal("alice", "alice", None, "file")
 BOB = Principal("bob", "bob", None, "file")
@@ -130,3 +134,16 @@ def test_check_warns_about_redis_counters_without_a_session_secret(monkeypatch: 
     assert any("MCPGW_SECRET_FOR_CHECK is not set" in w for w in load_policy_source(named).warnings)
     monkeypatch.setenv("MCPGW_SECRET_FOR_CHECK", "x" * 64)
     assert not any("session_secret_env" in w for w in load_policy_source(named).warnings)
+
+
+def test_the_policy_state_says_when_a_key_ended() -> None:
+    with_key = load_policy_source(
+        f"virtual_keys: [{{id: alice, secret_sha256: '{hash_secret('a' * 24)}'}}]\n"
+    )
+    state = PolicyState(with_key.policy, None, clock=time.time)
+    issued = SessionIds(b"s" * 32, shared=True).issue("alice", "2025-11-25", None, None, CAPS)
+    before = time.time() - 1
+    state.swap_policy(load_policy_source("virtual_keys: []\n").policy)  # the key is gone
+    assert state.ended_after("alice", before) and not state.ended_after("alice", time.time() + 60)
+    store = SessionStore(ids=SessionIds(b"s" * 32, shared=True), key_ended_after=state.ended_after)
+    assert store.get(issued, ALICE) is None
