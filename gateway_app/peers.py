@@ -4,10 +4,11 @@ Changes travel on the change bus (`gateway_common.signals`; Redis pub/sub with
 ``counters.backend: redis``, nobody to tell otherwise). Every message says what to
 re-read, never the new state, and never a secret:
 
-- ``keys``: the database's keys changed (the process that noticed the key change
-  counter move first says so). The others read their keys again at once, which ends
-  the sessions and streams of a key that stopped working, as the local path does
-  (`PolicyState.on_keys_ended`). The one-second database poll stays as the fallback.
+- ``keys``: the database's keys changed (the process that made the change or first saw
+  the key change counter move says so; ``mcp-gateway keys ... --config`` does too). The
+  others read their keys again at once, which ends the sessions and streams of a key
+  that stopped working, as the local path does (`PolicyState.on_keys_ended`). The
+  one-second database poll stays as the fallback.
 - ``policy``: a reload through this replica's SIGHUP or admin API read a valid file
   with this SHA-256. The others reload their own file expecting the same digest; one
   whose file differs refuses and records why (replicas must share the file's content).
@@ -73,7 +74,7 @@ class Peers:
         if change.kind == KEYS:
             version = payload.get("version")
             if not isinstance(version, int) or version != self.state.change_version:
-                await self.state.refresh_keys()
+                await self.state.refresh_keys(announce=False)
         elif change.kind == POLICY:
             digest = payload.get("sha256")
             if isinstance(digest, str) and len(digest) == 64:
@@ -83,7 +84,7 @@ class Peers:
             if isinstance(session_id, str) and len(session_id) <= MAX_SESSION_ID_CHARS:
                 self.sessions.forget(session_id)
         elif change.kind == RESYNC:
-            await self.state.refresh_keys()
+            await self.state.refresh_keys(announce=False)
             source = self.reloader.source
             if source is not None and source.current_digest() != self.reloader.last_digest:
                 logger.info("policy file changed while changes could not be heard: reloading it")

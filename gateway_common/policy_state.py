@@ -177,8 +177,8 @@ class PolicyState:
         return self._ended_wall.get(key_id, -1.0) >= when
 
     def on_key_change_seen(self, listener: ChangeSeen) -> None:
-        """Call ``listener`` with the database's key change counter whenever this process noticed it
-        moved by itself (its poll, or an unknown secret), not when told to refresh."""
+        """Call ``listener`` with the database's key change counter whenever this process saw it move
+        (its poll, an unknown secret, a change it made itself), not when told to by another process."""
         self._seen_listeners.append(listener)
 
     @property
@@ -209,21 +209,32 @@ class PolicyState:
         stored = load_stored_keys(self.engine, self._now())
         return version, stored, frozenset(revoked_file_key_ids(self.engine))
 
-    async def refresh_keys(self) -> None:
-        """Read the database's keys and revocations; swap in a new snapshot if they changed."""
+    async def refresh_keys(self, *, announce: bool = True) -> None:
+        """Read the database's keys and revocations; swap in a new snapshot if they changed. If the key
+        change counter moved since last read, the `on_key_change_seen` listeners hear it (unless
+        ``announce`` is False: another process told this one, and has told the others too)."""
         if self.engine is None:
             return
+        moved: int | None = None
         async with self._lock:
             try:
                 version, stored, revoked = await asyncio.to_thread(self._read_keys)
             except SQLAlchemyError as exc:
                 logger.error("could not reload keys from the database: %s", exc)
             else:
+                if self._change_version is not None and version != self._change_version:
+                    moved = version
                 self._change_version = version
                 if stored != self._stored or revoked != self._revoked:
                     self._stored, self._revoked = stored, revoked
                     self._swap(self._build(self.current.policy, log=False))
             self._loaded_at = time.monotonic()
+        if moved is not None and announce:
+            for listener in self._seen_listeners:
+                try:
+                    listener(moved)
+                except Exception:
+                    logger.exception("a listener failed on the key change %d", moved)
 
     async def refresh_if_changed(self) -> bool:
         """Reload the keys if the database's key change counter moved; True if it did."""
@@ -233,11 +244,6 @@ class PolicyState:
         if version == self._change_version:
             return False
         await self.refresh_keys()
-        for listener in self._seen_listeners:
-            try:
-                listener(version)
-            except Exception:
-                logger.exception("a listener failed on the key change %d", version)
         return True
 
     async def watch_keys(self, poll_seconds: float = KEY_POLL_SECONDS) -> None:

@@ -102,6 +102,11 @@ async def test_the_replica_that_notices_a_key_change_tells_the_other(tmp_path: P
         # told of its own change it does not tell again: one message only
         await asyncio.sleep(0.05)
         assert len([c for c in heard if c.kind == "keys"]) == 1
+        # A change this process makes and reads at once (the admin API's path) is told too.
+        await asyncio.to_thread(KeysAdmin(one.state.engine, one.state.policy).revoke, "dev")
+        await one.state.refresh_keys()
+        await eventually(lambda: len([c for c in heard if c.kind == "keys"]) == 2)
+        await eventually(lambda: two.state.current.principal_for(digest) is None)
 
 
 async def test_a_reload_through_one_replica_reaches_the_other(tmp_path: Path) -> None:
