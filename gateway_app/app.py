@@ -7,6 +7,7 @@ import contextlib
 import gc
 import inspect
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from gateway_app.database import prepare_database
 from gateway_app.guard import HostGuard, refusal_response
 from gateway_app.health import healthz, readyz
 from gateway_app.metrics import GatewayMetrics, metrics_endpoint
+from gateway_app.peers import Peers
 from gateway_app.policy_watch import watch_policy_file
 from gateway_app.reload import PolicySource, Reloader, ReloadRequests
 from gateway_app.retention import RetentionTask
@@ -33,12 +35,14 @@ from gateway_app.ui import Dashboard
 from gateway_common.db import make_engine
 from gateway_common.lifecycle import ShutdownSignal
 from gateway_common.policy_state import PolicyState
+from gateway_common.signals import ChangeBus, open_bus
 from llm_proxy.endpoints import llm_fast_paths, llm_routes
 from llm_proxy.runtime import start_llm_runtime
 from mcp_gateway.audit import AuditWriter
 from mcp_gateway.hub import UpstreamHub
 from mcp_gateway.runtime import GatewayRuntime
 from mcp_gateway.server.endpoint import McpEndpoint
+from mcp_gateway.server.session_ids import SessionIds
 from mcp_gateway.server.sessions import SessionStore
 from mcp_gateway.upstream.base import UpstreamConnection
 from mcp_gateway.upstream.supervisor import make_connection
@@ -135,10 +139,12 @@ def create_app(
     clock: Clock | None = None,
     counter_store: CounterStore | None = None,
     policy_source: PolicySource | None = None,
+    change_bus: ChangeBus | None = None,
 ) -> Starlette:
     """``clock`` and ``counter_store`` feed the model proxy's rate limits and budgets (tests inject a
     clock; several replicas would share a store). ``policy_source`` is the file reloads read (default:
-    the file ``settings`` came from, if any, without command-line overrides)."""
+    the file ``settings`` came from, if any, without command-line overrides). ``change_bus`` carries
+    changes between replicas (default: the one ``counters`` implies, `gateway_common.signals.open_bus`)."""
     policy = settings.policy
     shutdown = ShutdownSignal()
     now = clock or time.time
@@ -167,10 +173,15 @@ def create_app(
         budgets = BudgetBook(counters.model_api, now)
         llm = await start_llm_runtime(state, engine, limiter=limiter, budgets=budgets, clock=now)
         hub = UpstreamHub(policy, connection_factory)
+        session_ids, ids_warning = SessionIds.from_environment(policy.gateway.session_secret_env, os.environ)
+        if ids_warning is not None and session_ids.shared:  # an unset variable is among settings.warnings
+            logger.warning("%s", ids_warning)
         sessions = SessionStore(
             idle_timeout=policy.gateway.session_idle_seconds,
             max_sessions=policy.gateway.max_sessions,
             max_per_key=policy.gateway.max_sessions_per_key,
+            ids=session_ids,
+            key_ended_after=state.ended_after,
         )
         state.on_keys_ended(sessions.close_keys)  # a revoked key's sessions (and their GET streams) end
         runtime = GatewayRuntime(
@@ -203,6 +214,10 @@ def create_app(
             apply_gateway_settings=apply_gateway_settings,
             clock=now,
         )
+        bus = change_bus or open_bus(policy.counters)
+        peers = Peers(bus, state, reloader, sessions)
+        peers.attach()
+        await bus.start()  # a remote bus connects in the background (and resyncs when it does)
         reloads.bind(reloader)
         watcher = None
         if policy_source is not None:
@@ -227,6 +242,7 @@ def create_app(
                 "policy_state": state,
                 "reloader": reloader,
                 "admin_actions": admin_actions,
+                "bus": bus,
             }
         finally:
             app.state.runtime = app.state.llm = app.state.reloader = None
@@ -239,6 +255,8 @@ def create_app(
             if watcher is not None:
                 watcher.cancel()
             await _step("cancel a policy reload under way", reloads.aclose)
+            await _step("close the change bus", bus.aclose)
+            await _step("stop publishing changes", peers.aclose)
             reloader.close()
             # Every step runs even if an earlier one failed: the rows in memory must reach the database.
             await _step("close sessions", sessions.close_all)

@@ -172,6 +172,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
+    gateway = settings.policy.gateway
+    raise_open_file_limit(gateway.max_connections)
+    if args.workers > 1:
+        from gateway_app.workers import run_workers, workers_refusal
+
+        refusal = workers_refusal(settings.policy, args.workers, os.environ)
+        if refusal is not None:
+            print(f"mcp-gateway: refused: {refusal}", file=sys.stderr)
+            return 2
+        return run_workers(
+            gateway.host,
+            gateway.port,
+            args.workers,
+            lambda sock, index: _serve_one(args, settings, [sock], banner=index == 0),
+        )
+    _serve_one(args, settings)
+    return 0
+
+
+def _serve_one(
+    args: argparse.Namespace, settings: Settings, sockets: list[Any] | None = None, *, banner: bool = True
+) -> None:
+    """One gateway process until it stops (on its own address, or on ``sockets``: a worker's)."""
     from gateway_app.app import create_app
     from gateway_app.reload import PolicySource
 
@@ -179,12 +202,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     source = PolicySource(Path(args.config), {k: v for k, v in overrides.items() if v is not None})
     app = create_app(settings, policy_source=source)
     gateway = settings.policy.gateway
-    raise_open_file_limit(gateway.max_connections)
     config = uvicorn_config(app, gateway, log_level=args.log_level.lower())
-    banner = _banner(args, settings, gateway.host, gateway.port)
-    server = GatewayServer(config, app.state.shutdown, banner, app.state.reloads)
-    server.run()
-    return 0
+    lines = _banner(args, settings, gateway.host, gateway.port) if banner else []
+    server = GatewayServer(config, app.state.shutdown, lines, app.state.reloads)
+    server.run(sockets=sockets)
 
 
 def _banner(args: argparse.Namespace, settings: Settings, host: str, port: int) -> list[str]:
@@ -408,6 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url")
     serve.add_argument("--env-file", help="KEY=VALUE file loaded into the environment first")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes on one port (more than 1 needs counters.backend: redis and "
+        "gateway.session_secret_env)",
+    )
     serve.add_argument(
         "--show-demo-secrets",
         action="store_true",

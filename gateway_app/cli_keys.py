@@ -132,7 +132,12 @@ def _admin(args: argparse.Namespace, policy: GatewayPolicy | None, *, read_only:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     try:
-        return int(_KEY_COMMANDS[args.keys_command](args))
+        status = int(_KEY_COMMANDS[args.keys_command](args))
+        if status == 0 and args.keys_command in _CHANGES and args.config:
+            from gateway_app.peers import announce_key_change
+
+            announce_key_change(_policy(args))  # replicas on Redis apply it at once, not at their next poll
+        return status
     except KeyNotFound as exc:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 1
@@ -281,6 +286,7 @@ def _revoke(args: argparse.Namespace) -> int:
     return 1
 
 
+_CHANGES = ("create", "update", "revoke", "rotate")
 _KEY_COMMANDS = {
     "create": _create,
     "list": _list,

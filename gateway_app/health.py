@@ -30,6 +30,7 @@ from policies.snapshot import PolicySnapshot
 
 if TYPE_CHECKING:
     from gateway_app.counter_store import CounterStores
+    from gateway_common.signals import ChangeBus
     from llm_proxy.runtime import LlmRuntime
 
 
@@ -47,8 +48,13 @@ def writers(runtime: GatewayRuntime, llm: LlmRuntime | None) -> dict[str, BatchW
 
 
 def readiness(
-    runtime: GatewayRuntime, llm: LlmRuntime | None = None, counters: CounterStores | None = None
+    runtime: GatewayRuntime,
+    llm: LlmRuntime | None = None,
+    counters: CounterStores | None = None,
+    bus: ChangeBus | None = None,
 ) -> tuple[int, dict[str, Any]]:
+    """The status and its detail. The change bus (``bus``: connected, reconnecting) is detail only:
+    a replica that cannot hear the others still serves, and polls the database for key changes."""
     upstreams = runtime.hub.status()
     enabled = [u for u in upstreams if u["state"] != "disabled"]
     ready = [u for u in enabled if u["state"] == "ready"]
@@ -77,6 +83,8 @@ def readiness(
     }
     if counters is not None:
         body["counters"] = counters.detail()
+    if bus is not None:
+        body["change_bus"] = bus.health()
     return code, body
 
 
@@ -138,6 +146,9 @@ async def readyz(request: Request) -> JSONResponse:
             headers={"WWW-Authenticate": 'Bearer realm="mcp-gateway-admin"'},
         )
     code, body = readiness(
-        runtime, getattr(request.state, "llm", None), getattr(request.app.state, "counters", None)
+        runtime,
+        getattr(request.state, "llm", None),
+        getattr(request.app.state, "counters", None),
+        getattr(request.state, "bus", None),
     )
     return JSONResponse(body if detailed else {"status": body["status"]}, status_code=code)

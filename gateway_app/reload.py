@@ -18,6 +18,12 @@ Settings a running process cannot change (`policies.changes.RESTART_ONLY`: the l
 address, the database, the serving limits, the row writers) keep their old values and
 the reload says so. Every attempt is logged in one line and recorded (`ReloadLog`).
 Clients whose catalogue changed are told by their streams (`mcp_gateway.server.streams`).
+
+With several replicas, a reload through one (SIGHUP, the admin API) is announced on the
+change bus with the SHA-256 of the file it read (`on_reloaded`, wired by `gateway_app.peers`);
+every other replica then reloads *its own* file (trigger ``peer``) with that digest expected.
+Each replica reads its own path, so replicas must share the policy file's content: one whose
+file differs logs it and records the attempt as refused, keeping its policy in force.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,6 +153,11 @@ class Reloader:
         self.last_digest: str | None = source.current_digest() if source is not None else None
         """The file content last read (applied or refused): the watcher reloads only when it differs."""
         self._lock = asyncio.Lock()
+        self._listeners: list[Callable[[ReloadRecord, str | None], Awaitable[None]]] = []
+
+    def on_reloaded(self, listener: Callable[[ReloadRecord, str | None], Awaitable[None]]) -> None:
+        """Await ``listener(record, digest of the bytes read)`` after every attempt (the change bus)."""
+        self._listeners.append(listener)
 
     def close(self) -> None:
         self._worker.close()
@@ -155,10 +166,14 @@ class Reloader:
         """The last attempts of this process, newest first (the admin API's "last reloads")."""
         return self.log.recent()
 
-    async def reload(self, trigger: Trigger) -> ReloadRecord:
-        """Read the file and apply it; the record says what happened (it never raises for a bad file)."""
+    async def reload(
+        self, trigger: Trigger, *, expected_digest: str | None = None, origin: str | None = None
+    ) -> ReloadRecord:
+        """Read the file and apply it; the record says what happened (it never raises for a bad file).
+        With ``expected_digest`` (a peer's reload), a file whose bytes differ is refused."""
         async with self._lock:
             attempt = _Attempt(trigger, self.source)
+            attempt.expected_digest, attempt.origin = expected_digest, origin
             try:
                 record = await self._reload(attempt)
             except asyncio.CancelledError:
@@ -170,7 +185,13 @@ class Reloader:
                     ReloadOutcome.FAILED, self.state.current.version, errors=[f"{type(exc).__name__}: {exc}"]
                 )
             await self.log.add(record)
-            return record
+        digest = self.last_digest
+        for listener in self._listeners:
+            try:
+                await listener(record, digest)
+            except Exception:
+                logger.exception("a listener failed after the policy reload %s", record.id)
+        return record
 
     async def _reload(self, attempt: _Attempt) -> ReloadRecord:
         version = self.state.current.version
@@ -181,6 +202,8 @@ class Reloader:
         source, state = self.source, self.state
         read = await self._worker.run(lambda: _read_and_compare(source, state, old))
         self.last_digest = read.digest
+        if attempt.expected_digest is not None and read.digest != attempt.expected_digest:
+            return self._refused(attempt, [_differs(self.source.path, read.digest, attempt)])
         if read.error is not None:
             return self._refused(attempt, [issue.render(read.error.source) for issue in read.error.issues])
         policy, changes = read.policy, read.changes
@@ -266,8 +289,20 @@ class Reloader:
         return record
 
 
+def _differs(path: Path, digest: str | None, attempt: _Attempt) -> str:
+    ours = f"sha256 {digest[:12]}" if digest else "unreadable"
+    theirs = (attempt.expected_digest or "")[:12]
+    return (
+        f"this replica's policy file {path} ({ours}) differs from the one replica {attempt.origin or '?'} "
+        f"reloaded (sha256 {theirs}): replicas must share the policy file's content; nothing changed here"
+    )
+
+
 class _Attempt:
     """When an attempt started and how to write its record."""
+
+    expected_digest: str | None = None
+    origin: str | None = None
 
     def __init__(self, trigger: Trigger, source: PolicySource | None) -> None:
         self.trigger = trigger

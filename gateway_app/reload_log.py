@@ -28,7 +28,8 @@ from policies.bounds import MAX_ERROR_CHARS, clip
 
 logger = logging.getLogger("gateway_app.reload")
 
-Trigger = Literal["signal", "api", "ui", "watch"]
+Trigger = Literal["signal", "api", "ui", "watch", "peer"]
+"""``peer``: another replica reloaded the same file and said so on the change bus (`gateway_app.peers`)."""
 HISTORY_SIZE = 50
 """Attempts kept in memory for the admin API (the table keeps them all)."""
 MAX_MESSAGES = 50
@@ -56,7 +57,7 @@ class PolicyReload(SQLModel, table=True):
     started_at: datetime = Field(index=True, description="When the attempt started (UTC).")
     instance: str = Field(max_length=128, description="Which gateway process: host name and PID.")
     trigger: str = Field(
-        max_length=16, description="What started it: signal, api, ui (the dashboard) or watch."
+        max_length=16, description="What started it: signal, api, ui (the dashboard), watch or peer."
     )
     outcome: str = Field(max_length=16, description="applied, unchanged, refused or failed.")
     source: str | None = Field(default=None, max_length=1000, description="The policy file read.")

@@ -17,6 +17,11 @@ created a moment ago works on its first request.
 When a swap takes a working secret away (revoked, expired by an update, removed
 from the file), the listeners registered with `on_keys_ended` hear which keys:
 the /mcp front door closes their sessions, and their streams end.
+
+Other processes on the same database hear of a key change sooner through the change
+bus (`gateway_common.signals`): the process that notices the counter move first tells
+the listeners of `on_key_change_seen` (which publish it), and the others call
+`refresh_keys` when they hear it. The poll stays: it is all there is without Redis.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ _ENDED_REMEMBERED = 10_000
 """Keys whose end is remembered for `ended_since` (the oldest are forgotten beyond this)."""
 
 KeysEnded = Callable[[frozenset[str]], object]
+ChangeSeen = Callable[[int], object]
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,8 @@ class PolicyState:
         self._ended_listeners: list[KeysEnded] = []
         self._end_mark = 0
         self._ended_at: dict[str, int] = {}
+        self._ended_wall: dict[str, float] = {}
+        self._seen_listeners: list[ChangeSeen] = []
         self.current: PolicySnapshot = self._build(policy, log=True)
 
     @property
@@ -123,11 +131,16 @@ class PolicyState:
         ended = ended_key_ids(old, snapshot, self._now())
         if ended:
             self._end_mark += 1
+            wall = time.time()  # wall time, as in session ids other replicas issue (not the injected clock)
             for key_id in ended:
                 self._ended_at.pop(key_id, None)
                 self._ended_at[key_id] = self._end_mark
+                self._ended_wall.pop(key_id, None)
+                self._ended_wall[key_id] = wall
             while len(self._ended_at) > _ENDED_REMEMBERED:
                 del self._ended_at[next(iter(self._ended_at))]
+            while len(self._ended_wall) > _ENDED_REMEMBERED:
+                del self._ended_wall[next(iter(self._ended_wall))]
             logger.info("keys no longer valid: %s", ", ".join(sorted(ended)))
             for listener in self._ended_listeners:
                 try:
@@ -158,6 +171,21 @@ class PolicyState:
         """Whether a swap after ``mark`` took a working secret of ``key_id`` away."""
         return self._ended_at.get(key_id, 0) > mark
 
+    def ended_after(self, key_id: str, when: float) -> bool:
+        """Whether this process saw a working secret of ``key_id`` taken away after ``when`` (seconds
+        since the epoch): a session another replica opened before that must not be rebuilt here."""
+        return self._ended_wall.get(key_id, -1.0) >= when
+
+    def on_key_change_seen(self, listener: ChangeSeen) -> None:
+        """Call ``listener`` with the database's key change counter whenever this process saw it move
+        (its poll, an unknown secret, a change it made itself), not when told to by another process."""
+        self._seen_listeners.append(listener)
+
+    @property
+    def change_version(self) -> int | None:
+        """The database's key change counter as last read (None: not read yet)."""
+        return self._change_version
+
     def prepare_policy(self, policy: GatewayPolicy) -> PreparedSnapshot:
         """`swap_policy` in two steps, the costly one first and safe in a worker thread: build a
         snapshot of ``policy`` with the keys last read from the database; `install` makes it current."""
@@ -181,21 +209,32 @@ class PolicyState:
         stored = load_stored_keys(self.engine, self._now())
         return version, stored, frozenset(revoked_file_key_ids(self.engine))
 
-    async def refresh_keys(self) -> None:
-        """Read the database's keys and revocations; swap in a new snapshot if they changed."""
+    async def refresh_keys(self, *, announce: bool = True) -> None:
+        """Read the database's keys and revocations; swap in a new snapshot if they changed. If the key
+        change counter moved since last read, the `on_key_change_seen` listeners hear it (unless
+        ``announce`` is False: another process told this one, and has told the others too)."""
         if self.engine is None:
             return
+        moved: int | None = None
         async with self._lock:
             try:
                 version, stored, revoked = await asyncio.to_thread(self._read_keys)
             except SQLAlchemyError as exc:
                 logger.error("could not reload keys from the database: %s", exc)
             else:
+                if self._change_version is not None and version != self._change_version:
+                    moved = version
                 self._change_version = version
                 if stored != self._stored or revoked != self._revoked:
                     self._stored, self._revoked = stored, revoked
                     self._swap(self._build(self.current.policy, log=False))
             self._loaded_at = time.monotonic()
+        if moved is not None and announce:
+            for listener in self._seen_listeners:
+                try:
+                    listener(moved)
+                except Exception:
+                    logger.exception("a listener failed on the key change %d", moved)
 
     async def refresh_if_changed(self) -> bool:
         """Reload the keys if the database's key change counter moved; True if it did."""

@@ -29,6 +29,7 @@ RESTART_ONLY: tuple[tuple[str, str], ...] = (
     ("gateway", "session_idle_seconds"),
     ("gateway", "max_sessions"),
     ("gateway", "max_sessions_per_key"),
+    ("gateway", "session_secret_env"),
     ("gateway", "header_timeout_seconds"),
     ("gateway", "keep_alive_seconds"),
     ("gateway", "max_connections"),

@@ -204,6 +204,17 @@ class GatewaySettings(BaseModel):
             "least recently used session (one without an open GET stream if possible), never another key's."
         ),
     )
+    session_secret_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        max_length=128,
+        description=(
+            "Environment variable holding a secret every replica (and worker process) shares: 2025-11-25 "
+            "session ids are signed with it, so any replica serves any session. Unset: a random secret of "
+            "each process, and a session works only on the process that opened it. `serve --workers N` "
+            "needs it."
+        ),
+    )
     max_initialize_bytes: int = Field(
         default=64 * 1024,
         ge=1024,
@@ -664,6 +675,17 @@ def validate_document(
             doc.source,
         )
     env = os.environ if environ is None else environ
+    secret_env = policy.gateway.session_secret_env
+    if policy.counters.backend == "redis" and secret_env is None:
+        warnings.append(
+            "counters.backend is 'redis' (several replicas or workers) but gateway.session_secret_env is "
+            "not set: a 2025-11-25 session works only on the process that opened it"
+        )
+    elif secret_env is not None and not env.get(secret_env):
+        warnings.append(
+            f"gateway.session_secret_env: environment variable {secret_env} is not set; sessions are "
+            "signed with a secret of each process (other replicas cannot serve them)"
+        )
     for key in policy.virtual_keys:
         if key.secret_env and key.secret_env not in env:
             warnings.append(

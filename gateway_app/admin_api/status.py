@@ -18,7 +18,12 @@ _COLUMNS = ("id", "at", "actor", "role", "door", "action", "target", "outcome", 
 
 
 async def health(call: Call) -> Reply:
-    code, body = readiness(call.runtime, call.llm, getattr(call.request.app.state, "counters", None))
+    code, body = readiness(
+        call.runtime,
+        call.llm,
+        getattr(call.request.app.state, "counters", None),
+        getattr(call.request.state, "bus", None),
+    )
     return Reply({**body, "ready": code == 200})
 
 

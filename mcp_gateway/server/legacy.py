@@ -48,7 +48,12 @@ async def post(incoming: Incoming, message: JsonObject) -> None:
         )
         await send_json(send, 400, jsonrpc.error_response(message.get("id"), jsonrpc_error(error)))
         return
-    session = incoming.runtime.sessions.get(session_id, incoming.principal)
+    try:
+        session = incoming.runtime.sessions.get(session_id, incoming.principal)
+    except SessionLimitReached as exc:
+        answer = jsonrpc.error_response(message.get("id"), jsonrpc_error(exc))
+        await send_json(send, exc.http_status, answer, [(b"retry-after", b"60")])
+        return
     if session is None:
         not_found = {"code": -32600, "message": "Session not found"}
         await send_json(send, 404, jsonrpc.error_response(message.get("id"), not_found))
@@ -145,7 +150,10 @@ def _session_or_problem(incoming: Incoming) -> Session:
     session_id = incoming.headers.get("mcp-session-id")
     if session_id is None:
         raise HttpProblem(400, "bad_request", "Mcp-Session-Id header is required")
-    session = incoming.runtime.sessions.get(session_id, incoming.principal)
+    try:
+        session = incoming.runtime.sessions.get(session_id, incoming.principal)
+    except SessionLimitReached as exc:
+        raise HttpProblem(503, "session_limit", exc.message, {"Retry-After": "60"}) from None
     if session is None:
         raise HttpProblem(404, "session_not_found", "Session not found")
     return session
@@ -179,6 +187,6 @@ async def open_stream(incoming: Incoming) -> None:
 async def delete(incoming: Incoming) -> None:
     """DELETE: the client ends its session."""
     session = _session_or_problem(incoming)
-    incoming.runtime.sessions.close(session)
+    incoming.runtime.sessions.end(session)
     logger.info("session %s closed by the client", session.id[:8])
     await send_empty(incoming.send, 200)

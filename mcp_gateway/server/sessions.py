@@ -2,8 +2,12 @@
 
 A session belongs to the key that opened it: another key presenting its id
 gets the same 404 as an unknown id. 2026-07-28 clients have no sessions.
-Sessions live in this process; several replicas need sticky routing for
-2025 clients (2026 clients need nothing).
+Sessions live in this process, under signed ids (`session_ids`): with a secret the
+replicas share, a replica handed a valid id it does not hold rebuilds the session
+(`get`), so no sticky routing is needed. A session the client ended (DELETE) is
+remembered as ended (`end`, and on the other replicas `forget`, told by the change
+bus) so that its id is never rebuilt; one closed for idleness or the per-key cap is
+rebuilt if its client comes back (its id is still valid; the caps still hold).
 
 Limits: a key holds at most ``max_sessions_per_key`` sessions (opening one more
 closes that key's own least recently used one), and the process at most
@@ -17,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from mcp_gateway.errors import GatewayError
 from mcp_gateway.server.handshake import ClientCapability
+from mcp_gateway.server.session_ids import SessionIds
 from mcp_gateway.subscriptions import ClientSurface
 from policies import Principal
 
@@ -33,6 +38,8 @@ SESSION_LIMIT = -32012
 """JSON-RPC code of `SessionLimitReached` (implementation-defined range)."""
 _FULL_SWEEP_INTERVAL = 1.0
 """At the global cap, idle sessions are looked for at most this often (the sweep visits every session)."""
+ENDED_REMEMBERED = 100_000
+"""Ids of sessions their clients ended, kept so they are never rebuilt (the oldest forgotten beyond)."""
 
 
 class SessionLimitReached(GatewayError):
@@ -164,13 +171,24 @@ class SessionStore:
         idle_timeout: float = 3600.0,
         max_sessions: int = 10_000,
         max_per_key: int = 256,
+        *,
+        ids: SessionIds | None = None,
+        key_ended_after: Callable[[str, float], bool] | None = None,
     ) -> None:
+        """``key_ended_after(key_id, when)``: whether that key stopped working after ``when`` (then a
+        session of it opened before is not rebuilt)."""
         self.idle_timeout = idle_timeout
         self.max_sessions = max_sessions
         self.max_per_key = max_per_key
+        self.signer = ids or SessionIds.per_process()
+        self.key_ended_after = key_ended_after or (lambda key_id, when: False)
         self._sessions: dict[str, Session] = {}
         self._by_key: dict[str, dict[str, Session]] = {}
         self._swept_full_at = -_FULL_SWEEP_INTERVAL
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._end_listeners: list[Callable[[str], object]] = []
+        self.rebuilt = 0
+        """Sessions rebuilt from their signed id (opened on another replica, or closed here for idleness)."""
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -188,6 +206,20 @@ class SessionStore:
         capabilities: ClientCapability,
     ) -> Session:
         """A new session for ``principal``; raises `SessionLimitReached` at the global cap."""
+        session_id = self.signer.issue(
+            principal.key_id, protocol_version, client_name, client_version, capabilities
+        )
+        return self._add(session_id, principal, protocol_version, client_name, client_version, capabilities)
+
+    def _add(
+        self,
+        session_id: str,
+        principal: Principal,
+        protocol_version: str,
+        client_name: str | None,
+        client_version: str | None,
+        capabilities: ClientCapability,
+    ) -> Session:
         own = self._by_key.get(principal.key_id)
         if own is not None and len(own) >= self.max_per_key:
             self._evict_own(principal.key_id, own, len(own) - self.max_per_key + 1)
@@ -198,9 +230,7 @@ class SessionStore:
                 self.evict_idle()
             if len(self._sessions) >= self.max_sessions:
                 raise SessionLimitReached(self.max_sessions)
-        session = Session(
-            secrets.token_hex(16), principal, protocol_version, client_name, client_version, capabilities
-        )
+        session = Session(session_id, principal, protocol_version, client_name, client_version, capabilities)
         self._sessions[session.id] = session
         if own is None:
             own = self._by_key[principal.key_id] = {}
@@ -222,11 +252,62 @@ class SessionStore:
             )
 
     def get(self, session_id: str, principal: Principal) -> Session | None:
+        """``principal``'s session of this id: held here, or rebuilt from a valid signed id when the
+        replicas share the secret. Raises `SessionLimitReached` when a rebuild meets the global cap."""
         session = self._sessions.get(session_id)
-        if session is None or session.principal.key_id != principal.key_id:
+        if session is None:
+            return self._rebuild(session_id, principal) if self.signer.shared else None
+        if session.principal.key_id != principal.key_id:
             return None
         session.last_seen = time.monotonic()
         return session
+
+    def _rebuild(self, session_id: str, principal: Principal) -> Session | None:
+        claims = self.signer.read(session_id)
+        if (
+            claims is None
+            or claims.key_id != principal.key_id
+            or session_id in self._ended
+            or self.key_ended_after(claims.key_id, claims.issued_at)
+        ):
+            return None
+        session = self._add(
+            session_id,
+            principal,
+            claims.protocol_version,
+            claims.client_name,
+            claims.client_version,
+            claims.capabilities,
+        )
+        self.rebuilt += 1
+        logger.info("session %s of key %s rebuilt from its signed id", session_id[:8], principal.key_id)
+        return session
+
+    def on_end(self, listener: Callable[[str], object]) -> None:
+        """Call ``listener(session_id)`` when a client ends its session here (to tell the other replicas)."""
+        self._end_listeners.append(listener)
+
+    def end(self, session: Session) -> None:
+        """The client ended its session (DELETE): close it, never rebuild it, tell the listeners."""
+        self.close(session)
+        self._remember_ended(session.id)
+        for listener in self._end_listeners:
+            try:
+                listener(session.id)
+            except Exception:
+                logger.exception("a listener failed on the end of session %s", session.id[:8])
+
+    def forget(self, session_id: str) -> None:
+        """Another replica's client ended this session: close it here if held, and never rebuild it."""
+        self._remember_ended(session_id)
+        session = self._sessions.get(session_id)
+        if session is not None:
+            self.close(session)
+
+    def _remember_ended(self, session_id: str) -> None:
+        self._ended[session_id] = None
+        while len(self._ended) > ENDED_REMEMBERED:
+            self._ended.popitem(last=False)
 
     def close(self, session: Session) -> None:
         if self._sessions.pop(session.id, None) is not None:
