@@ -62,7 +62,14 @@ def wait_for(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
     raise SystemExit(f"{what} did not listen on {port}")
 
 
-def gateway_config(workdir: Path, port: int, upstream: str, http_client: str = "auto") -> dict[str, object]:
+def gateway_config(
+    workdir: Path,
+    port: int,
+    upstream: str,
+    http_client: str = "auto",
+    database_url: str | None = None,
+    redis_url: str | None = None,
+) -> dict[str, object]:
     import hashlib
 
     big = {"requests_per_minute": 10_000_000, "tokens_per_minute": 10**12, "concurrent_requests": 10_000}
@@ -70,9 +77,14 @@ def gateway_config(workdir: Path, port: int, upstream: str, http_client: str = "
         "gateway": {
             "host": "127.0.0.1",
             "port": port,
-            "database_url": f"sqlite:///{workdir / 'gateway.db'}",
+            "database_url": database_url or f"sqlite:///{workdir / 'gateway.db'}",
             "audit": {"fallback_file": str(workdir / "audit-fallback.jsonl")},
         },
+        **(
+            {"counters": {"backend": "redis", "url": redis_url, "key_prefix": f"mcpgw-bench-{os.getpid()}:"}}
+            if redis_url
+            else {}
+        ),
         "teams": [{"name": "bench", "rate_limit": big}],
         "virtual_keys": [
             {
@@ -216,6 +228,10 @@ def main() -> None:
         default="auto",
         help="the gateway's client towards the mock (httpx: what a provider behind a proxy gets)",
     )
+    parser.add_argument("--database-url", help="the ledger's database (default: a new SQLite file)")
+    parser.add_argument(
+        "--redis", metavar="URL", help="count limits and budgets in this Redis instead of memory"
+    )
     args = parser.parse_args()
     pin(os.getpid(), 1)
     with tempfile.TemporaryDirectory(prefix="llm-bench-") as tmp:
@@ -224,7 +240,14 @@ def main() -> None:
         config = workdir / "gateway.yaml"
         config.write_text(
             yaml.safe_dump(
-                gateway_config(workdir, gateway_port, f"http://127.0.0.1:{mock_port}", args.http_client)
+                gateway_config(
+                    workdir,
+                    gateway_port,
+                    f"http://127.0.0.1:{mock_port}",
+                    args.http_client,
+                    database_url=args.database_url,
+                    redis_url=args.redis,
+                )
             )
         )
         logs = (workdir / "mock.log").open("wb"), (workdir / "gateway.log").open("wb")

@@ -207,6 +207,10 @@ def main() -> None:
         default="http",
         help="how the gateway reaches the upstream (direct calls always use HTTP)",
     )
+    parser.add_argument("--database-url", help="the audit database (default: a new SQLite file)")
+    parser.add_argument(
+        "--redis", metavar="URL", help="count the key's limit in this Redis instead of memory"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
@@ -223,18 +227,23 @@ def main() -> None:
         server = {"name": "bench", "transport": "sse", "url": f"http://127.0.0.1:{sse_port}/sse"}
     else:
         server = {"name": "bench", "url": f"http://127.0.0.1:{upstream_port}/mcp"}
-    (workdir / "gateway.yaml").write_text(
-        orjson.dumps(
-            {
-                "gateway": {"port": gateway_port, "database_url": f"sqlite:///{workdir / 'audit.db'}"},
-                "virtual_keys": [{"id": "bench", "secret_env": "BENCH_KEY"}],
-                "mcp": {
-                    "servers": [server],
-                    "virtual_key_permissions": {"bench": "*"},
-                },
-            }
-        ).decode()
-    )
+    database_url = args.database_url or f"sqlite:///{workdir / 'audit.db'}"
+    policy: dict[str, object] = {
+        "gateway": {"port": gateway_port, "database_url": database_url},
+        # A limit it never reaches, so every call is counted (in memory, or in Redis with --redis).
+        "virtual_keys": [
+            {"id": "bench", "secret_env": "BENCH_KEY", "rate_limit": {"tool_calls_per_minute": 10_000_000}}
+        ],
+        "mcp": {"servers": [server], "virtual_key_permissions": {"bench": "*"}},
+    }
+    if args.redis:
+        policy["counters"] = {
+            "backend": "redis",
+            "url": args.redis,
+            "key_prefix": f"mcpgw-bench-{os.getpid()}:",
+        }
+    (workdir / "gateway.yaml").write_text(orjson.dumps(policy).decode())
+    print(f"audit database: {database_url.split('@')[-1]}; counters: {'redis' if args.redis else 'memory'}")
     env = {**os.environ, "BENCH_KEY": KEY, "PYTHONPATH": str(ROOT)}
     upstream = subprocess.Popen(
         [sys.executable, str(workdir / "upstream.py"), str(upstream_port)],
