@@ -21,7 +21,9 @@ from redis.asyncio import Redis
 from gateway_common.counters import scripts
 from policies.counters import (
     WINDOW_SLICES,
+    Denial,
     SlotCheck,
+    SlotDenial,
     SpendCheck,
     SpendDenial,
     SpendState,
@@ -66,6 +68,9 @@ class RedisCounterStore:
         self._spend_state = register(scripts.SPEND_STATE)
         self._spend_seed = register(scripts.SPEND_SEED)
         self._once = register(scripts.ONCE)
+        self._slots_used = register(scripts.SLOTS_USED)
+        self._admit = register(scripts.ADMIT)
+        self._finish = register(scripts.FINISH)
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -110,6 +115,9 @@ class RedisCounterStore:
         if keys:
             await self._slots_release(keys=[self.prefix + key for key in keys], args=[lease])
 
+    async def slots_used(self, key: str, now: float) -> int:
+        return int(await self._slots_used(keys=[self.prefix + key], args=[now]))
+
     # -- spend -----------------------------------------------------------------------------
 
     async def spend_reserve(
@@ -139,3 +147,76 @@ class RedisCounterStore:
 
     async def once(self, key: str, expires_at: float) -> bool:
         return bool(await self._once(keys=[self.prefix + key], args=[expires_at]))
+
+    # -- a model request's admission and end, one round trip each ---------------------------
+
+    async def admit(
+        self,
+        lease: str,
+        now: float,
+        *,
+        slots: Sequence[SlotCheck] = (),
+        slot_ttl: float = 0.0,
+        windows: Sequence[WindowCheck] = (),
+        spend: Sequence[SpendCheck] = (),
+        amount: float = 0.0,
+        spend_ttl: float = 0.0,
+    ) -> Denial | None:
+        prefix = self.prefix
+        keys = [prefix + c.key for c in slots]
+        keys += [prefix + c.key for c in windows]
+        keys += [prefix + c.key for c in spend]
+        args: list[float | str | int] = [
+            lease,
+            now,
+            len(slots),
+            len(windows),
+            now + slot_ttl,
+            _ttl_ms(slot_ttl),
+            amount,
+            now + spend_ttl,
+        ]
+        args += [check.limit for check in slots]
+        for w in windows:
+            args += [w.limit, w.window, w.cost, _slice(w.window, now), _ttl_ms(w.window)]
+        for b in spend:
+            args += [b.limit, b.expires_at]
+        reply = await self._admit(keys=keys, args=args)
+        if reply is None:
+            return None
+        kind, index = int(reply[0]), int(reply[1])
+        if kind == 0:
+            return SlotDenial(index)
+        if kind == 1:
+            return WindowDenial(index, float(reply[2]), float(reply[3]))
+        return SpendDenial(index, _state(reply[2:]))
+
+    async def finish(
+        self,
+        lease: str,
+        now: float,
+        *,
+        slot_keys: Sequence[str] = (),
+        token_keys: Sequence[str] = (),
+        tokens: float = 0.0,
+        window: float = 60.0,
+        spend_keys: Sequence[str] = (),
+        actual: float = 0.0,
+    ) -> list[SpendState]:
+        prefix = self.prefix
+        keys = [prefix + key for key in (*slot_keys, *token_keys, *spend_keys)]
+        if not keys:
+            return []
+        args: list[float | str | int] = [
+            lease,
+            now,
+            len(slot_keys),
+            len(token_keys),
+            tokens,
+            window,
+            _slice(window, now),
+            _ttl_ms(window),
+            actual,
+        ]
+        reply = await self._finish(keys=keys, args=args)
+        return [_state(item) for item in reply]
