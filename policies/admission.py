@@ -20,7 +20,7 @@ from policies.counters import SpendDenial
 from policies.ratelimit import MINUTE, SLOT_TTL, RateDecision, RateLimiter, RatePlan, RequestTicket
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admitted:
     ticket: RequestTicket
     """What `finish` releases and charges for the rate limits."""
@@ -90,20 +90,27 @@ async def finish(
     ticket's (never the case for one request) are settled one call each.
     """
     store = limiter.store
-    lease = ticket.lease if ticket is not None else (reservations[0].lease if reservations else "")
-    together = [r for r in reservations if r.counters and r.lease == lease]
-    apart = [r for r in reservations if r.counters and r.lease != lease]
-    if store is not book.store:
-        together, apart = [], [r for r in reservations if r.counters]
+    if store is not book.store:  # two stores (tests build them apart): one call each
         if ticket is not None:
             await limiter.finish(ticket, tokens)
-        ticket = None
-    slot_keys = ticket.slot_keys if ticket is not None else ()
-    token_keys = ticket.token_keys if ticket is not None and tokens > 0 else ()
+        return [alert for r in reservations for alert in await book.settle(r, actual)]
+    if ticket is not None:
+        lease, slot_keys = ticket.lease, ticket.slot_keys
+        token_keys = ticket.token_keys if tokens > 0 else ()
+    else:
+        lease, slot_keys, token_keys = (reservations[0].lease if reservations else ""), (), ()
+    together: list[Reservation] = []
+    apart: list[Reservation] = []
+    for reservation in reservations:
+        if reservation.counters:
+            (together if reservation.lease == lease else apart).append(reservation)
     alerts: list[BudgetAlert] = []
     if slot_keys or token_keys or together:
         now = limiter.clock()
-        spend_keys = [key for r in together for key in r.keys]
+        if len(together) == 1:
+            spend_keys: Sequence[str] = together[0].keys
+        else:
+            spend_keys = [key for r in together for key in r.keys]
         states = await store.finish(
             lease,
             now,
@@ -114,11 +121,12 @@ async def finish(
             spend_keys=spend_keys,
             actual=actual,
         )
-        start = 0
-        for reservation in together:
-            end = start + len(reservation.keys)
-            alerts += await book.alerts(reservation, states[start:end], actual, now)
-            start = end
+        if actual > 0:
+            start = 0
+            for reservation in together:
+                end = start + len(reservation.keys)
+                alerts += await book.alerts(reservation, states[start:end], actual, now)
+                start = end
     for reservation in apart:
         alerts += await book.settle(reservation, actual)
     return alerts

@@ -288,26 +288,30 @@ ADMIT = (
 -- `SLOTS_ACQUIRE`, `WINDOW_HIT` and `SPEND_RESERVE` in one step, all or nothing.
 -- KEYS: slot keys, then window keys, then spend keys.
 -- ARGV: lease, now, number of slot keys, number of window keys, slot until, slot ttl ms,
---       amount, spend until; then per slot key: limit; per window key: limit, window, cost,
---       slice field, ttl ms; per spend key: limit, expires at.
+--       amount, spend until, the checks' numbers, then one slice field per window key.
+-- The checks' numbers are one space-separated string (the same for every request under one
+-- policy, so the client encodes it once; one argument is far cheaper to send than twenty):
+-- per slot key its limit, per window key its limit, window, cost and ttl ms, per spend key its
+-- limit and expiry.
 -- Returns false when admitted, else {0, index} (slots), {1, index, used, retry} (window) or
 -- {2, index, spent, reserved, leases} (spend).
 local lease, now = ARGV[1], tonumber(ARGV[2])
 local ns, nw = tonumber(ARGV[3]), tonumber(ARGV[4])
-local wbase = 8 + ns
-local bbase = wbase + 5 * nw
+local n = {}
+for x in string.gmatch(ARGV[9], '%S+') do n[#n + 1] = tonumber(x) end
+local wbase = ns
+local bbase = ns + 4 * nw
 for i = 1, ns do
-  if slots_full(KEYS[i], lease, ARGV[2], tonumber(ARGV[8 + i])) then return {0, i - 1} end
+  if slots_full(KEYS[i], lease, ARGV[2], n[i]) then return {0, i - 1} end
 end
 for i = 1, nw do
-  local base = wbase + (i - 1) * 5
-  local limit, window, cost = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
-  local used, retry = refused(KEYS[ns + i], limit, window, cost, now)
+  local base = wbase + (i - 1) * 4
+  local used, retry = refused(KEYS[ns + i], n[base + 1], n[base + 2], n[base + 3], now)
   if used then return {1, i - 1, used, retry} end
 end
 for i = 1, #KEYS - ns - nw do
   local base = bbase + (i - 1) * 2
-  local s = full(KEYS[ns + nw + i], tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), now)
+  local s = full(KEYS[ns + nw + i], n[base + 1], n[base + 2], now)
   if s then return {2, i - 1, s[1], s[2], s[3]} end
 end
 local slot_ttl = tonumber(ARGV[6])
@@ -316,9 +320,9 @@ for i = 1, ns do
   keep_for(KEYS[i], slot_ttl)
 end
 for i = 1, nw do
-  local base = wbase + (i - 1) * 5
-  local cost = tonumber(ARGV[base + 3])
-  if cost ~= 0 then add(KEYS[ns + i], ARGV[base + 4], cost, tonumber(ARGV[base + 5])) end
+  local base = wbase + (i - 1) * 4
+  local cost = n[base + 3]
+  if cost ~= 0 then add(KEYS[ns + i], ARGV[9 + i], cost, n[base + 4]) end
 end
 for i = ns + nw + 1, #KEYS do hold(KEYS[i], lease, ARGV[7], ARGV[8]) end
 return false

@@ -27,9 +27,10 @@ from policies.counters import (
 pytestmark = pytest.mark.anyio
 T0 = 1_800_000_000.0
 MINUTE = 60.0
-SLOTS = [SlotCheck("rl:key:c", 5), SlotCheck("rl:team:c", 2)]
-WINDOWS = [WindowCheck("rl:key:rpm", 3, MINUTE), WindowCheck("rl:key:tpm", 100, MINUTE, cost=0.0)]
-SPEND = [SpendCheck("budget:org:x", 10.0, T0 + 86_400), SpendCheck("budget:team:x", 1.0, T0 + 86_400)]
+SLOTS = (SlotCheck("rl:key:c", 5), SlotCheck("rl:team:c", 2))
+WINDOWS = (WindowCheck("rl:key:rpm", 3, MINUTE), WindowCheck("rl:key:tpm", 100, MINUTE, cost=0.0))
+SPEND = (SpendCheck("budget:org:x", 10.0, T0 + 86_400), SpendCheck("budget:team:x", 1.0, T0 + 86_400))
+"""Tuples, as a rate or budget plan holds them (the Redis store encodes a tuple once)."""
 
 
 async def admit(store: CounterStore, lease: str, now: float, amount: float = 0.25) -> object:

@@ -99,9 +99,9 @@ request_spend = st.builds(
 """Budgets small enough that requests in flight fill them."""
 admit_op = st.tuples(
     st.just("admit"),
-    st.lists(slot_check, min_size=1, max_size=2).map(_unique) | st.just([]),
+    st.lists(slot_check, min_size=1, max_size=2).map(_unique).map(tuple) | st.just(()),
     st.lists(request_window, min_size=1, max_size=2).map(_unique) | st.just([]),
-    st.lists(request_spend, min_size=1, max_size=2).map(_unique) | st.just([]),
+    st.lists(request_spend, min_size=1, max_size=2).map(_unique).map(tuple) | st.just(()),
     st.sampled_from(LEASES),
     quarters,
     st.sampled_from([5.0, 30.0]),
