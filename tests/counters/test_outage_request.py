@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
+import time
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import pytest
 
+from gateway_app.counter_store import build_counter_stores
 from gateway_common.counters.guarded import Concern, CounterStoreUnavailable, GuardedCounterStore
 from gateway_common.counters.health import PROBE_INTERVAL
+from llm_proxy.errors import GatewayUnavailable
 from policies.counters import SlotCheck, SpendCheck, SpendState, WindowCheck
-from policies.counters_settings import OnUnavailable, WhenUnavailable
+from policies.counters_settings import CountersSettings, OnUnavailable, WhenUnavailable
 from tests.conftest import free_port
 from tests.counters.redis_server import OwnRedis, own_redis_server
 from tests.counters.test_outage import ManualClock, guarded
@@ -133,3 +137,30 @@ async def test_finish_while_down_is_kept_and_lands_when_redis_is_back(server: Ow
     finally:
         await store.aclose()
         await store.inner.aclose()  # type: ignore[attr-defined]
+
+
+async def test_the_gateways_store_over_a_redis_that_never_answers_is_bounded_by_its_timeout() -> None:
+    """The gateway's Redis client sets no socket timeout of its own (the guarded store bounds every
+    call): a listener that accepts and never answers still costs one ``timeout_ms``, not a hang."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+        stores = build_counter_stores(CountersSettings(backend="redis", url=url, timeout_ms=200))
+        try:
+            began = time.monotonic()
+            with pytest.raises(GatewayUnavailable):  # budgets refuse by default
+                await stores.model_api.admit(
+                    "l", T0, windows=WINDOWS, spend=SPEND, amount=1.0, spend_ttl=60.0
+                )
+            assert 0.15 < time.monotonic() - began < 1.0
+            began = time.monotonic()
+            assert await stores.model_api.admit("m", T0, slots=SLOTS, slot_ttl=60.0) is None, (
+                "rate limits allow"
+            )
+            assert time.monotonic() - began < 0.05, "while down, calls do not wait again"
+            assert await stores.model_api.finish("l", T0, slot_keys=["rl:c"], spend_keys=["budget:b"]) == [
+                SpendState(0.0, 0.0, 0)
+            ]
+        finally:
+            await stores.aclose()
