@@ -4,8 +4,12 @@ Runs the counter work of one request as the gateway does it, through the same gu
 the gateway builds (`gateway_app.counter_store.build_counter_stores`):
 
 - tools/call with ``tool_calls_per_minute`` on the key and its team: one ``window_hit``;
-- /v1/messages with rpm, tpm, concurrency and a team budget: ``slots_acquire``, ``window_hit``,
-  ``spend_reserve`` before forwarding; ``slots_release``, ``window_add``, ``spend_settle`` after.
+- /v1/messages with rpm, tpm, concurrency (key and team) and a team budget, two ways:
+  ``six calls`` as the gateway made them before `policies.admission` (``slots_acquire``,
+  ``window_hit``, ``spend_reserve`` before forwarding; ``slots_release``, ``window_add``,
+  ``spend_settle`` after), and ``admit+finish`` as it makes them now (one call each side);
+- the same /v1/messages work through the policy layer the exchange calls (rate plan and budget
+  book from a real policy): ``RateLimiter``/``BudgetBook`` one by one, then `policies.admission`.
 
 Reports p50/p99 wall time and CPU time per request (this process: the gateway's share; Redis's
 own CPU is another process). ``python -m benchmarks.redis_counters --url redis://127.0.0.1:6379/0``.
@@ -21,32 +25,95 @@ import time
 from collections.abc import Awaitable, Callable
 
 from gateway_app.counter_store import build_counter_stores
+from policies import admission, load_policy_text
+from policies.budgeting import BudgetBlock, BudgetBook, BudgetScopes
 from policies.counters import CounterStore, SlotCheck, SpendCheck, WindowCheck
 from policies.counters_settings import CountersSettings
+from policies.keys import Principal
+from policies.ratelimit import RateLimiter, build_rate_plan
 
-TOOL = [WindowCheck("rl:key:k:tool_calls_per_minute", 1e9, 60.0), WindowCheck("rl:team:t:tcpm", 1e9, 60.0)]
-WINDOWS = [WindowCheck("rl:key:k:rpm", 1e9, 60.0), WindowCheck("rl:key:k:tpm", 1e12, 60.0, 0.0)]
-SLOTS = [SlotCheck("rl:key:k:concurrent_requests", 1000)]
-SPEND = [SpendCheck("budget:team:t:daily:x", 1e12, time.time() + 86_400)]
+# Tuples, as the rate and budget plans hold them (built once per policy, not per request).
+TOOL = (WindowCheck("rl:key:k:tool_calls_per_minute", 1e9, 60.0), WindowCheck("rl:team:t:tcpm", 1e9, 60.0))
+WINDOWS = (WindowCheck("rl:key:k:rpm", 1e9, 60.0), WindowCheck("rl:key:k:tpm", 1e12, 60.0, 0.0))
+SLOTS = (SlotCheck("rl:key:k:concurrent_requests", 1000),)
+SPEND = (SpendCheck("budget:team:t:daily:x", 1e12, time.time() + 86_400),)
+SLOT_KEYS, TOKEN_KEYS, SPEND_KEYS = (SLOTS[0].key,), (WINDOWS[1].key,), (SPEND[0].key,)
+POLICY = """
+teams:
+  - {name: t, rate_limit: {requests_per_minute: 1000000000, concurrent_requests: 100000}}
+virtual_keys:
+  - id: k
+    team: t
+    secret_sha256: "0000000000000000000000000000000000000000000000000000000000000000"
+    rate_limit: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000, concurrent_requests: 1000}
+budgets:
+  teams: [{name: t, daily_limit_usd: 1000000000000}]
+"""
+PRINCIPAL = Principal("k", "k", "t", "file")
+
+Work = Callable[[CounterStore, int], Awaitable[None]]
 
 
 async def tool_call(store: CounterStore, n: int) -> None:
     await store.window_hit(TOOL, time.time())
 
 
-async def model_request(store: CounterStore, n: int) -> None:
+async def six_calls(store: CounterStore, n: int) -> None:
     lease, now = f"req{n}", time.time()
     await store.slots_acquire(SLOTS, lease, now, 3600.0)
     await store.window_hit(WINDOWS, now)
     await store.spend_reserve(SPEND, lease, 0.05, now, 3600.0)
-    await store.slots_release([SLOTS[0].key], lease)
+    await store.slots_release(SLOT_KEYS, lease)
     await store.window_add(WINDOWS[1].key, 1200.0, 60.0, now)
-    await store.spend_settle([SPEND[0].key], lease, 0.01, now)
+    await store.spend_settle(SPEND_KEYS, lease, 0.01, now)
 
 
-async def measure(
-    store: CounterStore, work: Callable[[CounterStore, int], Awaitable[None]], count: int
-) -> tuple[float, float, float]:
+async def two_calls(store: CounterStore, n: int) -> None:
+    lease, now = f"req{n}", time.time()
+    await store.admit(
+        lease, now, slots=SLOTS, slot_ttl=3600.0, windows=WINDOWS, spend=SPEND, amount=0.05, spend_ttl=3600.0
+    )
+    await store.finish(
+        lease,
+        now,
+        slot_keys=[SLOTS[0].key],
+        token_keys=[WINDOWS[1].key],
+        tokens=1200.0,
+        spend_keys=[SPEND[0].key],
+        actual=0.01,
+    )
+
+
+def policy_work(combined: bool) -> Work:
+    """A request through `RateLimiter` and `BudgetBook` (as the exchange did) or `policies.admission`."""
+    policy = load_policy_text(POLICY).policy
+    plan = build_rate_plan(policy, PRINCIPAL)
+    scopes = BudgetScopes(policy).caller_scopes(PRINCIPAL)
+    parts: dict[int, tuple[RateLimiter, BudgetBook]] = {}
+
+    async def work(store: CounterStore, n: int) -> None:
+        found = parts.get(id(store))
+        if found is None:
+            found = parts[id(store)] = (RateLimiter(store, time.time), BudgetBook(store, time.time))
+        limiter, book = found
+        lease = f"p{n}"
+        if combined:
+            admitted = await admission.admit(limiter, book, plan, scopes, 0.05, lease)
+            assert isinstance(admitted, admission.Admitted)
+            reservations = [admitted.reservation] if admitted.reservation is not None else []
+            await admission.finish(limiter, book, admitted.ticket, 1200, reservations, 0.01)
+            return
+        decision = await limiter.acquire_request(plan, lease)
+        assert decision.ticket is not None
+        reserved = await book.reserve(scopes, 0.05, lease)
+        assert not isinstance(reserved, BudgetBlock)
+        await limiter.finish(decision.ticket, 1200)
+        await book.settle(reserved, 0.01)
+
+    return work
+
+
+async def measure(store: CounterStore, work: Work, count: int) -> tuple[float, float, float]:
     for n in range(200):  # warm up (connections, script loads)
         await work(store, n)
     times = []
@@ -64,9 +131,16 @@ async def main(url: str, count: int) -> None:
     memory = build_counter_stores(CountersSettings())
     prefix = f"bench-{secrets.token_hex(4)}:"
     redis = build_counter_stores(CountersSettings(backend="redis", url=url, key_prefix=prefix))
+    works: list[tuple[str, Work]] = [
+        ("tools/call", tool_call),
+        ("msgs 6 calls", six_calls),
+        ("msgs 2 calls", two_calls),
+        ("msgs policy 6", policy_work(combined=False)),
+        ("msgs policy 2", policy_work(combined=True)),
+    ]
     try:
         print(f"{'work':<14} {'store':<7} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>10}")
-        for name, work in (("tools/call", tool_call), ("/v1/messages", model_request)):
+        for name, work in works:
             base = None
             for label, stores in (("memory", memory), ("redis", redis)):
                 p50, p99, cpu = await measure(stores.model_api, work, count)

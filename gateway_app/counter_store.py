@@ -113,7 +113,8 @@ def build_counter_stores(settings: CountersSettings, override: CounterStore | No
         store = override or MemoryCounterStore()
         backend = "memory" if override is None else type(override).__name__
         return CounterStores(settings, store, store, StoreHealth(backend))
-    redis = RedisCounterStore(open_redis(settings), settings.key_prefix)
+    # Every call goes through the guarded store's timeout (and the ping at start through its own).
+    redis = RedisCounterStore(open_redis(settings, bounded_by_caller=True), settings.key_prefix)
     health = StoreHealth("redis")
     guarded = GuardedCounterStore(redis, health, settings.on_unavailable, settings.timeout_ms / 1000)
     return CounterStores(

@@ -7,7 +7,7 @@ ones the next request is judged by. A key learns about itself and what it shares
 and budget, its team's and the org's limits and budgets (their totals, never who spent them), and
 the providers' budgets its requests may be charged against. Nothing about another key.
 
-Concurrency limits are given with no current use: the counter store offers no read of its slots.
+A concurrency limit's use is the requests of the key (or its team) in flight now.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ async def rate_limits(
     for limit in (*plan.windows, *plan.tool_calls):
         used = await limiter.store.window_used(limit.store_key, MINUTE, now)
         found.append(_window(limit, used, MINUTE))
-    found += [_window(limit, None, None) for limit in plan.slots]
+    for limit in plan.slots:
+        used = await limiter.store.slots_used(limit.store_key, now)
+        found.append({**_window(limit, used, None), "remaining": max(0, limit.value - used)})
     return found
 
 

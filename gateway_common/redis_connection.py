@@ -15,14 +15,20 @@ from redis.retry import Retry
 from policies.counters_settings import CountersSettings
 
 
-def open_redis(settings: CountersSettings) -> Redis:
-    """A client for ``settings.url`` (no I/O happens until the first command)."""
+def open_redis(settings: CountersSettings, *, bounded_by_caller: bool = False) -> Redis:
+    """A client for ``settings.url`` (no I/O happens until the first command).
+
+    ``bounded_by_caller``: every command is bounded by the caller (the counter store's
+    ``asyncio.timeout`` per operation), so the client sets no per-socket-operation timeout; with
+    one, redis-py wraps each send in ``asyncio.wait_for`` (a task per command: about a fifth of
+    a counter call's CPU). Connecting is bounded either way.
+    """
     if settings.backend != "redis" or settings.url is None:
         raise ValueError("counters.backend is not 'redis'")
     timeout = settings.timeout_ms / 1000
     return Redis.from_url(
         settings.url,
-        socket_timeout=timeout,
+        socket_timeout=None if bounded_by_caller else timeout,
         socket_connect_timeout=timeout,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=timeout, base=timeout / 8), retries=1),

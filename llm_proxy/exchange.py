@@ -5,8 +5,9 @@ permission (403), price known (403 when unknown models are blocked), rate limits
 (429), then the caller's budgets are reserved (402, or 429 while the rest of a
 budget is held by requests in flight). Targets are then tried in order
 (`forward`); a provider's own budget is reserved per target. The answer is
-relayed (`relay`). Whatever happens, `finish` releases the concurrency slot,
-counts tokens, settles every reservation to the real cost (a stream cut before
+relayed (`relay`). Rate limits and the caller's budgets are admitted in one counter
+store call (`policies.admission`). Whatever happens, `finish` releases the concurrency slot,
+counts tokens, settles every reservation (again one store call) to the real cost (a stream cut before
 its final usage: to the estimate, see `llm_proxy.usage`), dispatches alerts and
 submits one ledger row, whose ``status`` is an `Outcome`.
 """
@@ -35,12 +36,12 @@ from llm_proxy.forward import Failure, Opened, all_failed, budget_error, try_tar
 from llm_proxy.ledger import ModelRequestRow
 from llm_proxy.relay import relay_stream, relay_whole
 from llm_proxy.runtime import LlmRuntime
-from policies import Principal
+from policies import Principal, admission
 from policies.bounds import MAX_ERROR_CHARS, MAX_ID_CHARS, MAX_NAME_CHARS, clip, echo
 from policies.budgeting import BudgetBlock, Reservation
 from policies.outcomes import Outcome
 from policies.pricing import ZERO_USAGE, Rates, Usage
-from policies.ratelimit import RequestTicket
+from policies.ratelimit import RateDecision, RequestTicket
 from policies.routing import Target
 from policies.snapshot import PolicySnapshot
 
@@ -195,15 +196,21 @@ class Exchange:
             )
         estimate = rates.estimate(len(parsed.body), parsed.max_tokens) if rates is not None else 0.0
 
-        decision = await rt.limiter.acquire_request(snapshot.rate_plan(principal), self.request_id)
-        if not decision.allowed:
-            raise RateLimited(decision.message, decision.retry_after, blocked_by=decision.blocked_by)
-        self.ticket = decision.ticket
-        if resolved.budget_scopes:
-            reserved = await rt.budgets.reserve(resolved.budget_scopes, estimate, self.request_id)
-            if isinstance(reserved, BudgetBlock):
-                raise budget_error(reserved)
-            self.reservations.append(reserved)
+        admitted = await admission.admit(
+            rt.limiter,
+            rt.budgets,
+            snapshot.rate_plan(principal),
+            resolved.budget_scopes,
+            estimate,
+            self.request_id,
+        )
+        if isinstance(admitted, RateDecision):
+            raise RateLimited(admitted.message, admitted.retry_after, blocked_by=admitted.blocked_by)
+        if isinstance(admitted, BudgetBlock):
+            raise budget_error(admitted)
+        self.ticket = admitted.ticket
+        if admitted.reservation is not None:
+            self.reservations.append(admitted.reservation)
 
         opened = await self._open(resolved.targets, estimate)
         if parsed.stream and opened.response.status == 200:
@@ -300,11 +307,9 @@ class Exchange:
         rt, usage = self.rt, self.usage
         cost = self.rates.cost(usage) if self.rates is not None and usage is not ZERO_USAGE else 0.0
         try:
-            if self.ticket is not None:
-                await rt.limiter.finish(self.ticket, usage.rate_limited_tokens)
-            alerts = []
-            for reservation in self.reservations:
-                alerts.extend(await rt.budgets.settle(reservation, cost))
+            alerts = await admission.finish(
+                rt.limiter, rt.budgets, self.ticket, usage.rate_limited_tokens, self.reservations, cost
+            )
             if alerts:
                 rt.alerts.dispatch(alerts)
         finally:

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import calendar
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from policies.budgets import BudgetLimits
 from policies.config import GatewayPolicy
-from policies.counters import Clock, CounterStore, SpendCheck
+from policies.counters import Clock, CounterStore, SpendCheck, SpendDenial, SpendState
 from policies.keys import Principal
 
 Period = Literal["daily", "weekly", "monthly"]
@@ -154,7 +154,7 @@ class Reservation:
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
+class BudgetPlan:
     """The counters of a set of scopes for the current periods, with their store checks."""
 
     valid_from: float
@@ -162,6 +162,12 @@ class _Plan:
     counters: tuple[Counter, ...]
     checks: tuple[SpendCheck, ...]
     keys: tuple[str, ...]
+
+    def block(self, denial: SpendDenial, now: float) -> BudgetBlock:
+        """The refusal a store's denial of one of these counters means."""
+        state = denial.state
+        counter = self.counters[denial.index]
+        return BudgetBlock(counter, state.spent, state.reserved, state.spent < counter.limit, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +272,7 @@ class BudgetBook:
     def __init__(self, store: CounterStore, clock: Clock) -> None:
         self.store = store
         self.clock = clock
-        self._plans: dict[tuple[BudgetScope, ...], _Plan] = {}
+        self._plans: dict[tuple[BudgetScope, ...], BudgetPlan] = {}
 
     def counters(self, scopes: Iterable[BudgetScope], now: float | None = None) -> tuple[Counter, ...]:
         now = self.clock() if now is None else now
@@ -279,13 +285,14 @@ class BudgetBook:
 
     # -- reserve and settle ----------------------------------------------------------------
 
-    def _plan(self, scopes: tuple[BudgetScope, ...], now: float) -> _Plan:
+    def plan(self, scopes: tuple[BudgetScope, ...], now: float) -> BudgetPlan:
+        """The counters of ``scopes`` for the periods containing ``now``, with their store checks."""
         plan = self._plans.get(scopes)
         if plan is None or not plan.valid_from <= now < plan.valid_until:
             if len(self._plans) >= 4096:  # scopes of replaced policies are never asked for again
                 self._plans.clear()
             counters = self.counters(scopes, now)
-            plan = _Plan(
+            plan = BudgetPlan(
                 valid_from=max(c.start.timestamp() for c in counters),
                 valid_until=min(c.end.timestamp() for c in counters),
                 counters=counters,
@@ -302,13 +309,11 @@ class BudgetBook:
         if not scopes:
             return Reservation(lease, (), amount)
         now = self.clock()
-        plan = self._plan(scopes, now)
+        plan = self.plan(scopes, now)
         denial = await self.store.spend_reserve(plan.checks, lease, amount, now, RESERVATION_TTL)
         if denial is None:
             return Reservation(lease, plan.counters, amount, plan.keys)
-        state = denial.state
-        counter = plan.counters[denial.index]
-        return BudgetBlock(counter, state.spent, state.reserved, state.spent < counter.limit, now)
+        return plan.block(denial, now)
 
     async def settle(self, reservation: Reservation, actual: float) -> list[BudgetAlert]:
         """Replace the reservation by the real cost; returns the alerts this crossing fires."""
@@ -316,6 +321,12 @@ class BudgetBook:
             return []
         now = self.clock()
         states = await self.store.spend_settle(reservation.keys, reservation.lease, actual, now)
+        return await self.alerts(reservation, states, actual, now)
+
+    async def alerts(
+        self, reservation: Reservation, states: Sequence[SpendState], actual: float, now: float
+    ) -> list[BudgetAlert]:
+        """The alerts a settlement of ``actual`` that left its counters at ``states`` fires (once each)."""
         if actual <= 0:
             return []
         alerts: list[BudgetAlert] = []

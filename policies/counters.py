@@ -54,6 +54,12 @@ class SlotCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotDenial:
+    index: int
+    """Which slot check is full (position in the list given)."""
+
+
+@dataclass(frozen=True, slots=True)
 class SpendCheck:
     key: str
     limit: float
@@ -73,6 +79,10 @@ class SpendState:
 class SpendDenial:
     index: int
     state: SpendState
+
+
+Denial = SlotDenial | WindowDenial | SpendDenial
+"""Why `CounterStore.admit` refused: the first full slot, window or budget counter."""
 
 
 class CounterStore(Protocol):
@@ -96,6 +106,10 @@ class CounterStore(Protocol):
 
     async def slots_release(self, keys: Sequence[str], lease: str) -> None: ...
 
+    async def slots_used(self, key: str, now: float) -> int:
+        """Leases held under ``key`` that have not expired at ``now`` (a read: nothing changes)."""
+        ...
+
     async def spend_reserve(
         self, checks: Sequence[SpendCheck], lease: str, amount: float, now: float, ttl: float
     ) -> SpendDenial | None:
@@ -116,6 +130,41 @@ class CounterStore(Protocol):
 
     async def once(self, key: str, expires_at: float) -> bool:
         """True the first time a key is seen (until it expires), False afterwards."""
+        ...
+
+    async def admit(
+        self,
+        lease: str,
+        now: float,
+        *,
+        slots: Sequence[SlotCheck] = (),
+        slot_ttl: float = 0.0,
+        windows: Sequence[WindowCheck] = (),
+        spend: Sequence[SpendCheck] = (),
+        amount: float = 0.0,
+        spend_ttl: float = 0.0,
+    ) -> Denial | None:
+        """`slots_acquire`, `window_hit` and `spend_reserve` in one atomic step, all or nothing.
+
+        Checked in that order; the first refusal is returned and nothing is taken or charged.
+        A model request's whole admission is one call (one round trip to a shared store).
+        """
+        ...
+
+    async def finish(
+        self,
+        lease: str,
+        now: float,
+        *,
+        slot_keys: Sequence[str] = (),
+        token_keys: Sequence[str] = (),
+        tokens: float = 0.0,
+        window: float = 60.0,
+        spend_keys: Sequence[str] = (),
+        actual: float = 0.0,
+    ) -> list[SpendState]:
+        """`slots_release`, `window_add` of ``tokens`` to each token key, and `spend_settle` of
+        ``spend_keys``, in one step; returns the settled counters' states (as `spend_settle`)."""
         ...
 
 
@@ -202,7 +251,9 @@ class MemoryCounterStore:
         self._ops = 0
         self._prune_every = prune_every
 
-    async def window_hit(self, checks: Sequence[WindowCheck], now: float) -> WindowDenial | None:
+    # -- the steps every operation is made of (plain code: atomic because nothing awaits) ---
+
+    def _windows_check(self, checks: Sequence[WindowCheck], now: float) -> list[_Window] | WindowDenial:
         windows = []
         for index, check in enumerate(checks):
             window = self._windows.get(check.key)
@@ -214,31 +265,22 @@ class MemoryCounterStore:
                 retry = window.retry_after(check.limit, check.cost, check.window, now)
                 return WindowDenial(index, used, retry)
             windows.append(window)
+        return windows
+
+    @staticmethod
+    def _windows_charge(windows: list[_Window], checks: Sequence[WindowCheck], now: float) -> None:
         for window, check in zip(windows, checks, strict=True):
             if check.cost:
                 window.add(check.cost, check.window, now)
-        self._tick(now)
-        return None
 
-    async def window_add(self, key: str, amount: float, window: float, now: float) -> None:
-        if amount <= 0:
-            return
+    def _window_add(self, key: str, amount: float, window: float, now: float) -> None:
         entry = self._windows.get(key)
         if entry is None:
             entry = self._windows[key] = _Window()
         entry.expire(window, now)
         entry.add(amount, window, now)
 
-    async def window_used(self, key: str, window: float, now: float) -> float:
-        entry = self._windows.get(key)
-        if entry is None:
-            return 0.0
-        entry.expire(window, now)
-        return entry.total
-
-    async def slots_acquire(
-        self, checks: Sequence[SlotCheck], lease: str, now: float, ttl: float
-    ) -> int | None:
+    def _slots_check(self, checks: Sequence[SlotCheck], lease: str, now: float) -> list[_Slots] | int:
         holders = []
         for index, check in enumerate(checks):
             slots = self._slots.get(check.key)
@@ -249,22 +291,22 @@ class MemoryCounterStore:
             if len(slots.leases) >= check.limit and lease not in slots.leases:
                 return index
             holders.append(slots)
-        until = now + ttl
+        return holders
+
+    @staticmethod
+    def _slots_take(holders: list[_Slots], lease: str, until: float) -> None:
         for slots in holders:
             slots.leases[lease] = until
             if until < slots.next_expiry:
                 slots.next_expiry = until
-        return None
 
-    async def slots_release(self, keys: Sequence[str], lease: str) -> None:
+    def _slots_release(self, keys: Sequence[str], lease: str) -> None:
         for key in keys:
             slots = self._slots.get(key)
             if slots is not None:
                 slots.leases.pop(lease, None)
 
-    async def spend_reserve(
-        self, checks: Sequence[SpendCheck], lease: str, amount: float, now: float, ttl: float
-    ) -> SpendDenial | None:
+    def _spend_check(self, checks: Sequence[SpendCheck], now: float) -> list[_Spend] | SpendDenial:
         counters = []
         for index, check in enumerate(checks):
             counter = self._spend.get(check.key)
@@ -275,7 +317,10 @@ class MemoryCounterStore:
             if counter.spent + counter.reserved >= check.limit:
                 return SpendDenial(index, counter.state())
             counters.append(counter)
-        until = now + ttl
+        return counters
+
+    @staticmethod
+    def _spend_take(counters: list[_Spend], lease: str, amount: float, until: float) -> None:
         for counter in counters:
             previous = counter.leases.get(lease)
             if previous is not None:
@@ -284,12 +329,8 @@ class MemoryCounterStore:
             counter.reserved += amount
             if until < counter.next_expiry:
                 counter.next_expiry = until
-        self._tick(now)
-        return None
 
-    async def spend_settle(
-        self, keys: Sequence[str], lease: str, actual: float, now: float
-    ) -> list[SpendState]:
+    def _spend_settle(self, keys: Sequence[str], lease: str, actual: float, now: float) -> list[SpendState]:
         states = []
         for key in keys:
             counter = self._spend.get(key)
@@ -303,6 +344,60 @@ class MemoryCounterStore:
             counter.spent += actual
             states.append(counter.state())
         return states
+
+    # -- the operations --------------------------------------------------------------------
+
+    async def window_hit(self, checks: Sequence[WindowCheck], now: float) -> WindowDenial | None:
+        windows = self._windows_check(checks, now)
+        if isinstance(windows, WindowDenial):
+            return windows
+        self._windows_charge(windows, checks, now)
+        self._tick(now)
+        return None
+
+    async def window_add(self, key: str, amount: float, window: float, now: float) -> None:
+        if amount > 0:
+            self._window_add(key, amount, window, now)
+
+    async def window_used(self, key: str, window: float, now: float) -> float:
+        entry = self._windows.get(key)
+        if entry is None:
+            return 0.0
+        entry.expire(window, now)
+        return entry.total
+
+    async def slots_acquire(
+        self, checks: Sequence[SlotCheck], lease: str, now: float, ttl: float
+    ) -> int | None:
+        holders = self._slots_check(checks, lease, now)
+        if isinstance(holders, int):
+            return holders
+        self._slots_take(holders, lease, now + ttl)
+        return None
+
+    async def slots_release(self, keys: Sequence[str], lease: str) -> None:
+        self._slots_release(keys, lease)
+
+    async def slots_used(self, key: str, now: float) -> int:
+        slots = self._slots.get(key)
+        if slots is None:
+            return 0
+        return sum(1 for until in slots.leases.values() if until > now)
+
+    async def spend_reserve(
+        self, checks: Sequence[SpendCheck], lease: str, amount: float, now: float, ttl: float
+    ) -> SpendDenial | None:
+        counters = self._spend_check(checks, now)
+        if isinstance(counters, SpendDenial):
+            return counters
+        self._spend_take(counters, lease, amount, now + ttl)
+        self._tick(now)
+        return None
+
+    async def spend_settle(
+        self, keys: Sequence[str], lease: str, actual: float, now: float
+    ) -> list[SpendState]:
+        return self._spend_settle(keys, lease, actual, now)
 
     async def spend_state(self, key: str, now: float) -> SpendState:
         counter = self._spend.get(key)
@@ -320,6 +415,54 @@ class MemoryCounterStore:
             return False
         self._once[key] = expires_at
         return True
+
+    async def admit(
+        self,
+        lease: str,
+        now: float,
+        *,
+        slots: Sequence[SlotCheck] = (),
+        slot_ttl: float = 0.0,
+        windows: Sequence[WindowCheck] = (),
+        spend: Sequence[SpendCheck] = (),
+        amount: float = 0.0,
+        spend_ttl: float = 0.0,
+    ) -> Denial | None:
+        holders = self._slots_check(slots, lease, now) if slots else []
+        if isinstance(holders, int):
+            return SlotDenial(holders)
+        charged = self._windows_check(windows, now) if windows else []
+        if isinstance(charged, WindowDenial):
+            return charged
+        counters = self._spend_check(spend, now) if spend else []
+        if isinstance(counters, SpendDenial):
+            return counters
+        if holders:
+            self._slots_take(holders, lease, now + slot_ttl)
+        if charged:
+            self._windows_charge(charged, windows, now)
+        if counters:
+            self._spend_take(counters, lease, amount, now + spend_ttl)
+        self._tick(now)
+        return None
+
+    async def finish(
+        self,
+        lease: str,
+        now: float,
+        *,
+        slot_keys: Sequence[str] = (),
+        token_keys: Sequence[str] = (),
+        tokens: float = 0.0,
+        window: float = 60.0,
+        spend_keys: Sequence[str] = (),
+        actual: float = 0.0,
+    ) -> list[SpendState]:
+        self._slots_release(slot_keys, lease)
+        if tokens > 0:
+            for key in token_keys:
+                self._window_add(key, tokens, window, now)
+        return self._spend_settle(spend_keys, lease, actual, now)
 
     # -- housekeeping ----------------------------------------------------------------------
 

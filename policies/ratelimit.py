@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 from policies.config import GatewayPolicy
-from policies.counters import Clock, CounterStore, SlotCheck, WindowCheck
+from policies.counters import Clock, CounterStore, SlotCheck, SlotDenial, WindowCheck, WindowDenial
 from policies.keys import Principal
 from policies.limits import RateLimit
 
@@ -121,15 +121,13 @@ class RateLimiter:
         if plan.slot_checks:
             full = await self.store.slots_acquire(plan.slot_checks, lease, now, SLOT_TTL)
             if full is not None:
-                limit = plan.slots[full]
-                return self._refusal(limit, CONCURRENCY_RETRY_AFTER, "requests are already in flight")
+                return self.refusal(plan, SlotDenial(full))
         if plan.window_checks:
             denial = await self.store.window_hit(plan.window_checks, now)
             if denial is not None:
                 if plan.slot_keys:
                     await self.store.slots_release(plan.slot_keys, lease)
-                limit = plan.windows[denial.index]
-                return self._refusal(limit, denial.retry_after, f"{denial.used:g} used in the last minute")
+                return self.refusal(plan, denial)
         return RateDecision(True, ticket=RequestTicket(lease, plan.slot_keys, plan.token_keys))
 
     async def finish(self, ticket: RequestTicket, tokens: int) -> None:
@@ -154,6 +152,15 @@ class RateLimiter:
         return self._refusal(limit, denial.retry_after, f"{denial.used:g} used in the last minute")
 
     # -- helpers ---------------------------------------------------------------------------
+
+    @classmethod
+    def refusal(cls, plan: RatePlan, denial: SlotDenial | WindowDenial) -> RateDecision:
+        """The refusal (message, retry-after, ledger name) a store's denial under ``plan`` means."""
+        if isinstance(denial, SlotDenial):
+            limit = plan.slots[denial.index]
+            return cls._refusal(limit, CONCURRENCY_RETRY_AFTER, "requests are already in flight")
+        limit = plan.windows[denial.index]
+        return cls._refusal(limit, denial.retry_after, f"{denial.used:g} used in the last minute")
 
     @staticmethod
     def _refusal(limit: _Limit, retry_after: float, detail: str) -> RateDecision:

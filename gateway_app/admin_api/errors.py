@@ -4,19 +4,23 @@ Every refusal is JSON ``{"error": code, "message": text}`` (plus fields some err
 refused reload's record) with the status that says who must act: 400 a request the API cannot read,
 401 no admin token (or a virtual key's secret), 403 a read-only token on a change, 404 an unknown
 id, 409 a change that conflicts with the current state, 422 a readable request the gateway refuses
-(the message says why). The domain's own exceptions (`KeyNotFound`, `KeyRequestError`,
-`PeriodError`, `InvalidCursor`) are mapped here, so no handler translates them itself.
+(the message says why), 503 a shared counter store that cannot be reached (live spend and limits
+cannot be read; retry). The domain's own exceptions (`KeyNotFound`, `KeyRequestError`,
+`PeriodError`, `InvalidCursor`, `CounterStoreUnavailable`) are mapped here, so no handler
+translates them itself.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from starlette.responses import JSONResponse
 
 from gateway_app.keys_admin import KeyNotFound, KeyRequestError
 from gateway_app.queries import InvalidCursor, PeriodError
+from gateway_common.counters.guarded import CounterStoreUnavailable
 from policies.bounds import MAX_ERROR_CHARS, clip
 
 logger = logging.getLogger("gateway_app.admin_api")
@@ -69,6 +73,12 @@ class Failed(AdminApiError):
     status, code = 500, "failed"
 
 
+class Unavailable(AdminApiError):
+    """Something the answer needs cannot be reached now (the shared counter store): retry."""
+
+    status, code = 503, "unavailable"
+
+
 def as_admin_error(exc: Exception) -> AdminApiError:
     """The admin API's view of any exception a handler let through."""
     if isinstance(exc, AdminApiError):
@@ -79,6 +89,13 @@ def as_admin_error(exc: Exception) -> AdminApiError:
         return Refused(str(exc))
     if isinstance(exc, PeriodError | InvalidCursor):
         return BadRequest(str(exc))
+    if isinstance(exc, CounterStoreUnavailable):
+        seconds = max(1, math.ceil(exc.retry_after))
+        return Unavailable(
+            f"The gateway cannot reach its counter store, so live {exc.concern.replace('_', ' ')} "
+            f"cannot be read now; retry in {seconds} s",
+            headers={"retry-after": str(seconds)},
+        )
     logger.error("admin API request failed", exc_info=exc)
     return Failed(f"the gateway could not complete the request ({type(exc).__name__}); see its log")
 

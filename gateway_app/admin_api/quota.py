@@ -40,8 +40,8 @@ OPERATIONS = (
         access="key",
         responses={
             200: "`{key_id, name, team, at, rate_limits: [...], budgets: [...]}`: each limit with its use "
-            "in the last minute (`used` null for concurrency), each budget's current period with spent, "
-            "limit, remaining and reset."
+            "in the last minute (for concurrency: requests in flight now), each budget's current period "
+            "with spent, limit, remaining and reset."
         },
     ),
 )

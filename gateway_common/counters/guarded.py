@@ -5,11 +5,12 @@ bounded by ``counters.timeout_ms``; a Redis error or timeout becomes the policy'
 answer for the concern the call serves (``counters.on_unavailable``):
 
 - admission checks (``window_hit``, ``slots_acquire`` for rate limits; ``spend_reserve``
-  for budgets): ``allow`` lets the request through uncounted, ``refuse`` raises the
+  for budgets; ``admit``, a model request's all three at once, for each concern it checks:
+  one that refuses refuses the request): ``allow`` lets the request through uncounted, ``refuse`` raises the
   refusal the front door maps to its wire (503 with ``retry-after`` on the model API,
   a JSON-RPC error on tools/call: see `with_refusal`);
 - bookkeeping after the fact (``slots_release``, ``window_add``, ``spend_settle``,
-  ``spend_seed``) cannot be refused: it is kept (bounded) and replayed as soon as the
+  ``finish``, ``spend_seed``) cannot be refused: it is kept (bounded) and replayed as soon as the
   store answers again, so slots are freed and spend lands late rather than never
   (a settlement whose reply was lost may count twice: budgets err on the safe side);
 - reads for status pages raise `CounterStoreUnavailable`; ``once`` (budget alerts) says
@@ -35,6 +36,7 @@ from redis.exceptions import RedisError
 from gateway_common.counters.health import StoreHealth
 from policies.counters import (
     CounterStore,
+    Denial,
     SlotCheck,
     SpendCheck,
     SpendDenial,
@@ -219,6 +221,42 @@ class GuardedCounterStore:
             self._fallback(Concern.BUDGETS)
             return None
 
+    async def admit(
+        self,
+        lease: str,
+        now: float,
+        *,
+        slots: Sequence[SlotCheck] = (),
+        slot_ttl: float = 0.0,
+        windows: Sequence[WindowCheck] = (),
+        spend: Sequence[SpendCheck] = (),
+        amount: float = 0.0,
+        spend_ttl: float = 0.0,
+    ) -> Denial | None:
+        """Down: each concern the call checks gets its own policy, rate limits first (the order the
+        separate calls had), so one that refuses refuses the request and all allowing lets it in."""
+        inner = self._shared.inner
+        try:
+            return await self._shared.run(
+                "admit",
+                lambda: inner.admit(
+                    lease,
+                    now,
+                    slots=slots,
+                    slot_ttl=slot_ttl,
+                    windows=windows,
+                    spend=spend,
+                    amount=amount,
+                    spend_ttl=spend_ttl,
+                ),
+            )
+        except _Down:
+            if slots or windows:
+                self._fallback(Concern.RATE_LIMITS)
+            if spend:
+                self._fallback(Concern.BUDGETS)
+            return None
+
     # -- bookkeeping (replayed when the store is back) -------------------------------------
 
     async def _book(self, op: str, call: Callable[[], Awaitable[T]]) -> T | None:
@@ -249,12 +287,50 @@ class GuardedCounterStore:
         inner = self._shared.inner
         await self._book("spend_seed", lambda: inner.spend_seed(key, spent, expires_at))
 
+    async def finish(
+        self,
+        lease: str,
+        now: float,
+        *,
+        slot_keys: Sequence[str] = (),
+        token_keys: Sequence[str] = (),
+        tokens: float = 0.0,
+        window: float = 60.0,
+        spend_keys: Sequence[str] = (),
+        actual: float = 0.0,
+    ) -> list[SpendState]:
+        inner = self._shared.inner
+
+        def call() -> Awaitable[list[SpendState]]:
+            return inner.finish(
+                lease,
+                now,
+                slot_keys=slot_keys,
+                token_keys=token_keys,
+                tokens=tokens,
+                window=window,
+                spend_keys=spend_keys,
+                actual=actual,
+            )
+
+        states = await self._book("finish", call)
+        if states is None:  # unknown until replayed: no alert fires from it
+            return [SpendState(0.0, 0.0, 0) for _ in spend_keys]
+        return states
+
     # -- reads -----------------------------------------------------------------------------
 
     async def window_used(self, key: str, window: float, now: float) -> float:
         inner = self._shared.inner
         try:
             return await self._shared.run("window_used", lambda: inner.window_used(key, window, now))
+        except _Down:
+            raise CounterStoreUnavailable(Concern.RATE_LIMITS) from None
+
+    async def slots_used(self, key: str, now: float) -> int:
+        inner = self._shared.inner
+        try:
+            return await self._shared.run("slots_used", lambda: inner.slots_used(key, now))
         except _Down:
             raise CounterStoreUnavailable(Concern.RATE_LIMITS) from None
 

@@ -14,14 +14,17 @@ gets while Redis is unreachable is `guarded.GuardedCounterStore`'s business.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from redis.asyncio import Redis
 
 from gateway_common.counters import scripts
 from policies.counters import (
     WINDOW_SLICES,
+    Denial,
     SlotCheck,
+    SlotDenial,
     SpendCheck,
     SpendDenial,
     SpendState,
@@ -33,6 +36,9 @@ KEEP_MARGIN_MS = 1000
 """Windows and slot sets outlive their last write by their length plus this."""
 SETTLE_KEEP = 40 * 86_400.0
 """A counter first seen by a settlement is kept this long (as in memory)."""
+CACHE_SIZE = 4096
+"""Encoded plans kept (`RedisCounterStore._encoded`)."""
+_Check = TypeVar("_Check", SlotCheck, WindowCheck, SpendCheck)
 
 
 def _slice(window: float, now: float) -> str:
@@ -43,6 +49,18 @@ def _slice(window: float, now: float) -> str:
 
 def _ttl_ms(seconds: float) -> int:
     return math.ceil(seconds * 1000) + KEEP_MARGIN_MS
+
+
+def _slot_numbers(check: SlotCheck) -> str:
+    return repr(check.limit)
+
+
+def _window_numbers(check: WindowCheck) -> str:
+    return f"{check.limit!r} {check.window!r} {check.cost!r} {_ttl_ms(check.window)}"
+
+
+def _spend_numbers(check: SpendCheck) -> str:
+    return f"{check.limit!r} {check.expires_at!r}"
 
 
 def _state(reply: Sequence[bytes | int]) -> SpendState:
@@ -66,9 +84,50 @@ class RedisCounterStore:
         self._spend_state = register(scripts.SPEND_STATE)
         self._spend_seed = register(scripts.SPEND_SEED)
         self._once = register(scripts.ONCE)
+        self._slots_used = register(scripts.SLOTS_USED)
+        self._admit = register(scripts.ADMIT)
+        self._finish = register(scripts.FINISH)
+        self._cache: dict[int, tuple[object, list[bytes], bytes]] = {}
 
     def key(self, name: str) -> str:
         return self.prefix + name
+
+    # -- what a model request sends, encoded once per policy -------------------------------
+
+    def _encoded(
+        self, checks: Sequence[_Check], numbers: Callable[[_Check], str]
+    ) -> tuple[list[bytes], bytes]:
+        """The checks' keys and numbers as the scripts take them, from the cache when ``checks`` is
+        a tuple seen before (a rate or budget plan's: the same object for every request under one
+        policy). Sending bytes, and the numbers as one argument, is most of what a call costs here."""
+        if not checks:
+            return [], b""
+        if isinstance(checks, tuple):
+            hit = self._cache.get(id(checks))
+            if hit is not None and hit[0] is checks:
+                return hit[1], hit[2]
+        prefix = self.prefix
+        found = ([(prefix + check.key).encode() for check in checks], " ".join(map(numbers, checks)).encode())
+        if isinstance(checks, tuple):
+            self._remember(checks, found)
+        return found
+
+    def _keys(self, names: Sequence[str]) -> list[bytes]:
+        if not names:
+            return []
+        if isinstance(names, tuple):
+            hit = self._cache.get(id(names))
+            if hit is not None and hit[0] is names:
+                return hit[1]
+        keys = [(self.prefix + name).encode() for name in names]
+        if isinstance(names, tuple):
+            self._remember(names, (keys, b""))
+        return keys
+
+    def _remember(self, source: tuple[object, ...], found: tuple[list[bytes], bytes]) -> None:
+        if len(self._cache) >= CACHE_SIZE:  # plans of replaced policies are never asked for again
+            self._cache.clear()
+        self._cache[id(source)] = (source, *found)  # holding `source` keeps its id from being reused
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
@@ -110,6 +169,9 @@ class RedisCounterStore:
         if keys:
             await self._slots_release(keys=[self.prefix + key for key in keys], args=[lease])
 
+    async def slots_used(self, key: str, now: float) -> int:
+        return int(await self._slots_used(keys=[self.prefix + key], args=[now]))
+
     # -- spend -----------------------------------------------------------------------------
 
     async def spend_reserve(
@@ -139,3 +201,72 @@ class RedisCounterStore:
 
     async def once(self, key: str, expires_at: float) -> bool:
         return bool(await self._once(keys=[self.prefix + key], args=[expires_at]))
+
+    # -- a model request's admission and end, one round trip each ---------------------------
+
+    async def admit(
+        self,
+        lease: str,
+        now: float,
+        *,
+        slots: Sequence[SlotCheck] = (),
+        slot_ttl: float = 0.0,
+        windows: Sequence[WindowCheck] = (),
+        spend: Sequence[SpendCheck] = (),
+        amount: float = 0.0,
+        spend_ttl: float = 0.0,
+    ) -> Denial | None:
+        slot_keys, slot_numbers = self._encoded(slots, _slot_numbers)
+        window_keys, window_numbers = self._encoded(windows, _window_numbers)
+        spend_keys, spend_numbers = self._encoded(spend, _spend_numbers)
+        numbers = b" ".join((slot_numbers, window_numbers, spend_numbers))
+        args: list[float | str | int | bytes] = [
+            lease,
+            now,
+            len(slots),
+            len(windows),
+            now + slot_ttl,
+            _ttl_ms(slot_ttl),
+            amount,
+            now + spend_ttl,
+            numbers,
+        ]
+        args += [_slice(w.window, now) for w in windows]
+        reply = await self._admit(keys=[*slot_keys, *window_keys, *spend_keys], args=args)
+        if reply is None:
+            return None
+        kind, index = int(reply[0]), int(reply[1])
+        if kind == 0:
+            return SlotDenial(index)
+        if kind == 1:
+            return WindowDenial(index, float(reply[2]), float(reply[3]))
+        return SpendDenial(index, _state(reply[2:]))
+
+    async def finish(
+        self,
+        lease: str,
+        now: float,
+        *,
+        slot_keys: Sequence[str] = (),
+        token_keys: Sequence[str] = (),
+        tokens: float = 0.0,
+        window: float = 60.0,
+        spend_keys: Sequence[str] = (),
+        actual: float = 0.0,
+    ) -> list[SpendState]:
+        keys = [*self._keys(slot_keys), *self._keys(token_keys), *self._keys(spend_keys)]
+        if not keys:
+            return []
+        args: list[float | str | int] = [
+            lease,
+            now,
+            len(slot_keys),
+            len(token_keys),
+            tokens,
+            window,
+            _slice(window, now),
+            _ttl_ms(window),
+            actual,
+        ]
+        reply = await self._finish(keys=keys, args=args)
+        return [_state(item) for item in reply]

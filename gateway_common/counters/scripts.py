@@ -50,6 +50,22 @@ local function live(key, window, now)
   if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
   return used, fields, amounts
 end
+-- Nil when a hit of `cost` fits; else used and seconds to retry (formatted).
+local function refused(key, limit, window, cost, now)
+  local used, fields, amounts = live(key, window, now)
+  if used < limit and used + cost <= limit then return nil end
+  table.sort(fields)
+  local left = used
+  local retry = window
+  for _, start in ipairs(fields) do
+    left = left - amounts[start]
+    if left < limit and left + cost <= limit then
+      retry = math.max(start + window - now, 0)
+      break
+    end
+  end
+  return fmt(used), fmt(retry)
+end
 local function add(key, field, amount, ttl_ms)
   local current = redis.call('HGET', key, field)
   local total = amount
@@ -68,20 +84,8 @@ local now = tonumber(ARGV[1])
 for i = 1, #KEYS do
   local base = 1 + (i - 1) * 5
   local limit, window, cost = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
-  local used, fields, amounts = live(KEYS[i], window, now)
-  if used >= limit or used + cost > limit then
-    table.sort(fields)
-    local left = used
-    local retry = window
-    for _, start in ipairs(fields) do
-      left = left - amounts[start]
-      if left < limit and left + cost <= limit then
-        retry = math.max(start + window - now, 0)
-        break
-      end
-    end
-    return {i - 1, fmt(used), fmt(retry)}
-  end
+  local used, retry = refused(KEYS[i], limit, window, cost, now)
+  if used then return {i - 1, used, retry} end
 end
 for i = 1, #KEYS do
   local base = 1 + (i - 1) * 5
@@ -113,16 +117,21 @@ return fmt(used)
 """
 )
 
+_SLOTS = """
+local function slots_full(key, lease, now, limit)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  return redis.call('ZCARD', key) >= limit and not redis.call('ZSCORE', key, lease)
+end
+"""
+
 SLOTS_ACQUIRE = (
     _COMMON
+    + _SLOTS
     + """
 -- ARGV: lease, now, until, ttl ms, then one limit per key
 local lease, now = ARGV[1], ARGV[2]
 for i = 1, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[4 + i]) and not redis.call('ZSCORE', KEYS[i], lease) then
-    return i - 1
-  end
+  if slots_full(KEYS[i], lease, now, tonumber(ARGV[4 + i])) then return i - 1 end
 end
 local ttl_ms = tonumber(ARGV[4])
 for i = 1, #KEYS do
@@ -174,6 +183,52 @@ end
 local function state(key)
   return {fmt(num(key, 'spent')), fmt(math.max(num(key, 'reserved'), 0)), num(key, 'n')}
 end
+-- The hot path (admit, reserve, settle) reads a counter's fields with one HMGET: every call a
+-- script makes costs about as much as the arithmetic around it.
+-- Nil when the counter has room; else its state. Creates it (kept until `expires`) if new.
+local function full(key, limit, expires, now)
+  local v = redis.call('HMGET', key, 'spent', 'reserved', 'n', 'next')
+  if not v[1] then
+    create(key, '0', expires)
+    v = {'0', '0', '0'}
+  elseif v[4] and now >= tonumber(v[4]) then
+    expire_leases(key, now)
+    v = redis.call('HMGET', key, 'spent', 'reserved', 'n')
+  end
+  local spent, reserved = tonumber(v[1]), tonumber(v[2])
+  if spent + reserved >= limit then return {fmt(spent), fmt(math.max(reserved, 0)), tonumber(v[3])} end
+  return nil
+end
+-- Hold `amount` (the argument string, stored exactly) for `lease` until `until_s`.
+local function hold(key, lease, amount, until_s)
+  local v = redis.call('HMGET', key, 'reserved', 'n', 'a:' .. lease, 'next')
+  local reserved, n = tonumber(v[1]), tonumber(v[2])
+  if v[3] then reserved = reserved - tonumber(v[3]) else n = n + 1 end
+  reserved = reserved + tonumber(amount)
+  local fields = {'a:' .. lease, amount, 'u:' .. lease, until_s, 'reserved', fmt(reserved), 'n', n}
+  if not v[4] or tonumber(until_s) < tonumber(v[4]) then
+    fields[#fields + 1] = 'next'
+    fields[#fields + 1] = until_s
+  end
+  redis.call('HSET', key, unpack(fields))
+end
+-- Drop the lease's hold and add `actual`; returns the new state.
+local function settle(key, lease, actual, now)
+  local v = redis.call('HMGET', key, 'spent', 'reserved', 'n', 'a:' .. lease)
+  local created = not v[1]
+  local spent, reserved, n = 0, 0, 0
+  if not created then spent, reserved, n = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]) end
+  if v[4] then
+    reserved = reserved - tonumber(v[4])
+    redis.call('HDEL', key, 'a:' .. lease, 'u:' .. lease)
+    n = n - 1
+  end
+  if n == 0 then reserved = 0 end
+  spent = tonumber(fmt(spent + actual))
+  redis.call('HSET', key, 'spent', fmt(spent), 'reserved', fmt(reserved), 'n', n)
+  if created then expire_at(key, now + DEFAULT_KEEP) end
+  return {fmt(spent), fmt(math.max(reserved, 0)), n}
+end
 """
 
 SPEND_RESERVE = (
@@ -181,25 +236,12 @@ SPEND_RESERVE = (
     + _SPEND
     + """
 -- ARGV: lease, amount, now, until, then per key: limit, expires at
-local lease, amount, now, until_ = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local lease, now = ARGV[1], tonumber(ARGV[3])
 for i = 1, #KEYS do
-  local key = KEYS[i]
-  if not create(key, '0', tonumber(ARGV[4 + 2 * i])) then expire_leases(key, now) end
-  if num(key, 'spent') + num(key, 'reserved') >= tonumber(ARGV[3 + 2 * i]) then
-    local s = state(key)
-    return {i - 1, s[1], s[2], s[3]}
-  end
+  local s = full(KEYS[i], tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i]), now)
+  if s then return {i - 1, s[1], s[2], s[3]} end
 end
-for i = 1, #KEYS do
-  local key = KEYS[i]
-  local reserved, n = num(key, 'reserved'), num(key, 'n')
-  local previous = redis.call('HGET', key, 'a:' .. lease)
-  if previous then reserved = reserved - tonumber(previous) else n = n + 1 end
-  reserved = reserved + amount
-  redis.call('HSET', key, 'a:' .. lease, ARGV[2], 'u:' .. lease, ARGV[4], 'reserved', fmt(reserved), 'n', n)
-  local nxt = redis.call('HGET', key, 'next')
-  if not nxt or until_ < tonumber(nxt) then redis.call('HSET', key, 'next', ARGV[4]) end
-end
+for i = 1, #KEYS do hold(KEYS[i], lease, ARGV[2], ARGV[4]) end
 return false
 """
 )
@@ -211,20 +253,7 @@ SPEND_SETTLE = (
 -- ARGV: lease, actual, now
 local lease, actual, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
-for i = 1, #KEYS do
-  local key = KEYS[i]
-  create(key, '0', now + DEFAULT_KEEP)
-  local reserved, n = num(key, 'reserved'), num(key, 'n')
-  local held = redis.call('HGET', key, 'a:' .. lease)
-  if held then
-    reserved = reserved - tonumber(held)
-    redis.call('HDEL', key, 'a:' .. lease, 'u:' .. lease)
-    n = n - 1
-  end
-  if n == 0 then reserved = 0 end
-  redis.call('HSET', key, 'spent', fmt(num(key, 'spent') + actual), 'reserved', fmt(reserved), 'n', n)
-  out[i] = state(key)
-end
+for i = 1, #KEYS do out[i] = settle(KEYS[i], lease, actual, now) end
 return out
 """
 )
@@ -258,5 +287,86 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('SET', KEYS[1], '1')
 expire_at(KEYS[1], tonumber(ARGV[1]))
 return 1
+"""
+)
+
+SLOTS_USED = """
+-- ARGV: now. Leases that have not expired (a read: the expired ones stay until the next write).
+return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf')
+"""
+
+ADMIT = (
+    _COMMON
+    + _WINDOW
+    + _SPEND
+    + _SLOTS
+    + """
+-- `SLOTS_ACQUIRE`, `WINDOW_HIT` and `SPEND_RESERVE` in one step, all or nothing.
+-- KEYS: slot keys, then window keys, then spend keys.
+-- ARGV: lease, now, number of slot keys, number of window keys, slot until, slot ttl ms,
+--       amount, spend until, the checks' numbers, then one slice field per window key.
+-- The checks' numbers are one space-separated string (the same for every request under one
+-- policy, so the client encodes it once; one argument is far cheaper to send than twenty):
+-- per slot key its limit, per window key its limit, window, cost and ttl ms, per spend key its
+-- limit and expiry.
+-- Returns false when admitted, else {0, index} (slots), {1, index, used, retry} (window) or
+-- {2, index, spent, reserved, leases} (spend).
+local lease, now = ARGV[1], tonumber(ARGV[2])
+local ns, nw = tonumber(ARGV[3]), tonumber(ARGV[4])
+local n = {}
+for x in string.gmatch(ARGV[9], '%S+') do n[#n + 1] = tonumber(x) end
+local wbase = ns
+local bbase = ns + 4 * nw
+for i = 1, ns do
+  if slots_full(KEYS[i], lease, ARGV[2], n[i]) then return {0, i - 1} end
+end
+for i = 1, nw do
+  local base = wbase + (i - 1) * 4
+  local used, retry = refused(KEYS[ns + i], n[base + 1], n[base + 2], n[base + 3], now)
+  if used then return {1, i - 1, used, retry} end
+end
+for i = 1, #KEYS - ns - nw do
+  local base = bbase + (i - 1) * 2
+  local s = full(KEYS[ns + nw + i], n[base + 1], n[base + 2], now)
+  if s then return {2, i - 1, s[1], s[2], s[3]} end
+end
+local slot_ttl = tonumber(ARGV[6])
+for i = 1, ns do
+  redis.call('ZADD', KEYS[i], ARGV[5], lease)
+  keep_for(KEYS[i], slot_ttl)
+end
+for i = 1, nw do
+  local base = wbase + (i - 1) * 4
+  local cost = n[base + 3]
+  if cost ~= 0 then add(KEYS[ns + i], ARGV[9 + i], cost, n[base + 4]) end
+end
+for i = ns + nw + 1, #KEYS do hold(KEYS[i], lease, ARGV[7], ARGV[8]) end
+return false
+"""
+)
+
+FINISH = (
+    _COMMON
+    + _WINDOW
+    + _SPEND
+    + """
+-- `SLOTS_RELEASE`, `WINDOW_ADD` per token key and `SPEND_SETTLE` in one step.
+-- KEYS: slot keys, then token window keys, then spend keys.
+-- ARGV: lease, now, number of slot keys, number of token keys, tokens, window, slice field,
+--       ttl ms, actual. Returns the spend keys' states (as SPEND_SETTLE).
+local lease, now = ARGV[1], tonumber(ARGV[2])
+local ns, nt = tonumber(ARGV[3]), tonumber(ARGV[4])
+local tokens, window = tonumber(ARGV[5]), tonumber(ARGV[6])
+for i = 1, ns do redis.call('ZREM', KEYS[i], lease) end
+if tokens > 0 then
+  for i = ns + 1, ns + nt do
+    live(KEYS[i], window, now)
+    add(KEYS[i], ARGV[7], tokens, tonumber(ARGV[8]))
+  end
+end
+local actual = tonumber(ARGV[9])
+local out = {}
+for i = ns + nt + 1, #KEYS do out[#out + 1] = settle(KEYS[i], lease, actual, now) end
+return out
 """
 )

@@ -39,6 +39,9 @@ async def test_each_key_sees_its_own_quota_and_nothing_of_anothers(tmp_path: Pat
     async with admin_gateway(tmp_path) as gw:
         await use(gw, "alice", tool_calls=3, spend=1.25)
         await use(gw, "bob", spend=0.5)
+        alice_plan = gw.runtime.state.current.rate_plan(Principal("alice", "alice", "eng", "file"))
+        store = gw.llm.limiter.store  # one of alice's requests in flight
+        assert await store.slots_acquire(alice_plan.slot_checks, "in-flight", gw.clock(), 60.0) is None
         alice = await gw.call("GET", "/v1/quota", ALICE)
         assert alice.status_code == 200, alice.text
         bob = await gw.http.get("/v1/quota", headers={"x-api-key": BOB})  # the model API's header works too
@@ -50,7 +53,7 @@ async def test_each_key_sees_its_own_quota_and_nothing_of_anothers(tmp_path: Pat
         ("key:alice", "requests_per_minute"): (60, 0.0),
         ("team:eng", "requests_per_minute"): (1000, 0.0),
         ("key:alice", "tool_calls_per_minute"): (10, 3.0),
-        ("key:alice", "concurrent_requests"): (2, None),
+        ("key:alice", "concurrent_requests"): (2, 1),
     }
     assert limits(b) == {
         ("team:eng", "requests_per_minute"): (1000, 0.0),
