@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 
 from gateway_app.cli_prune import add_audit_prune
-from gateway_app.serving import raise_open_file_limit, uvicorn_config
+from gateway_app.serving import SERVE_SWITCH_INTERVAL, raise_open_file_limit, uvicorn_config
 from gateway_app.settings import Settings, load_policy_file
 from policies import ConfigError, GatewayPolicy, LoadedPolicy, Principal
 from policies.secrets import SECRET_PREFIX
@@ -162,6 +162,7 @@ class GatewayServer(uvicorn.Server):
 
 def cmd_serve(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
+    sys.setswitchinterval(SERVE_SWITCH_INTERVAL)
     if args.env_file:
         load_env_file(args.env_file)
     loaded = _load(args.config)
