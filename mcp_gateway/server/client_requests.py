@@ -127,20 +127,32 @@ def bounded_error(error: Any) -> JsonObject:
     }
 
 
-class SessionAsker(ClientAsker):
-    """A 2025-11-25 caller: asked on its POST's response stream, answering with a POST."""
+class CallerAsker(ClientAsker):
+    """An asker for the caller of one downstream request: what it declared (capabilities, log
+    level) decides what may be put to it and what a 2026 upstream is told on its behalf."""
 
-    def __init__(self, ctx: RequestContext, session: Session, emit: Emit | None, timeout: float) -> None:
-        self.ctx = ctx
-        self.session = session
-        self.emit = emit
-        self.timeout = timeout
+    def __init__(self, ctx: RequestContext) -> None:
         self.flags = ctx.capabilities
         self.capabilities = capabilities_meta(ctx.capabilities)
         self.log_level = ctx.log_level
 
+    def refused(self, request: JsonObject) -> JsonObject | None:
+        """The error member for a request the caller did not declare it can answer, else None."""
+        return refusal(request, self.flags)
+
+
+class SessionAsker(CallerAsker):
+    """A 2025-11-25 caller: asked on its POST's response stream, answering with a POST."""
+
+    def __init__(self, ctx: RequestContext, session: Session, emit: Emit | None, timeout: float) -> None:
+        super().__init__(ctx)
+        self.ctx = ctx
+        self.session = session
+        self.emit = emit
+        self.timeout = timeout
+
     async def ask(self, request: JsonObject) -> JsonObject:
-        error = refusal(request, self.flags)
+        error = self.refused(request)
         if error is not None:
             return {"error": error}
         if self.emit is None:
@@ -167,17 +179,12 @@ class SessionAsker(ClientAsker):
         return {"result": result if isinstance(result, dict) else {}}
 
 
-class RefusingAsker(ClientAsker):
+class RefusingAsker(CallerAsker):
     """A caller that can be asked nothing (a 2026 caller on a 2026 upstream never is: its upstream
     says ``input_required`` instead; or one that declared no capability)."""
 
-    def __init__(self, ctx: RequestContext) -> None:
-        self.flags = ctx.capabilities
-        self.capabilities = capabilities_meta(ctx.capabilities)
-        self.log_level = ctx.log_level
-
     async def ask(self, request: JsonObject) -> JsonObject:
-        error = refusal(request, self.flags) or {
+        error = self.refused(request) or {
             "code": METHOD_NOT_FOUND,
             "message": "the gateway cannot put this request to the client of this call",
         }

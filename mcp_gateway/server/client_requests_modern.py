@@ -27,15 +27,14 @@ from mcp_gateway.errors import GatewayError, InvalidParams
 from mcp_gateway.server.client_requests import (
     CLIENT_TIMEOUT,
     MAX_INPUT_REQUESTS,
+    CallerAsker,
     asker_for,
-    capabilities_meta,
     check_resumable,
     complete_input_required,
     is_input_required,
-    refusal,
 )
 from mcp_gateway.server.handshake import ClientCapability
-from mcp_gateway.upstream.base import ClientAsker, JsonObject, NotificationHandler, UpstreamConnection
+from mcp_gateway.upstream.base import JsonObject, NotificationHandler, UpstreamConnection
 from policies.outcomes import Outcome
 
 if TYPE_CHECKING:
@@ -154,17 +153,15 @@ class Exchange:
         self.registry.drop(self)
 
 
-class ExchangeAsker(ClientAsker):
+class ExchangeAsker(CallerAsker):
     """The caller of an exchange, as its upstream sees it."""
 
     def __init__(self, exchange: Exchange, ctx: RequestContext) -> None:
+        super().__init__(ctx)
         self.exchange = exchange
-        self.flags = ctx.capabilities
-        self.capabilities = capabilities_meta(ctx.capabilities)
-        self.log_level = ctx.log_level
 
     async def ask(self, request: JsonObject) -> JsonObject:
-        error = refusal(request, self.flags)
+        error = self.refused(request)
         if error is not None:
             return {"error": error}
         pending = self.exchange.ask(request)
