@@ -1,6 +1,10 @@
 """What keeping the daily rollups costs the writers: audit and ledger rows per second through the
-real `AuditWriter` and `LedgerWriter`, with the rollup triggers (revision 0008) and without them
-(the same database with its triggers dropped: the schema before 0008, as far as writes go).
+real `AuditWriter` and `LedgerWriter` three ways, alternated in one run:
+
+- ``without``: plain inserts, no rollups kept (the schema before revision 0009, as far as writes go);
+- ``triggers``: plain inserts with revision 0009's row triggers (how rollups were kept until 0010);
+- ``upkeep``: what the writers do now (`gateway_common.rollups.upkeep`: each batch folded into one
+  delta per rollup row, in the batch's transaction).
 
     python benchmarks/writer_rollups.py                     # SQLite and PostgreSQL, 50,000 rows
     python benchmarks/writer_rollups.py --rows 20000 --only sqlite
@@ -22,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,16 +37,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psycopg
 from psycopg import sql
 from reports import MODEL_COLUMNS, TOOL_COLUMNS, model_rows, tool_rows
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, Table, insert, text
 
 from gateway_app.database import upgrade_database
 from gateway_common.db import make_engine
+from gateway_common.rollups import insert_rows
+from gateway_common.writers import rows as store
 from llm_proxy.ledger import LedgerWriter
 from mcp_gateway.audit import AuditWriter
 from policies.config import AuditSettings
 from policies.providers import LlmProxySettings
 
 REVISION = importlib.import_module("gateway_app.migrations.versions.0009_rollups")
+
+
+def plain_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    conn.execute(insert(table), list(rows))
 
 
 def set_triggers(engine: Engine, on: bool) -> None:
@@ -99,15 +110,16 @@ async def measure(engine: Engine, rows: int, tmp: Path, label: str) -> None:
     audit = AuditSettings(fallback_file=str(tmp / "audit.jsonl"))
     ledger = LlmProxySettings(ledger_fallback_file=str(tmp / "ledger.jsonl"))
     results: dict[str, list[float]] = {}
-    for seed in range(1, 4):  # alternately, so both see the tables grow alike
-        for with_rollups in (False, True):
-            set_triggers(engine, with_rollups)
-            name = "with rollups" if with_rollups else "without"
+    for seed in range(1, 4):  # alternately, so all see the tables grow alike
+        for variant, name in enumerate(("without", "triggers", "upkeep")):
+            set_triggers(engine, name == "triggers")
+            # The writers insert through gateway_common.writers.rows.insert_rows.
+            store.insert_rows = insert_rows if name == "upkeep" else plain_insert  # type: ignore[attr-defined]
             audit_rate = await throughput(
-                AuditWriter(engine, audit), audit_rows(rows, now, 10 * seed + with_rollups)
+                AuditWriter(engine, audit), audit_rows(rows, now, 10 * seed + variant)
             )
             ledger_rate = await throughput(
-                LedgerWriter(engine, ledger), ledger_rows(rows, now, 10 * seed + 5 + with_rollups)
+                LedgerWriter(engine, ledger), ledger_rows(rows, now, 10 * seed + 5 + variant)
             )
             results.setdefault(f"audit {name}", []).append(audit_rate)
             results.setdefault(f"ledger {name}", []).append(ledger_rate)

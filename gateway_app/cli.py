@@ -341,8 +341,8 @@ def _engine_for(
 
 def cmd_db(args: argparse.Namespace) -> int:
     """The schema's migrations: ``upgrade`` (creates or upgrades, under the migration lock),
-    ``current`` (exit 1 unless at this release's head), ``history``."""
-    from gateway_app.database import SchemaError, describe, schema_state, upgrade_database
+    ``current`` (exit 1 unless at this release's head), ``history``; and ``rebuild-rollups``."""
+    from gateway_app.database import SchemaError, describe, rebuild_rollups, schema_state, upgrade_database
     from gateway_app.migrations.runner import head, history
     from gateway_common.db import make_engine, sqlite_file
 
@@ -364,6 +364,13 @@ def cmd_db(args: argparse.Namespace) -> int:
                 print(f"{where}: upgraded from {result.before or 'empty'} to {result.after}")
             else:
                 print(f"{where}: already at revision {result.after} (this release's head)")
+            return 0
+        if args.db_command == "rebuild-rollups":
+            counted = rebuild_rollups(engine)
+            print(
+                f"{describe(engine)}: rollups rebuilt from {counted['tool_calls']} tool calls and "
+                f"{counted['model_requests']} model requests"
+            )
             return 0
         state = schema_state(engine)
         if args.db_command == "history":
@@ -467,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("upgrade", "create the schema, or bring it to this release's (under a database lock)"),
         ("current", "the database's revision (exit status 1 unless it is this release's)"),
         ("history", "this release's revisions, oldest first (with a database: which is its revision)"),
+        (
+            "rebuild-rollups",
+            "count every audit and ledger row again into the report rollups (after a bulk import by "
+            "hand; days whose rows retention pruned are lost from them)",
+        ),
     ):
         cmd = db_sub.add_parser(name, help=text)
         cmd.add_argument("--config", help="policy file: its gateway.database_url")

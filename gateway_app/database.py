@@ -27,9 +27,10 @@ from gateway_app.migrations.errors import (
 from gateway_app.migrations.lock import LOCK_WAIT_SECONDS
 from gateway_app.migrations.runner import SchemaState, Upgrade, read_state, upgrade
 from gateway_app.reload_log import PolicyReload
-from gateway_app.rollups import ROLLUP_MODELS
 from gateway_common.db import DatabaseNotFound, make_engine, sqlite_file
 from gateway_common.keystore import ApiKey, FileKeyRevocation, KeyChange
+from gateway_common.rollups import ROLLUP_MODELS
+from gateway_common.rollups import rebuild_rollups as _rebuild
 from llm_proxy.ledger import BudgetAlertRecord, ModelRequest
 from mcp_gateway.audit.models import ToolCall
 
@@ -46,6 +47,7 @@ __all__ = [
     "describe",
     "open_database",
     "prepare_database",
+    "rebuild_rollups",
     "require_current",
     "schema_state",
     "target_metadata",
@@ -160,3 +162,18 @@ def open_database(url: str, *, create: bool = False) -> Engine:
         engine.dispose()
         raise
     return engine
+
+
+def rebuild_rollups(engine: Engine) -> dict[str, int]:
+    """Count every row again into empty rollups (after rows went in some other way than the
+    gateway's writers, e.g. a bulk import), in one transaction that holds off the writers meanwhile.
+    Returns the rows counted per table."""
+    require_current(engine)
+    sources: dict[str, Table] = {
+        "tool_calls": ToolCall.__table__,  # type: ignore[attr-defined]
+        "model_requests": ModelRequest.__table__,  # type: ignore[attr-defined]
+    }
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # inserts wait; reads (reports) go on
+            conn.exec_driver_sql("LOCK TABLE tool_calls, model_requests IN SHARE MODE")
+        return _rebuild(conn, sources)

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, case, func, select, union_all
 from gateway_app.queries.base import Database, as_utc, connect, group_keys, within
 from gateway_app.queries.period import Period
 from gateway_app.queries.rollup_reads import Split, larger, latest, on_days, on_months, split
-from gateway_app.rollups import ToolCallsDaily, ToolKeysMonthly, ToolUsageDaily, UsageDaily
+from gateway_common.rollups import ToolCallsDaily, ToolKeysMonthly, ToolUsageDaily, UsageDaily
 from llm_proxy.ledger import ModelRequest
 from mcp_gateway.audit.models import ToolCall
 from policies.outcomes import REFUSALS, Outcome

@@ -18,7 +18,7 @@ from sqlalchemy import func, null, select
 from gateway_app.queries.base import Database, as_utc, connect, day_of, group_keys, within
 from gateway_app.queries.period import Period
 from gateway_app.queries.rollup_reads import on_days, split
-from gateway_app.rollups import SpendDaily, UsageDaily
+from gateway_common.rollups import SpendDaily, UsageDaily
 from llm_proxy.ledger import BudgetAlertRecord, ModelRequest
 from policies.budgeting import BudgetScopes, SpendRow, period_bounds, period_label
 

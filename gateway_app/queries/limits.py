@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from gateway_app.queries.base import Database, as_utc, connect, group_keys, within
 from gateway_app.queries.period import Period
 from gateway_app.queries.rollup_reads import earliest, latest, on_days, split
-from gateway_app.rollups import RefusalsDaily
+from gateway_common.rollups import RefusalsDaily
 from llm_proxy.ledger import ModelRequest
 from mcp_gateway.audit.models import ToolCall
 from policies.outcomes import Outcome

@@ -12,7 +12,7 @@ from gateway_app.queries.base import Database, connect, day_of, group_keys, with
 from gateway_app.queries.period import Period
 from gateway_app.queries.requests import MODEL
 from gateway_app.queries.rollup_reads import on_days, split
-from gateway_app.rollups import SpendDaily, UsageDaily
+from gateway_common.rollups import SpendDaily, UsageDaily
 from llm_proxy.ledger import ModelRequest
 
 _M = ModelRequest.__table__.c  # type: ignore[attr-defined]

@@ -1,8 +1,8 @@
 """Putting rows into a table so that one bad row never costs the others their place.
 
-`store_rows` inserts a batch in one transaction; if the database refuses it for
-any reason but being unavailable, it inserts the rows one by one and reports
-which it refused. Values the database's JSON encoder cannot take are replaced by
+`store_rows` inserts a batch in one transaction, with its rollups (`gateway_common.rollups`); if
+the database refuses it for any reason but being unavailable, it inserts the rows one by one and
+reports which it refused. Values the database's JSON encoder cannot take are replaced by
 the marker ``{"_unstorable": "<reason>"}`` (`unstorable`) by whoever prepares
 the row. Used by `BatchWriter` and its fallback file.
 """
@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, DateTime, Engine, Table, insert, select
+from sqlalchemy import JSON, DateTime, Engine, Table, select
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from gateway_common.rollups.upkeep import insert_rows
 from policies.bounds import MAX_ERROR_CHARS, clip
 
 Row = dict[str, Any]
@@ -89,7 +90,7 @@ def store_rows(engine: Engine, table: Table, rows: list[Row]) -> Stored:
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with engine.begin() as conn:
-                conn.execute(insert(table), rows)
+                insert_rows(conn, table, rows)
             return Stored(written=len(rows))
         except UNAVAILABLE as exc:
             failure = exc
@@ -107,7 +108,7 @@ def store_rows(engine: Engine, table: Table, rows: list[Row]) -> Stored:
     for index, row in enumerate(rows):
         try:
             with engine.begin() as conn:
-                conn.execute(insert(table), [row])
+                insert_rows(conn, table, [row])
             stored.written += 1
         except UNAVAILABLE as exc:
             stored.unavailable = rows[index:]

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from gateway_common.rollups import insert_rows
 from llm_proxy.ledger import BudgetAlertRecord, ModelRequest
 from mcp_gateway.audit.models import ToolCall
 from policies.budgeting import period_bounds, period_label
@@ -257,8 +258,11 @@ def seed(engine: Engine, now: datetime) -> Seeded:
         {q.request_id: q.timestamp for q in requests},
         {q.request_id: q.cost_usd for q in requests},
     )
+    with engine.begin() as conn:  # as the writers insert them: with their rollups
+        insert_rows(conn, ToolCall.__table__, [call.model_dump() for call in calls])  # type: ignore[attr-defined]
+        insert_rows(conn, ModelRequest.__table__, [request.model_dump() for request in requests])  # type: ignore[attr-defined]
     with Session(engine) as db:
-        db.add_all([*calls, *requests, *alerts])
+        db.add_all(alerts)
         db.commit()
     return seeded
 

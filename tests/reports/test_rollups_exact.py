@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
 from gateway_app.database import create_schema
 from gateway_app.queries import Period, budget_status, limits, spend, team_tools, top_keys
 from gateway_common.db import make_engine
+from gateway_common.rollups import insert_rows
 from llm_proxy.ledger import ModelRequest
 from mcp_gateway.audit.models import ToolCall
 from policies import load_policy_text
@@ -44,8 +45,8 @@ class Seeded:
         self.periods = ref.periods(rng)
         with engine.begin() as conn:  # in several statements, as the writers' batches come
             for start in range(0, 700, 150):
-                conn.execute(insert(ToolCall.__table__), self.tools[start : start + 150])  # type: ignore[attr-defined]
-                conn.execute(insert(ModelRequest.__table__), self.models[start : start + 150])  # type: ignore[attr-defined]
+                insert_rows(conn, ToolCall.__table__, self.tools[start : start + 150])  # type: ignore[attr-defined]
+                insert_rows(conn, ModelRequest.__table__, self.models[start : start + 150])  # type: ignore[attr-defined]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

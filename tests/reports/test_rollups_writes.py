@@ -1,10 +1,13 @@
 """The rollups always hold what the rows hold: rows written by the real writers, a batch that fails
-halfway, the fallback file's replay, rows from before revision 0008 (its backfill). And retention
-deletes rows but keeps the rollups (gateway_app/rollups.py says why)."""
+halfway, the fallback file's replay, rows from before revision 0009 (its backfill), rows from the
+triggers' time before revision 0010, and a rebuild after a bulk import. And retention deletes rows
+but keeps the rollups (gateway_common/rollups says why). The reference is revision 0009's own SQL
+aggregation over the rows, independent of the Python folding that keeps them now."""
 
 from __future__ import annotations
 
 import importlib
+import math
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,13 +17,15 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, insert, inspect, text
+from sqlalchemy import Engine, inspect, text
 
+from gateway_app.cli import main
 from gateway_app.database import create_schema
 from gateway_app.migrations import runner
 from gateway_app.retention import TABLES, prune_table
-from gateway_app.rollups import ROLLUP_MODELS
 from gateway_common.db import make_engine
+from gateway_common.rollups import ROLLUP_MODELS, insert_rows, rebuild_rollups
+from gateway_common.rollups.upkeep import ROLLUPS
 from gateway_common.writers.fallback import FallbackFile
 from llm_proxy.ledger import LedgerWriter, ModelRequest
 from mcp_gateway.audit import AuditWriter, ToolCall
@@ -62,10 +67,35 @@ def recomputed(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 TOOL_ROLLUPS = ("tool_calls_daily", "tool_usage_daily", "tool_keys_monthly", "refusals_daily")
 
 
+def same(kept: dict[str, list[tuple[Any, ...]]], expected: dict[str, list[tuple[Any, ...]]]) -> bool:
+    """Equal, but sums of costs only to within float rounding (added batch by batch, not row by row)."""
+    if kept.keys() != expected.keys():
+        return False
+    for table, rows in kept.items():
+        if len(rows) != len(expected[table]):
+            return False
+        for row, other in zip(rows, expected[table], strict=True):
+            for value, want in zip(row, other, strict=True):
+                if isinstance(value, float) and isinstance(want, float):
+                    if not math.isclose(value, want, rel_tol=1e-12, abs_tol=1e-12):
+                        return False
+                elif value != want:
+                    return False
+    return True
+
+
 def assert_consistent(engine: Engine, filled: tuple[str, ...] = ()) -> None:
     """Each rollup as the rows make it; those named in ``filled`` (default: all) have rows."""
-    kept = rollup_rows(engine)
-    assert kept == recomputed(engine)
+    kept, expected = rollup_rows(engine), recomputed(engine)
+    differ = {
+        table: (
+            sorted(set(rows) - set(expected[table]), key=repr)[:3],
+            sorted(set(expected[table]) - set(rows), key=repr)[:3],
+        )
+        for table, rows in kept.items()
+        if not same({table: rows}, {table: expected[table]})
+    }
+    assert not differ, differ
     assert all(kept[table] for table in filled or kept), "rollups with rows to compare"
 
 
@@ -127,12 +157,12 @@ async def test_a_batch_refused_halfway_leaves_the_rollups_with_the_rows(
     create_schema(engine)
     rows = tool_rows(40)
     with engine.begin() as conn:
-        conn.execute(insert(TOOL_CALLS), rows[:5])
+        insert_rows(conn, TOOL_CALLS, rows[:5])
     before = rollup_rows(engine)
 
     def crash() -> None:
         with engine.begin() as conn:  # killed after the insert, before the commit
-            conn.execute(insert(TOOL_CALLS), rows[5:20])
+            insert_rows(conn, TOOL_CALLS, rows[5:20])
             raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
@@ -152,7 +182,7 @@ async def test_the_fallback_files_replay_adds_to_the_rollups(engine: Engine, tmp
     create_schema(engine)
     calls, requests = tool_rows(50), model_rows(50)
     with engine.begin() as conn:  # some went in before the database went away
-        conn.execute(insert(TOOL_CALLS), calls[:10])
+        insert_rows(conn, TOOL_CALLS, calls[:10])
     # What the writers wrote to their files while the database was away, replayed at the next start
     # (the first ten calls twice: written, then kept in the file by a retried batch).
     FallbackFile(tmp_path / "audit.jsonl", TOOL_CALLS).append(calls)
@@ -170,42 +200,80 @@ async def test_the_fallback_files_replay_adds_to_the_rollups(engine: Engine, tmp
     assert_consistent(engine)
 
 
-def test_the_upgrade_fills_the_rollups_from_the_rows_already_there(engine: Engine) -> None:
+def test_the_upgrades_fill_the_rollups_from_the_rows_already_there(engine: Engine) -> None:
+    """Rows from before 0009 (its backfill), rows its triggers counted, then the writers' own upkeep."""
     with engine.connect() as conn, conn.begin():
         command.upgrade(runner.alembic_config(conn), "0008")
     assert not inspect(engine).has_table("usage_daily")
     with engine.begin() as conn:
-        conn.execute(insert(TOOL_CALLS), tool_rows(200))
-        conn.execute(insert(MODEL_REQUESTS), ref.model_rows(random.Random(5), 200, set()))
-    create_schema(engine)  # to the head: 0009 and its backfill
+        conn.execute(TOOL_CALLS.insert(), tool_rows(200))
+        conn.execute(MODEL_REQUESTS.insert(), ref.model_rows(random.Random(5), 200, set()))
+    with engine.connect() as conn, conn.begin():
+        command.upgrade(runner.alembic_config(conn), "0009")
     assert_consistent(engine)
-    with engine.begin() as conn:  # and the triggers carry on from there
-        conn.execute(insert(TOOL_CALLS), tool_rows(100, seed=9))
+    with engine.begin() as conn:  # counted by 0009's triggers
+        conn.execute(TOOL_CALLS.insert(), tool_rows(100, seed=9))
+    assert_consistent(engine)
+    create_schema(engine)  # to the head: 0010 drops the triggers
+    with engine.begin() as conn:
+        insert_rows(conn, TOOL_CALLS, tool_rows(100, seed=10))
+        insert_rows(conn, MODEL_REQUESTS, ref.model_rows(random.Random(6), 100, set()))
     assert_consistent(engine)
 
 
-def test_every_rollup_trigger_exists_at_the_head(engine: Engine) -> None:
-    """A later migration that rebuilds tool_calls or model_requests in SQLite (batch mode) drops
-    their triggers: this fails until it creates them again."""
+def test_no_rollup_trigger_is_left_at_the_head(engine: Engine) -> None:
+    """Revision 0010 drops 0009's triggers: with them, every row would be counted twice."""
     create_schema(engine)
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
-            expected = {REVISION.sqlite_trigger(rollup)[0] for rollup in REVISION.ROLLUPS}
         else:
             query = "SELECT DISTINCT trigger_name FROM information_schema.triggers"
-            expected = {REVISION.postgresql_trigger(source)[0] for source in ("tool_calls", "model_requests")}
-        assert {row[0] for row in conn.execute(text(query))} == expected
+        assert [row[0] for row in conn.execute(text(query))] == []
     assert {model.__tablename__ for model in ROLLUP_MODELS} == {r.table for r in REVISION.ROLLUPS}
+    assert {(r.table.name, r.source) for r in ROLLUPS} == {(r.table, r.source) for r in REVISION.ROLLUPS}
+
+
+def test_the_downgrade_to_0009_brings_the_triggers_back(engine: Engine) -> None:
+    create_schema(engine)
+    with engine.connect() as conn, conn.begin():
+        command.downgrade(runner.alembic_config(conn), "0009")
+    with engine.begin() as conn:
+        conn.execute(TOOL_CALLS.insert(), tool_rows(50))
+    assert_consistent(engine, ("tool_calls_daily",))
+
+
+def test_a_rebuild_counts_rows_put_in_some_other_way(engine: Engine) -> None:
+    create_schema(engine)
+    with engine.begin() as conn:
+        insert_rows(conn, TOOL_CALLS, tool_rows(120))
+        conn.execute(TOOL_CALLS.insert(), tool_rows(80, seed=11))  # a bulk import: no rollups
+        conn.execute(MODEL_REQUESTS.insert(), ref.model_rows(random.Random(7), 90, set()))
+    assert not same(rollup_rows(engine), recomputed(engine))
+    with engine.begin() as conn:
+        counted = rebuild_rollups(conn, {"tool_calls": TOOL_CALLS, "model_requests": MODEL_REQUESTS})
+    assert counted == {"tool_calls": 200, "model_requests": 90}
+    assert_consistent(engine)
 
 
 def test_retention_deletes_rows_and_keeps_their_rollups(engine: Engine) -> None:
     create_schema(engine)
     with engine.begin() as conn:
-        conn.execute(insert(TOOL_CALLS), tool_rows(200))
+        insert_rows(conn, TOOL_CALLS, tool_rows(200))
     before = rollup_rows(engine)
     cutoff = ref.START + timedelta(days=3)
     deleted = prune_table(engine, TABLES["tool_calls"], cutoff)
     assert deleted > 0
     assert rollup_rows(engine) == before
     assert rollup_rows(engine) != recomputed(engine)
+
+
+def test_db_rebuild_rollups_counts_a_bulk_import(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    create_schema(engine)
+    with engine.begin() as conn:  # a bulk import by hand
+        conn.execute(TOOL_CALLS.insert(), tool_rows(70))
+        conn.execute(MODEL_REQUESTS.insert(), ref.model_rows(random.Random(8), 30, set()))
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["db", "rebuild-rollups", "--database-url", url]) == 0
+    assert capsys.readouterr().out.endswith("rollups rebuilt from 70 tool calls and 30 model requests\n")
+    assert_consistent(engine)

@@ -1,53 +1,5 @@
-"""Daily rollups of the audit log and the spend ledger, so that reports over weeks and months read
-thousands of rows instead of a million.
-
-Six tables, one row per UTC day (or month) and combination of what the reports group or filter by:
-
-- ``usage_daily`` (model requests): key, team, provider, model (the served one, else the requested
-  one) with requests, tokens and cost: spend by key, top keys' model side, budgets;
-- ``spend_daily``: the same without the key (a few rows a day): spend by team, model, provider;
-- ``tool_calls_daily`` (audit rows): key, team, kind, status with calls: top keys' tool side and
-  "tool calls today";
-- ``tool_usage_daily`` (audit rows naming a tool): server, tool, team, client with calls, ok,
-  refused and the last call, and ``tool_keys_monthly``: which keys called it on which days of a
-  month (a bit per day): the tools report and its distinct keys. Per key and day this would be
-  half as many rows as there are calls (keys call many tools a few times a day);
-- ``refusals_daily`` (both, refused rows only: `policies.outcomes.REFUSALS`): surface, key, team,
-  status, limit (``blocked_by``) with refusals, first and last: the limits report.
-
-They are kept by the database itself: triggers (revision 0009) add every inserted row in the same
-statement, whoever inserts it (the batch writers, their fallback file's replay, an import, a test),
-so a rollup can never disagree with the rows beside it, and a batch that fails or a process killed
-mid-batch rolls both back together. SQLite runs a row trigger (an UPDATE, then an INSERT when no
-row matched: SQLite has one writer at a time); PostgreSQL a statement trigger that aggregates the
-statement's new rows and upserts them (``ON CONFLICT`` on a ``NULLS NOT DISTINCT`` unique index, so
-PostgreSQL 15 or newer), sorted. A multi-row statement or COPY is one upsert per rollup row; the
-writers' executemany sends one statement per row, so two gateways whose batches share rollup
-rows may deadlock: PostgreSQL breaks it and the writer retries the batch (`store_rows`, three
-tries, then the fallback file).
-
-Reports (`gateway_app.queries.rollup_reads`) read whole UTC days from the rollups and the partial
-days at a period's ends from the rows, so every answer equals the one the rows alone give.
-
-Retention deletes rows only; rollups are kept (one row per day and combination, a few megabytes a
-year). So after a prune, a report over days older than the retention still answers from the
-rollups, while listings (which read the rows) show nothing that old; a period starting inside a
-pruned day gets that day's partial start from the (now absent) rows.
-
-Measured with benchmarks/reports.py (1,000,000 rows of each table over 90 days, a 2-core machine
-under load 4-9, p50 of five runs): with the covering indexes alone (revision 0003) 30-day reports
-took 0.2-0.9 s (SQLite) and up to 1.9 s (PostgreSQL), 90-day ones 1.2-2.3 s and 1.3-4.5 s: reading
-a million index entries takes that long whatever the plan. With the rollups every dashboard
-question answers in under 100 ms, every report in under 250 ms but the 90-day tools report
-(331 ms SQLite, 189 ms PostgreSQL). Rollup rows for those 2,000,000: usage 164,178, spend 8,865,
-tool calls 81,193, tool usage 100,325, tool keys 108,998, refusals 46,884. Per key and day the
-tool usage had 525,662 rows and the 90-day tools report took 2.5 s: hence no key in it, and the
-monthly day bits for the keys. The cost is on the writers (benchmarks/writer_rollups.py): audit
-rows 16,700/s without the triggers, 4,600/s with them (SQLite); 14,100/s and 5,600/s (PostgreSQL).
-
-A migration that rebuilds ``tool_calls`` or ``model_requests`` in SQLite (Alembic's batch mode)
-drops their triggers with the old table and must create them again (a test checks they exist).
-"""
+"""The rollup tables (the models; revision 0009 creates them). `gateway_common.rollups` says what each
+holds and why; `upkeep` keeps them."""
 
 from __future__ import annotations
 
@@ -55,12 +7,6 @@ from datetime import datetime
 
 from sqlalchemy import BigInteger, Column, Index, Integer
 from sqlmodel import Field, SQLModel
-
-ROLLUP_TRIGGERS = (
-    "rollup_model_requests",
-    "rollup_tool_calls",
-)
-"""The triggers revision 0009 creates (SQLite splits each into one per rollup table it feeds)."""
 
 
 def _id() -> Column[int]:
