@@ -211,6 +211,11 @@ def main() -> None:
     parser.add_argument(
         "--redis", metavar="URL", help="count the key's limit in this Redis instead of memory"
     )
+    parser.add_argument(
+        "--uncounted",
+        action="store_true",
+        help="give the key no tool_calls_per_minute limit (the first release's benchmark: nothing counted)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
@@ -232,7 +237,8 @@ def main() -> None:
         "gateway": {"port": gateway_port, "database_url": database_url},
         # A limit it never reaches, so every call is counted (in memory, or in Redis with --redis).
         "virtual_keys": [
-            {"id": "bench", "secret_env": "BENCH_KEY", "rate_limit": {"tool_calls_per_minute": 10_000_000}}
+            {"id": "bench", "secret_env": "BENCH_KEY"}
+            | ({} if args.uncounted else {"rate_limit": {"tool_calls_per_minute": 10_000_000}})
         ],
         "mcp": {"servers": [server], "virtual_key_permissions": {"bench": "*"}},
     }
