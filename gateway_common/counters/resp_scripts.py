@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -109,8 +109,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass of it
 
     def send(self, command: bytes, future: asyncio.Future[Any], now: float) -> None:
         assert self.transport is not None
@@ -252,7 +251,8 @@ class RespScripts:
                 conn.abort(RedisConnectionError("no reply from Redis in time: reconnecting"))
             self._conn = None
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(_Connection, self.host, self.port)
+                transport, conn = await loop.create_connection(_Connection, self.host, self.port)
+                conn.transport = cast(asyncio.Transport, transport)  # uvloop: connection_made comes later
                 try:
                     await self._hello(conn, loop)
                 except BaseException:

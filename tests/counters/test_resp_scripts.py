@@ -27,6 +27,12 @@ ECHO = "return {KEYS[1], ARGV[1], tonumber(ARGV[2]) * 2, {ARGV[3]}}"
 """Answers with what it was sent: each caller can tell its reply from another's."""
 
 
+@pytest.fixture(params=["asyncio", "uvloop"])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    """Both loops: the gateway serves on uvloop, whose transports start differently."""
+    return ("asyncio", {"use_uvloop": request.param == "uvloop"})
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[OwnRedis]:
     with own_redis_server(free_port(), tmp_path) as running:
