@@ -252,7 +252,7 @@ class RespScripts:
             self._conn = None
             async with asyncio.timeout(self.connect_timeout):
                 transport, conn = await loop.create_connection(_Connection, self.host, self.port)
-                conn.transport = cast(asyncio.Transport, transport)  # uvloop: connection_made comes later
+                conn.transport = transport  # uvloop calls connection_made only later
                 try:
                     await self._hello(conn, loop)
                 except BaseException:
