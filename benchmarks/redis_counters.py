@@ -11,20 +11,27 @@ the gateway builds (`gateway_app.counter_store.build_counter_stores`):
 - the same /v1/messages work through the policy layer the exchange calls (rate plan and budget
   book from a real policy): ``RateLimiter``/``BudgetBook`` one by one, then `policies.admission`.
 
-Reports p50/p99 wall time and CPU time per request (this process: the gateway's share; Redis's
-own CPU is another process). ``python -m benchmarks.redis_counters --url redis://127.0.0.1:6379/0``.
+Each against memory, Redis with the scripts run by `RespScripts` (what the gateway uses for a
+plain redis:// URL) and Redis with them run by redis-py. Reports p50/p99 wall time and CPU time
+per request (this process: the gateway's share; Redis's own CPU is another process), on uvloop.
+``python -m benchmarks.redis_counters --url redis://127.0.0.1:6379/0``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import secrets
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 
+import uvloop
+
 from gateway_app.counter_store import build_counter_stores
+from gateway_common.counters.guarded import GuardedCounterStore
+from gateway_common.counters.health import StoreHealth
+from gateway_common.counters.redis_store import RedisCounterStore
+from gateway_common.redis_connection import open_redis
 from policies import admission, load_policy_text
 from policies.budgeting import BudgetBlock, BudgetBook, BudgetScopes
 from policies.counters import CounterStore, SlotCheck, SpendCheck, WindowCheck
@@ -130,7 +137,12 @@ async def measure(store: CounterStore, work: Work, count: int) -> tuple[float, f
 async def main(url: str, count: int) -> None:
     memory = build_counter_stores(CountersSettings())
     prefix = f"bench-{secrets.token_hex(4)}:"
-    redis = build_counter_stores(CountersSettings(backend="redis", url=url, key_prefix=prefix))
+    settings = CountersSettings(backend="redis", url=url, key_prefix=prefix)
+    redis = build_counter_stores(settings)  # scripts through `RespScripts` for a plain redis:// URL
+    # The same guarded store with the scripts run by redis-py, as before `RespScripts`.
+    by_redis_py = RedisCounterStore(open_redis(settings, bounded_by_caller=True), prefix)
+    health = StoreHealth("redis")
+    redis_py = GuardedCounterStore(by_redis_py, health, settings.on_unavailable, settings.timeout_ms / 1000)
     works: list[tuple[str, Work]] = [
         ("tools/call", tool_call),
         ("msgs 6 calls", six_calls),
@@ -138,23 +150,29 @@ async def main(url: str, count: int) -> None:
         ("msgs policy 6", policy_work(combined=False)),
         ("msgs policy 2", policy_work(combined=True)),
     ]
+    stores: list[tuple[str, CounterStore]] = [
+        ("memory", memory.model_api),
+        ("redis", redis.model_api),
+        ("redis-py", redis_py),
+    ]
     try:
-        print(f"{'work':<14} {'store':<7} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>10}")
+        print(f"{'work':<14} {'store':<8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>10}")
         for name, work in works:
             base = None
-            for label, stores in (("memory", memory), ("redis", redis)):
-                p50, p99, cpu = await measure(stores.model_api, work, count)
+            for label, store in stores:
+                p50, p99, cpu = await measure(store, work, count)
                 extra = ""
                 if base is not None:
                     extra = f"  (+{(p50 - base[0]) * 1000:.3f} ms p50, +{(p99 - base[1]) * 1000:.3f} ms p99)"
                 else:
                     base = (p50, p99)
-                print(f"{name:<14} {label:<7} {p50 * 1000:8.3f} {p99 * 1000:8.3f} {cpu * 1000:10.3f}{extra}")
+                print(f"{name:<14} {label:<8} {p50 * 1000:8.3f} {p99 * 1000:8.3f} {cpu * 1000:10.3f}{extra}")
     finally:
         assert redis.redis is not None
         async for key in redis.redis.client.scan_iter(match=prefix + "*"):
             await redis.redis.client.delete(key)
         await redis.aclose()
+        await by_redis_py.aclose()
 
 
 if __name__ == "__main__":
@@ -162,4 +180,4 @@ if __name__ == "__main__":
     parser.add_argument("--url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--requests", type=int, default=5000)
     args = parser.parse_args()
-    asyncio.run(main(args.url, args.requests))
+    uvloop.run(main(args.url, args.requests))  # the loop `serve` runs on

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from gateway_common.counters.guarded import Concern, GuardedCounterStore
 from gateway_common.counters.health import StoreHealth
 from gateway_common.counters.redis_store import RedisCounterStore
+from gateway_common.counters.resp_scripts import RespScripts
 from gateway_common.redis_connection import open_redis
 from llm_proxy.errors import GatewayUnavailable
 from mcp_gateway.errors import RateLimited as ToolCallRefused
@@ -114,9 +115,16 @@ def build_counter_stores(settings: CountersSettings, override: CounterStore | No
         backend = "memory" if override is None else type(override).__name__
         return CounterStores(settings, store, store, StoreHealth(backend))
     # Every call goes through the guarded store's timeout (and the ping at start through its own).
-    redis = RedisCounterStore(open_redis(settings, bounded_by_caller=True), settings.key_prefix)
+    # The scripts run over `RespScripts` where the URL is one it speaks (plain redis://), else redis-py.
+    assert settings.url is not None
+    timeout = settings.timeout_ms / 1000
+    redis = RedisCounterStore(
+        open_redis(settings, bounded_by_caller=True),
+        settings.key_prefix,
+        RespScripts.from_url(settings.url, timeout),
+    )
     health = StoreHealth("redis")
-    guarded = GuardedCounterStore(redis, health, settings.on_unavailable, settings.timeout_ms / 1000)
+    guarded = GuardedCounterStore(redis, health, settings.on_unavailable, timeout)
     return CounterStores(
         settings,
         model_api=guarded.with_refusal(model_refusal),

@@ -7,6 +7,8 @@ gets 10 requests whichever replicas serve them, and a budget is overshot by at m
 the one request admitted last. A single Redis (or a primary with replicas) is
 assumed: one call may name several keys, which Redis Cluster would refuse.
 
+The scripts run through redis-py's ``register_script``, or through ``scripts`` (a
+`resp_scripts.RespScripts`, about a third of redis-py's CPU per call) when one is given.
 This class only talks to Redis; errors and timeouts propagate. What a request
 gets while Redis is unreachable is `guarded.GuardedCounterStore`'s business.
 """
@@ -14,12 +16,13 @@ gets while Redis is unreachable is `guarded.GuardedCounterStore`'s business.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
 from gateway_common.counters import scripts
+from gateway_common.counters.resp_scripts import RespScripts
 from policies.counters import (
     WINDOW_SLICES,
     Denial,
@@ -70,10 +73,13 @@ def _state(reply: Sequence[bytes | int]) -> SpendState:
 class RedisCounterStore:
     """A `policies.counters.CounterStore` in Redis under ``prefix`` (e.g. ``mcpgw:``)."""
 
-    def __init__(self, client: Redis, prefix: str) -> None:
+    def __init__(self, client: Redis, prefix: str, scripts_client: RespScripts | None = None) -> None:
         self.client = client
+        self.scripts_client = scripts_client
         self.prefix = prefix + "c:"
-        register = client.register_script
+        register: Callable[[str], Callable[..., Awaitable[Any]]] = (
+            scripts_client.register_script if scripts_client is not None else client.register_script
+        )
         self._window_hit = register(scripts.WINDOW_HIT)
         self._window_add = register(scripts.WINDOW_ADD)
         self._window_used = register(scripts.WINDOW_USED)
@@ -133,6 +139,8 @@ class RedisCounterStore:
         return bool(await self.client.ping())
 
     async def aclose(self) -> None:
+        if self.scripts_client is not None:
+            await self.scripts_client.aclose()
         await self.client.aclose()
 
     # -- windows ---------------------------------------------------------------------------

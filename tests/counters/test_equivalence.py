@@ -18,10 +18,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 
-from gateway_common.counters.redis_store import RedisCounterStore
 from policies.counters import CounterStore, MemoryCounterStore, SlotCheck, SpendCheck, WindowCheck
+from tests.counters.conftest import redis_counter_store
 from tests.counters.redis_server import delete_prefix, scratch_prefix
 
 T0 = 1_800_000_000.0
@@ -193,7 +192,7 @@ def _compare(url: str, root: str, steps: list[tuple[float, Any]]) -> None:
 
     async def run() -> None:
         memory = MemoryCounterStore()
-        redis_store = RedisCounterStore(Redis.from_url(url), prefix)
+        redis_store = redis_counter_store(url, prefix, "resp")  # the gateway's client for plain redis://
         now = T0
         try:
             for number, (step, op) in enumerate(steps):

@@ -15,6 +15,7 @@ import pytest
 from gateway_common.counters.guarded import Concern, CounterStoreUnavailable, GuardedCounterStore
 from gateway_common.counters.health import PROBE_INTERVAL, StoreHealth
 from gateway_common.counters.redis_store import RedisCounterStore
+from gateway_common.counters.resp_scripts import RespScripts
 from gateway_common.redis_connection import open_redis
 from policies.counters import SlotCheck, SpendCheck, SpendState, WindowCheck
 from policies.counters_settings import CountersSettings, OnUnavailable, WhenUnavailable
@@ -39,10 +40,14 @@ def server(tmp_path: Path) -> Iterator[OwnRedis]:
         yield running
 
 
-def guarded(url: str, policy: OnUnavailable, clock: ManualClock) -> tuple[GuardedCounterStore, StoreHealth]:
+def guarded(
+    url: str, policy: OnUnavailable, clock: ManualClock, scripts: str
+) -> tuple[GuardedCounterStore, StoreHealth]:
+    """``scripts``: the client the scripts run through, ``"resp"`` or ``"redis-py"``."""
     settings = CountersSettings(backend="redis", url=url, timeout_ms=200)
     health = StoreHealth("redis", clock=clock)
-    store = GuardedCounterStore(RedisCounterStore(open_redis(settings), "t:"), health, policy, 0.2)
+    resp = RespScripts.from_url(url, 0.2) if scripts == "resp" else None
+    store = GuardedCounterStore(RedisCounterStore(open_redis(settings), "t:", resp), health, policy, 0.2)
     return store, health
 
 
@@ -52,9 +57,9 @@ def clock() -> ManualClock:
 
 
 async def test_an_outage_refuses_budgets_allows_rate_limits_and_recovers(
-    server: OwnRedis, clock: ManualClock, caplog: pytest.LogCaptureFixture
+    scripts: str, server: OwnRedis, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store, health = guarded(server.url, OnUnavailable(), clock)
+    store, health = guarded(server.url, OnUnavailable(), clock, scripts)
     window = [WindowCheck("rl:k", 1, 60.0)]
     slots = [SlotCheck("rl:c", 1)]
     spend = [SpendCheck("budget:b", 10.0, T0 + 86_400)]
@@ -103,9 +108,11 @@ async def test_an_outage_refuses_budgets_allows_rate_limits_and_recovers(
         await store.inner.aclose()  # type: ignore[attr-defined]
 
 
-async def test_rate_limits_refuse_when_the_policy_says_so(server: OwnRedis, clock: ManualClock) -> None:
+async def test_rate_limits_refuse_when_the_policy_says_so(
+    scripts: str, server: OwnRedis, clock: ManualClock
+) -> None:
     policy = OnUnavailable(budgets=WhenUnavailable.ALLOW, rate_limits=WhenUnavailable.REFUSE)
-    store, _ = guarded(server.url, policy, clock)
+    store, _ = guarded(server.url, policy, clock, scripts)
     refusals: list[Concern] = []
 
     def refusal(concern: Concern, retry_after: float) -> BaseException:
@@ -127,12 +134,14 @@ async def test_rate_limits_refuse_when_the_policy_says_so(server: OwnRedis, cloc
         await store.inner.aclose()  # type: ignore[attr-defined]
 
 
-async def test_a_redis_that_never_answers_costs_one_timeout_not_a_hang(clock: ManualClock) -> None:
+async def test_a_redis_that_never_answers_costs_one_timeout_not_a_hang(
+    scripts: str, clock: ManualClock
+) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)  # accepts connections (the kernel does) and never says a word
         url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
-        store, health = guarded(url, OnUnavailable(), clock)
+        store, health = guarded(url, OnUnavailable(), clock, scripts)
         try:
             began = time.monotonic()
             assert await store.window_hit([WindowCheck("k", 1, 60.0)], T0) is None

@@ -64,10 +64,12 @@ async def separately(store: GuardedCounterStore, checks: tuple[bool, ...]) -> Co
     return None
 
 
-async def test_admit_while_down_refuses_or_allows_as_the_separate_calls_did(server: OwnRedis) -> None:
+async def test_admit_while_down_refuses_or_allows_as_the_separate_calls_did(
+    scripts: str, server: OwnRedis
+) -> None:
     server.stop()
     for policy in POLICIES:
-        store, _ = guarded(server.url, policy, ManualClock())
+        store, _ = guarded(server.url, policy, ManualClock(), scripts)
         try:
             for checks in itertools.product((False, True), repeat=3):
                 slots, windows, spend = checks
@@ -100,9 +102,9 @@ async def test_admit_while_down_refuses_or_allows_as_the_separate_calls_did(serv
             await store.inner.aclose()  # type: ignore[attr-defined]
 
 
-async def test_finish_while_down_is_kept_and_lands_when_redis_is_back(server: OwnRedis) -> None:
+async def test_finish_while_down_is_kept_and_lands_when_redis_is_back(scripts: str, server: OwnRedis) -> None:
     clock = ManualClock()
-    store, health = guarded(server.url, OnUnavailable(), clock)
+    store, health = guarded(server.url, OnUnavailable(), clock, scripts)
     try:
         admitted = await store.admit(
             "r", T0, slots=SLOTS, slot_ttl=3600.0, windows=WINDOWS, spend=SPEND, amount=2.0, spend_ttl=3600.0
