@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table, delete, insert, select
@@ -43,31 +44,79 @@ SOURCES = ("tool_calls", "model_requests")
 _REFUSED = frozenset(str(outcome) for outcome in REFUSALS)
 
 
-def _utc(stamp: datetime) -> datetime:
-    # Rows carry timezone-aware UTC datetimes; a naive one is taken as UTC (as SQLite stores it).
-    return stamp.astimezone(UTC) if stamp.tzinfo is not None else stamp
+GROUPED_BY = {
+    "tool_calls": ("key_id", "team", "kind", "status", "server", "tool", "client_name", "blocked_by"),
+    "model_requests": (
+        "key_id",
+        "team",
+        "provider",
+        "served_model",
+        "requested_model",
+        "status",
+        "blocked_by",
+    ),
+}
+"""The columns any rollup of a source reads (besides the timestamp's UTC day): rows alike in these
+are folded together once, then each rollup folds those groups."""
+SUMMED = {
+    "tool_calls": (),
+    "model_requests": (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "cost_usd",
+    ),
+}
 
 
-def _day(row: Row) -> str:
-    return _utc(row["timestamp"]).strftime("%Y-%m-%d")
+class Group:
+    """Rows of one batch alike in `GROUPED_BY` and their UTC day: what every rollup needs of them."""
+
+    __slots__ = ("bit", "count", "day", "first", "last", "month", "row", "sums")
+
+    def __init__(self, row: Row, stamp: datetime, summed: tuple[str, ...]) -> None:
+        self.row = row
+        """The first of them (each rollup's dimensions read its `GROUPED_BY` columns)."""
+        self.day = stamp.strftime("%Y-%m-%d")
+        self.month = self.day[:7]
+        self.bit = 1 << (stamp.day - 1)
+        """The day as a month's bit (`ToolKeysMonthly.days`): day n is bit n - 1."""
+        self.count = 0
+        self.first = self.last = row["timestamp"]
+        self.sums = dict.fromkeys(summed, 0)
 
 
-def _month(row: Row) -> str:
-    return _utc(row["timestamp"]).strftime("%Y-%m")
+def groups(source: str, rows: Iterable[Row]) -> list[Group]:
+    """The rows folded by `GROUPED_BY` and UTC day; sums add up in the rows' order."""
+    found: dict[tuple[Any, ...], Group] = {}
+    alike, summed = itemgetter(*GROUPED_BY[source]), SUMMED[source]
+    for row in rows:
+        stamp = row["timestamp"]
+        utc = stamp.astimezone(UTC) if stamp.tzinfo is not None else stamp  # naive: taken as UTC
+        key = (utc.year, utc.month, utc.day, alike(row))
+        group = found.get(key)
+        if group is None:
+            group = found[key] = Group(row, utc, summed)
+        group.count += 1
+        if stamp < group.first:
+            group.first = stamp
+        elif stamp > group.last:
+            group.last = stamp
+        sums = group.sums
+        for name in summed:
+            sums[name] += row[name]
+    return list(found.values())
 
 
-def _day_bit(row: Row) -> int:
-    """A month's day n as bit n - 1 (`ToolKeysMonthly.days`)."""
-    return 1 << (_utc(row["timestamp"]).day - 1)
+def _get(name: str) -> Callable[[Group], Any]:
+    assert any(name in columns for columns in GROUPED_BY.values()), name
+    return lambda group: group.row[name]
 
 
-def _model(row: Row) -> Any:
-    served = row.get("served_model")
-    return served if served is not None else row.get("requested_model")
-
-
-def _get(name: str) -> Callable[[Row], Any]:
-    return lambda row: row.get(name)
+def _model(group: Group) -> Any:
+    served = group.row["served_model"]
+    return served if served is not None else group.row["requested_model"]
 
 
 @dataclass(frozen=True)
@@ -75,17 +124,17 @@ class Measure:
     column: str
     fold: str
     """count, sum, min, max or bits (OR)."""
-    value: Callable[[Row], Any] = lambda row: 1
+    value: Callable[[Group], Any]
 
 
 @dataclass(frozen=True)
 class Rollup:
     table: Table
     source: str
-    dimensions: tuple[tuple[str, Callable[[Row], Any]], ...]
-    """(column, value of a row), in the unique index's order."""
+    dimensions: tuple[tuple[str, Callable[[Group], Any]], ...]
+    """(column, value of a group), in the unique index's order."""
     measures: tuple[Measure, ...]
-    counts: Callable[[Row], bool] = lambda row: True
+    counts: Callable[[Group], bool] = lambda group: True
     nullable: frozenset[str] = frozenset()
     """Dimensions that may be NULL (matched with IS in SQLite)."""
 
@@ -94,22 +143,34 @@ def _table(model: Any) -> Table:
     return model.__table__  # type: ignore[no-any-return]
 
 
-def _sums(*columns: str) -> tuple[Measure, ...]:
-    return tuple(Measure(column, "sum", _get(column)) for column in columns)
+def _count(column: str) -> Measure:
+    return Measure(column, "count", lambda group: group.count)
+
+
+def _sum(column: str) -> Measure:
+    return Measure(column, "sum", lambda group: group.sums[column])
+
+
+def _day(group: Group) -> str:
+    return group.day
 
 
 _USAGE = (
-    Measure("requests", "count"),
-    *_sums("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd"),
+    _count("requests"),
+    *map(_sum, SUMMED["model_requests"]),
 )
 
 
-def _names_tool(row: Row) -> bool:
-    return row.get("tool") is not None
+def _names_tool(group: Group) -> bool:
+    return group.row["tool"] is not None
 
 
-def _is_refusal(row: Row) -> bool:
-    return str(row["status"]) in _REFUSED
+def _is_refusal(group: Group) -> bool:
+    return str(group.row["status"]) in _REFUSED
+
+
+def _status(group: Group) -> str:
+    return str(group.row["status"])
 
 
 ROLLUPS: tuple[Rollup, ...] = (
@@ -140,10 +201,10 @@ ROLLUPS: tuple[Rollup, ...] = (
             ("day", _day),
             ("key_id", _get("key_id")),
             ("team", _get("team")),
-            ("kind", lambda row: row.get("kind") or "tool"),
-            ("status", lambda row: str(row["status"])),
+            ("kind", _get("kind")),
+            ("status", _status),
         ),
-        (Measure("calls", "count"),),
+        (_count("calls"),),
         nullable=frozenset({"team"}),
     ),
     Rollup(
@@ -157,10 +218,10 @@ ROLLUPS: tuple[Rollup, ...] = (
             ("client_name", _get("client_name")),
         ),
         (
-            Measure("calls", "count"),
-            Measure("ok", "sum", lambda row: 1 if str(row["status"]) == "ok" else 0),
-            Measure("refused", "sum", lambda row: 1 if _is_refusal(row) else 0),
-            Measure("last_at", "max", _get("timestamp")),
+            _count("calls"),
+            Measure("ok", "sum", lambda group: group.count if _status(group) == "ok" else 0),
+            Measure("refused", "sum", lambda group: group.count if _is_refusal(group) else 0),
+            Measure("last_at", "max", lambda group: group.last),
         ),
         _names_tool,
         nullable=frozenset({"server", "team", "client_name"}),
@@ -169,14 +230,14 @@ ROLLUPS: tuple[Rollup, ...] = (
         _table(ToolKeysMonthly),
         "tool_calls",
         (
-            ("month", _month),
+            ("month", lambda group: group.month),
             ("server", _get("server")),
             ("tool", _get("tool")),
             ("key_id", _get("key_id")),
             ("team", _get("team")),
             ("client_name", _get("client_name")),
         ),
-        (Measure("days", "bits", _day_bit),),
+        (Measure("days", "bits", lambda group: group.bit),),
         _names_tool,
         nullable=frozenset({"server", "team", "client_name"}),
     ),
@@ -186,16 +247,16 @@ ROLLUPS: tuple[Rollup, ...] = (
             source,
             (
                 ("day", _day),
-                ("surface", lambda row, surface=surface: surface),  # type: ignore[misc]
+                ("surface", lambda group, surface=surface: surface),  # type: ignore[misc]
                 ("key_id", _get("key_id")),
                 ("team", _get("team")),
-                ("status", lambda row: str(row["status"])),
+                ("status", _status),
                 ("blocked_by", _get("blocked_by")),
             ),
             (
-                Measure("refusals", "count"),
-                Measure("first_at", "min", _get("timestamp")),
-                Measure("last_at", "max", _get("timestamp")),
+                _count("refusals"),
+                Measure("first_at", "min", lambda group: group.first),
+                Measure("last_at", "max", lambda group: group.last),
             ),
             _is_refusal,
             nullable=frozenset({"team", "blocked_by"}),
@@ -213,16 +274,15 @@ def _fold(kind: str, old: Any, new: Any) -> Any:
     return min(old, new) if kind == "min" else max(old, new)
 
 
-def deltas(rollup: Rollup, rows: Iterable[Row]) -> dict[tuple[Any, ...], list[Any]]:
-    """The rows folded per rollup row: {dimension values: measure values}, in the rows' order (so a
-    sum adds up as the database's own sum over them would)."""
+def deltas(rollup: Rollup, folded: Iterable[Group]) -> dict[tuple[Any, ...], list[Any]]:
+    """The groups folded per rollup row: {dimension values: measure values}."""
     found: dict[tuple[Any, ...], list[Any]] = {}
     dimensions, measures, counts = rollup.dimensions, rollup.measures, rollup.counts
-    for row in rows:
-        if not counts(row):
+    for group in folded:
+        if not counts(group):
             continue
-        key = tuple(value(row) for _, value in dimensions)
-        values = [measure.value(row) for measure in measures]
+        key = tuple(value(group) for _, value in dimensions)
+        values = [measure.value(group) for measure in measures]
         held = found.get(key)
         if held is None:
             found[key] = values
@@ -324,9 +384,10 @@ def _apply_sqlite(conn: Connection, rollup: Rollup, found: dict[tuple[Any, ...],
 def add_to_rollups(conn: Connection, source: str, rows: Sequence[Row]) -> None:
     """Add rows just inserted into ``source`` (a table name) to its rollups, in ``conn``'s transaction."""
     apply = _apply_postgresql if conn.dialect.name == "postgresql" else _apply_sqlite
+    folded = groups(source, rows)
     for rollup in ROLLUPS:
         if rollup.source == source:
-            found = deltas(rollup, rows)
+            found = deltas(rollup, folded)
             if found:
                 apply(conn, rollup, found)
 
@@ -334,15 +395,19 @@ def add_to_rollups(conn: Connection, source: str, rows: Sequence[Row]) -> None:
 _DEFAULTS: dict[str, dict[str, Any]] = {}
 
 
+def _default(column: Any) -> Any:
+    """What the insert stores for a column a row leaves out: its default (or server default), else NULL."""
+    if column.default is not None and column.default.is_scalar:
+        return column.default.arg
+    text = getattr(column.server_default, "arg", None)
+    return text if isinstance(text, str) else None
+
+
 def _completed(table: Table, rows: Sequence[Row]) -> Sequence[Row]:
-    """Rows with the column defaults the insert filled in for the keys they lack."""
+    """Rows with what the insert filled in for the columns they leave out."""
     defaults = _DEFAULTS.get(table.name)
     if defaults is None:
-        defaults = _DEFAULTS[table.name] = {
-            column.name: column.default.arg  # type: ignore[attr-defined]
-            for column in table.columns
-            if column.default is not None and column.default.is_scalar
-        }
+        defaults = _DEFAULTS[table.name] = {column.name: _default(column) for column in table.columns}
     width = len(table.columns)
     return [row if len(row) >= width else {**defaults, **row} for row in rows]
 
