@@ -412,11 +412,60 @@ def _completed(table: Table, rows: Sequence[Row]) -> Sequence[Row]:
     return [row if len(row) >= width else {**defaults, **row} for row in rows]
 
 
+@dataclass(frozen=True)
+class _SqliteInsert:
+    """A table's INSERT for SQLite, with SQLAlchemy's own value conversions but not its per-row
+    machinery: the batch writers' rows go in at about half the Python time (measured: 30 to 16 us a
+    row), and that time holds the GIL the requests need."""
+
+    statement: str
+    columns: Callable[[Row], tuple[Any, ...]]
+    converters: tuple[tuple[int, Callable[[Any], Any]], ...]
+
+    @classmethod
+    def for_table(cls, table: Table, conn: Connection) -> _SqliteInsert:
+        dialect, names = conn.dialect, [column.name for column in table.columns]
+        converters = []
+        for index, column in enumerate(table.columns):
+            converter = column.type.dialect_impl(dialect).bind_processor(dialect)
+            if converter is not None:
+                converters.append((index, converter))
+        quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
+        return cls(
+            f"INSERT INTO {table.name} ({quoted}) VALUES ({', '.join('?' for _ in names)})",
+            itemgetter(*names),
+            tuple(converters),
+        )
+
+    def run(self, conn: Connection, rows: Sequence[Row]) -> None:
+        columns, converters = self.columns, self.converters
+        values: list[tuple[Any, ...]] = []
+        for row in rows:
+            one = list(columns(row))
+            for index, convert in converters:
+                one[index] = convert(one[index])
+            values.append(tuple(one))
+        conn.exec_driver_sql(self.statement, values)
+
+
+_SQLITE_INSERTS: dict[str, _SqliteInsert] = {}
+
+
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Row]) -> None:
     """Insert rows into ``table`` and, if it is counted by rollups, add them to those."""
     if not rows:
         return
-    conn.execute(insert(table), list(rows))
+    if (
+        conn.dialect.name == "sqlite"
+        and table.name in SOURCES
+        and all(len(row) == len(table.columns) for row in rows)
+    ):
+        fast = _SQLITE_INSERTS.get(table.name)
+        if fast is None:
+            fast = _SQLITE_INSERTS[table.name] = _SqliteInsert.for_table(table, conn)
+        fast.run(conn, rows)
+    else:  # PostgreSQL, and rows that leave columns to their defaults
+        conn.execute(insert(table), list(rows))
     if table.name in SOURCES:
         add_to_rollups(conn, table.name, _completed(table, rows))
 
