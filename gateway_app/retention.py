@@ -11,7 +11,7 @@ never held up for long; several gateways on one database may prune at once.
 The ledger and the alerts keep at least 32 days: at start the gateway rebuilds
 the current month's budget spend and fired alerts from them.
 
-The daily rollups of the rows (`gateway_app.rollups`) are not pruned: a few rows per day
+The daily rollups of the rows (`gateway_common.rollups`) are not pruned: a few rows per day
 and combination, they keep the reports' history (spend, tools, limits per day) after the
 rows themselves are gone, while listings and ``audit show`` end at the retention.
 """
