@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Table, delete, insert, select
+from sqlalchemy import Connection, Dialect, Table, delete, insert, select
 
 from gateway_common.rollups.tables import (
     RefusalsDaily,
@@ -448,7 +449,8 @@ class _SqliteInsert:
         conn.exec_driver_sql(self.statement, values)
 
 
-_SQLITE_INSERTS: dict[str, _SqliteInsert] = {}
+_SQLITE_INSERTS: WeakKeyDictionary[Dialect, dict[str, _SqliteInsert]] = WeakKeyDictionary()
+"""Per dialect (engine): its JSON serializer is the engine's own."""
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Row]) -> None:
@@ -460,9 +462,10 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Row]) -> None:
         and table.name in SOURCES
         and all(len(row) == len(table.columns) for row in rows)
     ):
-        fast = _SQLITE_INSERTS.get(table.name)
+        prepared = _SQLITE_INSERTS.setdefault(conn.dialect, {})
+        fast = prepared.get(table.name)
         if fast is None:
-            fast = _SQLITE_INSERTS[table.name] = _SqliteInsert.for_table(table, conn)
+            fast = prepared[table.name] = _SqliteInsert.for_table(table, conn)
         fast.run(conn, rows)
     else:  # PostgreSQL, and rows that leave columns to their defaults
         conn.execute(insert(table), list(rows))

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from gateway_app.cli import main
 from gateway_app.database import create_schema
@@ -277,3 +277,25 @@ def test_db_rebuild_rollups_counts_a_bulk_import(engine: Engine, capsys: pytest.
     assert main(["db", "rebuild-rollups", "--database-url", url]) == 0
     assert capsys.readouterr().out.endswith("rollups rebuilt from 70 tool calls and 30 model requests\n")
     assert_consistent(engine)
+
+
+def test_each_engine_inserts_with_its_own_json_encoder(tmp_path: Path) -> None:
+    """SQLite inserts are prepared once per engine: another engine's JSON encoder is never borrowed."""
+    first = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    create_schema(first)
+    second = create_engine(
+        f"sqlite:///{tmp_path / 'b.db'}", json_serializer=lambda value: '{"encoded": "here"}'
+    )
+    create_schema(second)
+    for engine in (first, second):
+        with engine.begin() as conn:
+            insert_rows(conn, TOOL_CALLS, tool_rows(3))
+    with first.connect() as conn:
+        assert conn.execute(text("SELECT arguments FROM tool_calls")).scalars().all() == ['{"a":1}'] * 3
+    with second.connect() as conn:
+        assert (
+            conn.execute(text("SELECT arguments FROM tool_calls")).scalars().all()
+            == ['{"encoded": "here"}'] * 3
+        )
+    first.dispose()
+    second.dispose()
