@@ -1,6 +1,7 @@
 """A period as the reports read it: its whole UTC days from the daily rollups
-(`gateway_common.rollups`), the partial days at its ends from the rows themselves, so that an answer is the rows' answer
-while a 90-day report reads a few thousand rollup rows and at most two days of rows.
+(`gateway_common.rollups`), the partial days at its ends from the rows themselves, so that an
+answer is the rows' answer while a 90-day report reads a few thousand rollup rows and at most two
+days of rows.
 
 The rollups are kept in the same transaction as the rows (by whoever inserts them), so today's rollup
 row is as current as the rows; a period open at its end reads every day from its first whole one
