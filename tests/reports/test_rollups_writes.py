@@ -25,7 +25,7 @@ from gateway_app.migrations import runner
 from gateway_app.retention import TABLES, prune_table
 from gateway_common.db import make_engine
 from gateway_common.rollups import ROLLUP_MODELS, insert_rows, rebuild_rollups
-from gateway_common.rollups.upkeep import ROLLUPS
+from gateway_common.rollups.folding import ROLLUPS
 from gateway_common.writers.fallback import FallbackFile
 from llm_proxy.ledger import LedgerWriter, ModelRequest
 from mcp_gateway.audit import AuditWriter, ToolCall
