@@ -154,8 +154,8 @@ def _completed(table: Table, rows: Sequence[Row]) -> Sequence[Row]:
 @dataclass(frozen=True)
 class _SqliteInsert:
     """A table's INSERT for SQLite, with SQLAlchemy's own value conversions but not its per-row
-    machinery: the batch writers' rows go in at about half the Python time (measured: 30 to 16 us a
-    row), and that time holds the GIL the requests need."""
+    machinery, which held the GIL the requests need: the audit writer's whole batch (prepare,
+    insert, rollups, commit) went from 44 to 35 us of CPU a row, measured alone at 30 rows a batch."""
 
     statement: str
     columns: Callable[[Row], tuple[Any, ...]]
