@@ -32,10 +32,11 @@ from gateway_app.reload import PolicySource, Reloader, ReloadRequests
 from gateway_app.retention import RetentionTask
 from gateway_app.settings import Settings
 from gateway_app.ui import Dashboard
-from gateway_common.db import make_engine
+from gateway_common.db import make_engine, sqlite_file
 from gateway_common.lifecycle import ShutdownSignal
 from gateway_common.policy_state import PolicyState
 from gateway_common.signals import ChangeBus, open_bus
+from gateway_common.writers.process import WriterProcess
 from llm_proxy.endpoints import llm_fast_paths, llm_routes
 from llm_proxy.runtime import start_llm_runtime
 from mcp_gateway.audit import AuditWriter
@@ -122,6 +123,23 @@ async def _sweep_sessions(runtime: GatewayRuntime) -> None:
             logger.info("closed %d idle sessions", evicted)
 
 
+WRITER_MODULES = ("mcp_gateway.audit.writer", "llm_proxy.ledger")
+"""What the writer process needs imported: the tables and preparers of the audit, ledger and alert writers."""
+
+
+async def _start_writer_process(gateway: GatewaySettings) -> WriterProcess | None:
+    """The writer process of ``gateway.row_writer: process`` (None: the writers use threads)."""
+    url = gateway.database_url
+    if gateway.row_writer != "process":
+        return None
+    if url.startswith("sqlite") and sqlite_file(url) is None:
+        logger.info("audit and ledger rows are written from a thread: another process cannot open %s", url)
+        return None
+    process = WriterProcess(url, preload=WRITER_MODULES)
+    await asyncio.to_thread(process.start)
+    return process
+
+
 async def _step(what: str, action: Callable[[], Awaitable[object] | object]) -> None:
     """One step of the shutdown: a failure is logged and the next step still runs."""
     try:
@@ -160,8 +178,11 @@ def create_app(
         engine = await asyncio.to_thread(make_engine, policy.gateway.database_url)
         await asyncio.to_thread(prepare_database, engine, policy.gateway.database_migrations)
         state = PolicyState(policy, engine, clock=now)
-        # Redaction and content rules follow the current policy; the writer reads it in its own thread.
-        audit = AuditWriter(engine, policy.gateway.audit, policy=lambda: state.current.policy)
+        writer_process = await _start_writer_process(policy.gateway)
+        # Redaction and content rules follow the current policy, read as each batch is stored.
+        audit = AuditWriter(
+            engine, policy.gateway.audit, policy=lambda: state.current.policy, process=writer_process
+        )
         await audit.start()
         await state.refresh_keys()
         counters = build_counter_stores(policy.counters, counter_store)  # memory, or Redis (guarded)
@@ -171,7 +192,9 @@ def create_app(
         # own words while a shared store is unreachable.
         limiter = RateLimiter(counters.model_api, now)
         budgets = BudgetBook(counters.model_api, now)
-        llm = await start_llm_runtime(state, engine, limiter=limiter, budgets=budgets, clock=now)
+        llm = await start_llm_runtime(
+            state, engine, limiter=limiter, budgets=budgets, clock=now, writer_process=writer_process
+        )
         hub = UpstreamHub(policy, connection_factory)
         session_ids, ids_warning = SessionIds.from_environment(policy.gateway.session_secret_env, os.environ)
         if ids_warning is not None and session_ids.shared:  # an unset variable is among settings.warnings
@@ -265,6 +288,8 @@ def create_app(
             logger.info("audit log flushed: %d records written", audit.written)
             await _step("flush the model ledger", llm.ledger.aclose)
             await _step("close the model proxy", llm.aclose)  # alerts and provider pools, each guarded
+            if writer_process is not None:
+                await _step("stop the writer process", lambda: asyncio.to_thread(writer_process.close))
             await _step("close the counter store", counters.aclose)
             if metrics is not None:
                 metrics.detach()

@@ -37,6 +37,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Field, SQLModel
 
 from gateway_common.writers.batch import BatchWriter
+from gateway_common.writers.process import WriterProcess
 from policies.budgeting import SpendRow
 from policies.outcomes import Outcome
 from policies.providers import LlmProxySettings
@@ -194,7 +195,8 @@ class BudgetAlertRecord(SQLModel, table=True):
 
 
 def _prepare(row: dict[str, Any]) -> dict[str, Any]:
-    """Runs in the writer's thread: the request path hands over the arrival time in epoch seconds."""
+    """Runs where the rows are stored (off the event loop): the request path hands over the arrival
+    time in epoch seconds."""
     stamp = row["timestamp"]
     if isinstance(stamp, int | float):
         row = dict(row, timestamp=datetime.fromtimestamp(stamp, UTC))
@@ -202,7 +204,9 @@ def _prepare(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class LedgerWriter(BatchWriter[ModelRequestRow]):
-    def __init__(self, engine: Engine, settings: LlmProxySettings) -> None:
+    def __init__(
+        self, engine: Engine, settings: LlmProxySettings, *, process: WriterProcess | None = None
+    ) -> None:
         super().__init__(
             engine,
             ModelRequest.__table__,  # type: ignore[attr-defined]
@@ -211,11 +215,14 @@ class LedgerWriter(BatchWriter[ModelRequestRow]):
             batch_size=settings.ledger_batch_size,
             fallback_path=settings.ledger_fallback_file,
             name="ledger",
+            process=process,
         )
 
 
 class AlertWriter(BatchWriter[dict[str, Any]]):
-    def __init__(self, engine: Engine, settings: LlmProxySettings) -> None:
+    def __init__(
+        self, engine: Engine, settings: LlmProxySettings, *, process: WriterProcess | None = None
+    ) -> None:
         fallback = settings.ledger_fallback_file.replace("ledger", "alerts")
         if fallback == settings.ledger_fallback_file:
             fallback += ".alerts"
@@ -225,6 +232,7 @@ class AlertWriter(BatchWriter[dict[str, Any]]):
             flush_interval=0.2,
             fallback_path=fallback,
             name="alerts",
+            process=process,
         )
 
 

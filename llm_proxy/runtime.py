@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from gateway_common.policy_state import PolicyState
+from gateway_common.writers.process import WriterProcess
 from llm_proxy.alerts import AlertSink
 from llm_proxy.dialects import Dialect
 from llm_proxy.errors import NotFound, PermissionDenied
@@ -231,15 +232,19 @@ async def start_llm_runtime(
     limiter: RateLimiter,
     budgets: BudgetBook,
     clock: Clock,
+    writer_process: WriterProcess | None = None,
 ) -> LlmRuntime:
-    """Open the providers, start the writers and rebuild the current periods' spend from the ledger."""
+    """Open the providers, start the writers (storing their rows in ``writer_process``, if given)
+    and rebuild the current periods' spend from the ledger."""
     policy = state.policy
     settings = policy.llm_proxy
     providers, warnings = open_providers(policy.providers)
     warnings += await asyncio.to_thread(unpriced_models, policy, state.current.prices, providers)
-    ledger = LedgerWriter(engine, settings)
+    ledger = LedgerWriter(engine, settings, process=writer_process)
     alerts = AlertSink(
-        AlertWriter(engine, settings), policy.budgets.alert_webhook, settings.alert_webhook_timeout_seconds
+        AlertWriter(engine, settings, process=writer_process),
+        policy.budgets.alert_webhook,
+        settings.alert_webhook_timeout_seconds,
     )
     runtime = LlmRuntime(
         state=state,

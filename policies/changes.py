@@ -25,6 +25,7 @@ RESTART_ONLY: tuple[tuple[str, str], ...] = (
     ("gateway", "port"),
     ("gateway", "database_url"),
     ("gateway", "database_migrations"),
+    ("gateway", "row_writer"),
     ("gateway", "shutdown_grace_seconds"),
     ("gateway", "session_idle_seconds"),
     ("gateway", "max_sessions"),

@@ -128,6 +128,15 @@ class GatewaySettings(BaseModel):
             "(relative to the working directory) or postgresql://... (psycopg 3)."
         ),
     )
+    row_writer: Literal["process", "thread"] = Field(
+        default="process",
+        description=(
+            "Where the audit, ledger and alert rows are cleaned and written: process (a writer process "
+            "beside the gateway, so that work never holds up requests: p99 latency) or thread (a thread "
+            "of the gateway's own process; for platforms that forbid child processes). A database only "
+            "this process can open (in-memory SQLite) is always written from a thread."
+        ),
+    )
     database_migrations: Literal["auto", "manual"] = Field(
         default="auto",
         description=(

@@ -35,7 +35,9 @@ from sqlalchemy import Engine, Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway_common.writers.fallback import FallbackFile
-from gateway_common.writers.rows import Row, describe, encodable, holds_json, store_rows, unstorable
+from gateway_common.writers.process import WriterProcess, WriterProcessFailed
+from gateway_common.writers.rows import Row, describe
+from gateway_common.writers.store import BatchStore, counted
 
 __all__ = ["BatchWriter", "Row"]
 
@@ -57,18 +59,24 @@ class BatchWriter(Generic[RowT]):
         batch_size: int = 500,
         fallback_path: str | Path | None = None,
         name: str | None = None,
+        context: Callable[[], object] | None = None,
+        process: WriterProcess | None = None,
     ) -> None:
+        """``prepare`` runs where batches are stored (`gateway_common.writers.store.Preparer`), with
+        ``context()`` (read as each batch is stored) as its context; ``process``: the writer
+        process that stores the batches (None: a worker thread of this process does)."""
         self.engine = engine
         self.table = table
         self.name = name or table.name
-        self._prepare = prepare or (lambda row: row)
+        self._store = BatchStore(engine, table, prepare=prepare, fallback_path=fallback_path, name=self.name)
+        self._context = context
+        self._process = process
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.fallback_path = Path(fallback_path) if fallback_path else None
-        self._fallback = FallbackFile(self.fallback_path, table) if self.fallback_path else None
+        self._fallback: FallbackFile | None = self._store.fallback
         self.restart_delay = 0.5
         self.max_restart_delay = 30.0
-        self._json_columns = tuple(c.name for c in table.columns if holds_json(c))
         self._pending: list[Row] = []
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
@@ -133,6 +141,15 @@ class BatchWriter(Generic[RowT]):
 
     async def start(self) -> None:
         await asyncio.to_thread(self._replay_fallback)
+        if self._process is not None:
+            await asyncio.to_thread(
+                self._process.register,
+                self.name,
+                self.table,
+                type(self).__module__,  # a writer's module defines its table
+                self._store.prepare,
+                self.fallback_path,
+            )
         self._task = asyncio.create_task(self._supervise(), name=f"batch-writer-{self.name}")
 
     async def _supervise(self) -> None:
@@ -226,75 +243,31 @@ class BatchWriter(Generic[RowT]):
     # -- worker thread -------------------------------------------------------------------
 
     def _write(self, batch: list[Row]) -> None:
-        """Store a batch: database, else fallback file; rows neither takes wait in ``_stranded``."""
-        rows = [self._prepared(row) for row in batch]
-        with self._io_lock:
-            stored = store_rows(self.engine, self.table, rows)
-        self.written += stored.written
-        self.last_error = stored.error  # None: the database took or judged every row
-        if stored.refused:
-            self.refused += len(stored.refused)
-            logger.error(
-                "the database refused %d of %d %s rows (%s); keeping them in the fallback file",
-                len(stored.refused),
-                len(rows),
-                self.name,
-                describe(stored.refused[-1][1]),
-            )
-        unstored = [row for row, _ in stored.refused] + stored.unavailable
-        if unstored:
-            stranded = self._divert(unstored)
+        """Store a batch (in the writer process, else here); rows nothing took wait in ``_stranded``."""
+        context = self._context() if self._context is not None else None
+        written = None
+        if self._process is not None:
+            try:
+                written = self._process.write(self.name, batch, context)
+            except WriterProcessFailed as exc:
+                logger.critical("%s; storing these %d %s rows here", exc, len(batch), self.name)
+        if written is None:
             with self._io_lock:
-                self._stranded += stranded
-
-    def _prepared(self, row: Row) -> Row:
-        try:
-            return self._prepare(row)
-        except Exception as exc:
-            reason = f"could not be prepared for the database: {describe(exc)}"
-            self.salvaged += 1
-            logger.error("a %s row %s; storing it with a marker", self.name, reason)
-            return self.salvage(row, reason)
+                written = self._store.write(batch, context, again=self._process is not None)
+        self.written += written.written + written.present
+        self.refused += written.refused
+        self.diverted += written.diverted
+        counted(self, written.counts)
+        self.last_error = written.error  # None: the database took or judged every row
+        if written.stranded:
+            with self._io_lock:
+                self._stranded += written.stranded
 
     def salvage(self, row: Row, reason: str) -> Row:
-        """What to store of a row ``prepare`` failed on: each JSON value that cannot be encoded
-        becomes ``{"_unstorable": reason}``, then ``prepare`` gets one more try."""
-        fixed = dict(row)
-        for name in self._json_columns:
-            if name in fixed and not encodable(fixed[name]):
-                fixed[name] = unstorable(reason)
-        try:
-            return self._prepare(fixed)
-        except Exception:
-            return fixed
+        """What to store of a row ``prepare`` failed on (`BatchStore.salvage`)."""
+        return self._store.salvage(row, reason)
 
     # -- fallback file -------------------------------------------------------------------
-
-    def _divert(self, rows: list[Row]) -> list[Row]:
-        """Append rows to the fallback file; returns them if the file cannot be written either."""
-        if self._fallback is None:
-            logger.error("%d %s rows were not stored and no fallback file is set", len(rows), self.name)
-            return []
-        try:
-            self._fallback.append(rows)
-        except OSError as exc:
-            logger.critical(
-                "could not write %d %s rows to the fallback file %s (%s); they stay queued",
-                len(rows),
-                self.name,
-                self.fallback_path,
-                describe(exc),
-            )
-            return rows
-        self.diverted += len(rows)
-        logger.error(
-            "kept %d %s rows in %s for replay at the next start (%s)",
-            len(rows),
-            self.name,
-            self.fallback_path,
-            self.last_error or "refused by the database",
-        )
-        return []
 
     def _replay_fallback(self) -> None:
         """Put the rows of an earlier run's fallback file into the database; keep what still fails."""

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from policies import GatewayPolicy
-    from policies.config import AuditSettings, ServerConfig
+    from policies.config import AuditSettings
+    from policies.servers import ServerAuditSettings
 
 
 def marker(kind: str) -> str:
@@ -374,13 +375,13 @@ class AuditRules:
     def __init__(
         self,
         audit: AuditSettings,
-        servers: Iterable[ServerConfig] = (),
+        servers: Iterable[tuple[str, ServerAuditSettings]] = (),
         keys_without_content: Iterable[str] = (),
     ) -> None:
+        """``servers``: each server's name and audit settings."""
         self.default = Redactor(extra_keys=audit.redact_keys, extra_patterns=audit.redact_patterns)
         self._servers: dict[str, ContentRule] = {}
-        for server in servers:
-            settings = server.audit
+        for name, settings in servers:
             redactor = self.default
             if settings.redact_keys or settings.redact_patterns or settings.skip_kinds:
                 redactor = Redactor(
@@ -390,17 +391,22 @@ class AuditRules:
                 )
             withheld = None
             if not settings.log_content:
-                withheld = f"not logged: mcp.servers[{server.name}].audit.log_content is false"
-            self._servers[server.name] = ContentRule(withheld, redactor)
+                withheld = f"not logged: mcp.servers[{name}].audit.log_content is false"
+            self._servers[name] = ContentRule(withheld, redactor)
         self._keys = frozenset(keys_without_content)
         self._anywhere = ContentRule(None, self.default)
 
     @classmethod
     def from_policy(cls, policy: GatewayPolicy) -> AuditRules:
-        return cls(
+        return cls(*AuditRules.inputs(policy))
+
+    @staticmethod
+    def inputs(policy: GatewayPolicy) -> AuditRuleInputs:
+        """What the rules are made of: small and picklable (the writer process compiles its own)."""
+        return (
             policy.gateway.audit,
-            policy.mcp.servers,
-            (key.id for key in policy.virtual_keys if not key.audit_content),
+            tuple((server.name, server.audit) for server in policy.mcp.servers),
+            frozenset(key.id for key in policy.virtual_keys if not key.audit_content),
         )
 
     def for_row(self, key_id: str, server: str | None) -> ContentRule:
@@ -409,6 +415,9 @@ class AuditRules:
             return ContentRule(f"not logged: virtual key {key_id!r} has audit_content false", rule.redactor)
         return rule
 
+
+AuditRuleInputs = tuple["AuditSettings", tuple[tuple[str, "ServerAuditSettings"], ...], frozenset[str]]
+"""The audit settings, each server's name and audit settings, and the keys whose content is not logged."""
 
 PolicySource = Callable[[], "GatewayPolicy"]
 """Where the writer reads the current policy (the composition root passes the live snapshot's)."""

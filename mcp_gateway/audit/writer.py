@@ -1,7 +1,7 @@
 """The audit writer: a `BatchWriter` for `ToolCall` rows that redacts and caps arguments and results.
 
-Everything here happens in the writer's thread, not on the request path, and
-before a row goes anywhere (the database or the fallback file):
+Everything here happens where the rows are stored (the writer process, or the writer's thread), not
+on the request path, and before a row goes anywhere (the database or the fallback file):
 
 - content off (``mcp.servers[].audit.log_content: false`` or ``virtual_keys[].audit_content:
   false``): arguments and result are replaced by ``{"_not_logged": "<why>"}``;
@@ -24,9 +24,10 @@ import orjson
 from sqlalchemy import Engine
 
 from gateway_common.writers.batch import BatchWriter
+from gateway_common.writers.process import WriterProcess
 from gateway_common.writers.rows import Row, describe, is_marker, unstorable
 from mcp_gateway.audit.models import ToolCall, ToolCallRow
-from mcp_gateway.audit.redaction import AuditRules, PolicySource, Redactor, TooLarge
+from mcp_gateway.audit.redaction import AuditRuleInputs, AuditRules, PolicySource, Redactor, TooLarge
 from policies.config import AuditSettings
 
 logger = logging.getLogger("mcp_gateway.audit")
@@ -81,46 +82,31 @@ def clean_json(value: Any, limit: int, redactor: Redactor | None) -> tuple[Any, 
     return capped, True, found
 
 
-class AuditWriter(BatchWriter[ToolCallRow]):
-    def __init__(
-        self, engine: Engine, settings: AuditSettings, *, policy: PolicySource | None = None
-    ) -> None:
-        """``policy``: where to read the current policy for per-server and per-key rules; without it,
-        only ``settings`` (the built-in redactions plus its global names and patterns) apply."""
+class AuditCleaner:
+    """The audit writer's ``prepare``: redacts, withholds and caps each row's content by the rules
+    of the current policy (`use`). Picklable, so the writer process gets its own copy."""
+
+    def __init__(self, settings: AuditSettings) -> None:
         self.settings = settings
-        self._policy = policy
-        self._rules_source: object = None
         self._rules = AuditRules(settings)
-        self.redacted = 0
-        """Secrets replaced by a marker so far."""
-        self.withheld = 0
-        """Rows stored without arguments and result (content logging off for their key or server)."""
-        super().__init__(
-            engine,
-            ToolCall.__table__,  # type: ignore[attr-defined]
-            prepare=self._clean,
-            flush_interval=settings.flush_interval_ms / 1000,
-            batch_size=settings.batch_size,
-            fallback_path=settings.fallback_file,
-            name="audit",
-        )
+        self._counts = {"redacted": 0, "withheld": 0, "salvaged": 0}
 
-    def health(self) -> dict[str, Any]:
-        return {**super().health(), "redacted_values": self.redacted, "content_not_logged": self.withheld}
+    def use(self, inputs: AuditRuleInputs) -> None:
+        """Clean the next rows by these rules (`AuditRules.inputs` of the current policy)."""
+        self._rules = AuditRules(*inputs)
 
-    def rules(self) -> AuditRules:
-        """The rules of the current policy, compiled again only when the policy changes."""
-        if self._policy is not None:
-            policy = self._policy()
-            if policy is not self._rules_source:
-                self._rules = AuditRules.from_policy(policy)
-                self._rules_source = policy
-        return self._rules
+    def take_counts(self) -> dict[str, int]:
+        """Secrets replaced (``redacted``), rows without content (``withheld``) and rows stored with
+        a marker (``salvaged``) since last asked."""
+        counts = {name: count for name, count in self._counts.items() if count}
+        self._counts = dict.fromkeys(self._counts, 0)
+        return counts
 
-    def _clean(self, row: Row) -> Row:
+    def __call__(self, row: Row) -> Row:
         row = dict(row)
+        counts = self._counts
         try:
-            rule = self.rules().for_row(row["key_id"], row.get("server"))
+            rule = self._rules.for_row(row["key_id"], row.get("server"))
         except Exception as exc:
             logger.error("audit rules failed (%s); storing the row without its content", describe(exc))
             return _withheld(row, f"not logged: the redaction rules failed ({describe(exc)})", error_too=True)
@@ -130,9 +116,9 @@ class AuditWriter(BatchWriter[ToolCallRow]):
             error = row.get("error")
             if isinstance(error, str) and error:
                 row["error"], cleaned = redactor.text(error)
-                self.redacted += cleaned
+                counts["redacted"] += cleaned
             if rule.withheld is not None:
-                self.withheld += 1
+                counts["withheld"] += 1
                 return _withheld(row, rule.withheld)
             arguments, row["arguments_truncated"], found = clean_json(
                 row.get("arguments"), settings.max_arguments_bytes, redactor
@@ -144,10 +130,55 @@ class AuditWriter(BatchWriter[ToolCallRow]):
             logger.error("could not redact an audit row (%s); storing it without its content", describe(exc))
             return _withheld(row, f"not logged: redaction failed ({describe(exc)})", error_too=True)
         row["arguments"], row["result"] = arguments, result
-        self.redacted += found + more
+        counts["redacted"] += found + more
         if is_marker(arguments) or is_marker(result):
-            self.salvaged += 1
+            counts["salvaged"] += 1
         return row
+
+
+class AuditWriter(BatchWriter[ToolCallRow]):
+    def __init__(
+        self,
+        engine: Engine,
+        settings: AuditSettings,
+        *,
+        policy: PolicySource | None = None,
+        process: WriterProcess | None = None,
+    ) -> None:
+        """``policy``: where to read the current policy for per-server and per-key rules; without it,
+        only ``settings`` (the built-in redactions plus its global names and patterns) apply.
+        ``process``: the writer process that stores the rows (None: a thread of this process)."""
+        self.settings = settings
+        self._policy = policy
+        self._rules_source: object = None
+        self._rules_inputs: AuditRuleInputs | None = None
+        self.redacted = 0
+        """Secrets replaced by a marker so far."""
+        self.withheld = 0
+        """Rows stored without arguments and result (content logging off for their key or server)."""
+        super().__init__(
+            engine,
+            ToolCall.__table__,  # type: ignore[attr-defined]
+            prepare=AuditCleaner(settings),
+            context=self._current_rules if policy is not None else None,
+            flush_interval=settings.flush_interval_ms / 1000,
+            batch_size=settings.batch_size,
+            fallback_path=settings.fallback_file,
+            name="audit",
+            process=process,
+        )
+
+    def health(self) -> dict[str, Any]:
+        return {**super().health(), "redacted_values": self.redacted, "content_not_logged": self.withheld}
+
+    def _current_rules(self) -> AuditRuleInputs | None:
+        """The current policy's rule inputs: the same object until the policy changes."""
+        assert self._policy is not None
+        policy = self._policy()
+        if policy is not self._rules_source:
+            self._rules_inputs = AuditRules.inputs(policy)
+            self._rules_source = policy
+        return self._rules_inputs
 
 
 def _withheld(row: Row, why: str, *, error_too: bool = False) -> Row:
