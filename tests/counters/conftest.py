@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 
 from gateway_common.counters.redis_store import RedisCounterStore
 from gateway_common.counters.resp_scripts import RespScripts
-from policies.counters import CounterStore, MemoryCounterStore
+from policies.counters import CounterStore
+from policies.memory_counters import MemoryCounterStore
 from tests.counters.redis_server import scratch_prefix
 
 

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.counters import CounterStore, MemoryCounterStore, SlotCheck, SpendCheck, WindowCheck
+from policies.counters import CounterStore, SlotCheck, SpendCheck, WindowCheck
+from policies.memory_counters import MemoryCounterStore
 from tests.counters.conftest import redis_counter_store
 from tests.counters.redis_server import delete_prefix, scratch_prefix
 
