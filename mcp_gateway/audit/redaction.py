@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from policies import GatewayPolicy
-    from policies.config import AuditSettings, ServerConfig
+    from policies.gateway_settings import AuditSettings
+    from policies.servers import ServerConfig
 
 
 def marker(kind: str) -> str:
