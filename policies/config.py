@@ -14,10 +14,6 @@ from policies.budgets import BudgetsConfig
 from policies.counters_settings import CountersSettings
 from policies.cross_checks import cross_check
 from policies.errors import ConfigError, ConfigIssue
-
-# Re-exported only for benchmarks/writer_rollups.py, which another change has open: drop this once
-# that file imports AuditSettings from policies.gateway_settings.
-from policies.gateway_settings import AuditSettings as AuditSettings
 from policies.gateway_settings import ExternalChecks, GatewaySettings
 from policies.interpolation import expand_document
 from policies.keys import Principal, TeamConfig, VirtualKeyConfig
