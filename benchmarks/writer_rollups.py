@@ -45,7 +45,7 @@ from gateway_common.rollups import insert_rows
 from gateway_common.writers import rows as store
 from llm_proxy.ledger import LedgerWriter
 from mcp_gateway.audit import AuditWriter
-from policies.config import AuditSettings
+from policies.gateway_settings import AuditSettings
 from policies.providers import LlmProxySettings
 
 REVISION = importlib.import_module("gateway_app.migrations.versions.0009_rollups")

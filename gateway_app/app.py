@@ -48,8 +48,8 @@ from mcp_gateway.server.sessions import SessionStore
 from mcp_gateway.upstream.base import UpstreamConnection
 from mcp_gateway.upstream.supervisor import make_connection
 from policies.budgeting import BudgetBook
-from policies.config import GatewaySettings
 from policies.counters import Clock, CounterStore
+from policies.gateway_settings import GatewaySettings
 from policies.ratelimit import RateLimiter
 
 logger = logging.getLogger("mcp_gateway")

@@ -23,8 +23,9 @@ from gateway_common.counters.resp_scripts import RespScripts
 from gateway_common.redis_connection import open_redis
 from llm_proxy.errors import GatewayUnavailable
 from mcp_gateway.errors import RateLimited as ToolCallRefused
-from policies.counters import CounterStore, MemoryCounterStore
+from policies.counters import CounterStore
 from policies.counters_settings import CountersSettings
+from policies.memory_counters import MemoryCounterStore
 from policies.outcomes import Outcome
 
 logger = logging.getLogger("mcp_gateway")

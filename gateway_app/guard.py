@@ -18,7 +18,7 @@ import orjson
 
 from mcp_gateway.errors import HttpProblem
 from policies.bounds import echo
-from policies.config import GatewaySettings
+from policies.gateway_settings import GatewaySettings
 
 _LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _CACHE_LIMIT = 256

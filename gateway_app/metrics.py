@@ -37,7 +37,7 @@ from gateway_app.metrics_recording import ModelRequestMetrics, Refusals, ToolCal
 from gateway_app.retention import TABLES
 from mcp_gateway.runtime import GatewayRuntime
 from policies import GatewayPolicy
-from policies.config import MetricsSettings
+from policies.gateway_settings import MetricsSettings
 
 if TYPE_CHECKING:
     from gateway_app.retention import RetentionTask

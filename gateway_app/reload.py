@@ -48,8 +48,8 @@ from llm_proxy.runtime import LlmRuntime, ProviderChanges, restore_spend, unpric
 from mcp_gateway.hub import UpstreamHub
 from policies import ConfigError, ConfigIssue, GatewayPolicy
 from policies.changes import PolicyChanges, describe, diff_policies, keep_restart_settings, summarise
-from policies.config import GatewaySettings
 from policies.counters import Clock
+from policies.gateway_settings import GatewaySettings
 from policies.pricing import PriceBook
 
 logger = logging.getLogger("gateway_app.reload")

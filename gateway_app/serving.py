@@ -42,7 +42,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from llm_proxy.errors import Flavor, ProxyError, error_response
-from policies.config import GatewaySettings
+from policies.gateway_settings import GatewaySettings
 
 logger = logging.getLogger("gateway_app.serving")
 

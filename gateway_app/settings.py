@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from gateway_common.database_url import check_database_url
 from policies import ConfigError, ConfigIssue, GatewayPolicy, LoadedPolicy, load_policy, load_policy_text
-from policies.config import ExternalChecks, GatewaySettings
+from policies.gateway_settings import ExternalChecks, GatewaySettings
 
 CHECKS = ExternalChecks(database_url=check_database_url)
 

@@ -1,10 +1,11 @@
 """The governance model: typed policy (keys, teams, servers, permissions, budgets, limits) and
 the pure decisions over it. Imports neither starlette nor mcp."""
 
-from policies.config import GatewayPolicy, LoadedPolicy, ServerConfig, load_policy, load_policy_text
+from policies.config import GatewayPolicy, LoadedPolicy, load_policy, load_policy_text
 from policies.errors import ConfigError, ConfigIssue, PolicyError
 from policies.keys import Principal, TeamConfig, VirtualKeyConfig
 from policies.permissions import Grant, ToolGrant
+from policies.servers import ServerConfig
 
 __all__ = [
     "ConfigError",

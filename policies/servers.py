@@ -294,3 +294,6 @@ UpstreamServerConfig = Annotated[
         ),
     ),
 ]
+
+ServerConfig = StdioServerConfig | HttpServerConfig | SseServerConfig
+"""Any one upstream server's settings, once validated."""

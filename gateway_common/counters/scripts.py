@@ -1,6 +1,6 @@
 """The Lua scripts behind `RedisCounterStore`: one per store method, each atomic in Redis.
 
-They mirror `policies.counters.MemoryCounterStore` step for step (same expiry rules,
+They mirror `policies.memory_counters.MemoryCounterStore` step for step (same expiry rules,
 same order of additions), so the two stores give the same answers; the contract
 tests check that on random operation sequences. Numbers travel as strings both
 ways: arguments as Python ``repr`` (exact), results as ``%.17g`` (exact for a

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from policies import GatewayPolicy
-    from policies.config import AuditSettings
+    from policies.gateway_settings import AuditSettings
     from policies.servers import ServerAuditSettings
 
 

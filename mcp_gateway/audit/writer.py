@@ -28,7 +28,7 @@ from gateway_common.writers.process import WriterProcess
 from gateway_common.writers.rows import Row, describe, is_marker, unstorable
 from mcp_gateway.audit.models import ToolCall, ToolCallRow
 from mcp_gateway.audit.redaction import AuditRuleInputs, AuditRules, PolicySource, Redactor, TooLarge
-from policies.config import AuditSettings
+from policies.gateway_settings import AuditSettings
 
 logger = logging.getLogger("mcp_gateway.audit")
 

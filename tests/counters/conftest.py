@@ -13,8 +13,9 @@ from redis.asyncio import Redis
 
 from gateway_common.counters.redis_store import RedisCounterStore
 from gateway_common.counters.resp_scripts import RespScripts
-from policies.counters import CounterStore, MemoryCounterStore
-from tests.counters.redis_server import scratch_prefix
+from policies.counters import CounterStore
+from policies.memory_counters import MemoryCounterStore
+from tests.redis_support import scratch_prefix
 
 
 def redis_counter_store(url: str, prefix: str, scripts: str) -> RedisCounterStore:

@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.admin_api.conftest import ALICE, admin_gateway, policy_doc
-from tests.conftest import free_port
-from tests.counters.redis_server import own_redis_server
+from tests.redis_support import own_redis_server
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_quota_while_the_counter_store_is_down_is_a_503(tmp_path: Path) -> None:
-    with own_redis_server(free_port(), tmp_path) as server:
+    with own_redis_server(tmp_path) as server:
         counters = {"backend": "redis", "url": server.url, "key_prefix": "h9trips-test:", "timeout_ms": 200}
         async with admin_gateway(tmp_path, policy_doc(counters=counters)) as gw:
             up = await gw.call("GET", "/v1/quota", ALICE)

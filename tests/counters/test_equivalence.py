@@ -19,9 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.counters import CounterStore, MemoryCounterStore, SlotCheck, SpendCheck, WindowCheck
+from policies.counters import CounterStore, SlotCheck, SpendCheck, WindowCheck
+from policies.memory_counters import MemoryCounterStore
 from tests.counters.conftest import redis_counter_store
-from tests.counters.redis_server import delete_prefix, scratch_prefix
+from tests.redis_support import delete_prefix, scratch_prefix
 
 T0 = 1_800_000_000.0
 WINDOWS = {"w30": 30.0, "w60": 60.0, "w120": 120.0}

@@ -19,8 +19,7 @@ from gateway_common.counters.resp_scripts import RespScripts
 from gateway_common.redis_connection import open_redis
 from policies.counters import SlotCheck, SpendCheck, SpendState, WindowCheck
 from policies.counters_settings import CountersSettings, OnUnavailable, WhenUnavailable
-from tests.conftest import free_port
-from tests.counters.redis_server import OwnRedis, own_redis_server
+from tests.redis_support import OwnRedis, own_redis_server
 
 pytestmark = pytest.mark.anyio
 T0 = 1_800_000_000.0
@@ -36,7 +35,7 @@ class ManualClock:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[OwnRedis]:
-    with own_redis_server(free_port(), tmp_path) as running:
+    with own_redis_server(tmp_path) as running:
         yield running
 
 

@@ -19,9 +19,8 @@ from gateway_common.counters.health import PROBE_INTERVAL
 from llm_proxy.errors import GatewayUnavailable
 from policies.counters import SlotCheck, SpendCheck, SpendState, WindowCheck
 from policies.counters_settings import CountersSettings, OnUnavailable, WhenUnavailable
-from tests.conftest import free_port
-from tests.counters.redis_server import OwnRedis, own_redis_server
 from tests.counters.test_outage import ManualClock, guarded
+from tests.redis_support import OwnRedis, own_redis_server
 
 pytestmark = pytest.mark.anyio
 T0 = 1_800_000_000.0
@@ -36,7 +35,7 @@ POLICIES = [
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[OwnRedis]:
-    with own_redis_server(free_port(), tmp_path) as running:
+    with own_redis_server(tmp_path) as running:
         yield running
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from gateway_app.app import create_app
 from gateway_common.counters.health import StoreHealth
-from tests.counters.redis_server import scratch_prefix
 from tests.llm_proxy.conftest import KEY_ALICE, mock_api, provider_env, proxy_config, settings_for  # noqa: F401  (a fixture)
+from tests.redis_support import scratch_prefix
 
 pytestmark = pytest.mark.anyio
 MESSAGE = {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}

@@ -19,8 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from gateway_common.counters.resp_scripts import RespScripts, _parse, pack
-from tests.conftest import free_port
-from tests.counters.redis_server import OwnRedis, own_redis_server
+from tests.redis_support import OwnRedis, own_redis_server
 
 pytestmark = pytest.mark.anyio
 ECHO = "return {KEYS[1], ARGV[1], tonumber(ARGV[2]) * 2, {ARGV[3]}}"
@@ -35,7 +34,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[OwnRedis]:
-    with own_redis_server(free_port(), tmp_path) as running:
+    with own_redis_server(tmp_path) as running:
         yield running
 
 

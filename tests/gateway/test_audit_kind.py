@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from gateway_app.database import create_schema
 from gateway_common.db import make_engine
 from mcp_gateway.audit import AuditWriter, ToolCall
-from policies.config import AuditSettings
+from policies.gateway_settings import AuditSettings
 from tests.gateway.test_audit_writer import row
 
 

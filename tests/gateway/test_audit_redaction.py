@@ -24,7 +24,7 @@ from gateway_common.db import make_engine
 from mcp_gateway.audit import AuditWriter, ToolCall
 from mcp_gateway.audit.redaction import DETECTORS, MAX_CONTAINERS, Redactor, TooLarge
 from policies import GatewayPolicy, load_policy_text
-from policies.config import AuditSettings
+from policies.gateway_settings import AuditSettings
 from policies.secrets import hash_secret
 from policies.servers import REDACTION_KINDS
 from tests.conftest import mcp_client, run_gateway, upstream_stdio

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, func, select
 from gateway_app.database import create_schema
 from gateway_common.db import make_engine
 from mcp_gateway.audit import AuditWriter, ToolCall
-from policies.config import AuditSettings
+from policies.gateway_settings import AuditSettings
 
 
 def row(**overrides: Any) -> Any:  # a ToolCallRow, or a deliberately broken one

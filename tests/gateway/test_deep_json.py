@@ -21,7 +21,7 @@ from mcp.shared.exceptions import MCPError
 from gateway_common.json_depth import nesting_exceeds
 from mcp_gateway.errors import InvalidRequest
 from mcp_gateway.jsonrpc import parse_message
-from policies.config import GatewaySettings
+from policies.gateway_settings import GatewaySettings
 from tests.conftest import RunningGateway, mcp_client, run_gateway, upstream_stdio
 
 ALICE = "alice-deep-0123456789"  # may call every tool of alpha

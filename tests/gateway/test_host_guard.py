@@ -16,7 +16,7 @@ import pytest
 from gateway_app.guard import HostGuard
 from llm_proxy.runtime import LlmRuntime
 from policies.bounds import MAX_ECHO_CHARS
-from policies.config import GatewaySettings
+from policies.gateway_settings import GatewaySettings
 from tests.conftest import RunningGateway, run_gateway
 
 KEY = "guard-key-0123456789abcdef"

@@ -22,7 +22,7 @@ from gateway_app.app import create_app
 from gateway_app.metrics import GatewayMetrics
 from llm_proxy.ledger import ModelRequest
 from policies import load_policy_text
-from policies.config import MetricsSettings
+from policies.gateway_settings import MetricsSettings
 from policies.secrets import hash_secret
 from tests.conftest import upstream_stdio
 from tests.llm_proxy.conftest import mock_api, settings_for
@@ -338,7 +338,7 @@ async def test_an_observer_that_fails_costs_no_row(tmp_path: Path, caplog: pytes
     from gateway_app.database import create_schema
     from gateway_common.db import make_engine
     from mcp_gateway.audit import AuditWriter
-    from policies.config import AuditSettings
+    from policies.gateway_settings import AuditSettings
     from tests.gateway.test_audit_writer import count, row
 
     engine = make_engine(f"sqlite:///{tmp_path / 'audit.db'}")

@@ -25,7 +25,7 @@ from sqlmodel import Session, select
 
 from gateway_app.settings import load_policy_source
 from llm_proxy.ledger import ModelRequest
-from policies.counters import MemoryCounterStore
+from policies.memory_counters import MemoryCounterStore
 from policies.outcomes import Outcome
 from policies.secrets import hash_secret
 from tests.conftest import run_gateway, upstream_stdio

@@ -17,7 +17,7 @@ import yaml
 from gateway_app.database import create_schema
 from gateway_common.db import make_engine
 from mcp_gateway.audit import AuditWriter
-from policies.config import AuditSettings
+from policies.gateway_settings import AuditSettings
 from tests.conftest import PYTHON, REPO_ROOT, free_port
 from tests.gateway.test_audit_writer import row
 

@@ -27,7 +27,7 @@ from gateway_common.db import make_engine
 from gateway_common.writers.batch import BatchWriter
 from gateway_common.writers.rows import UNSTORABLE
 from mcp_gateway.audit import AuditWriter, ToolCall
-from policies.config import AuditSettings
+from policies.gateway_settings import AuditSettings
 from tests.conftest import run_gateway, upstream_stdio
 from tests.gateway.test_audit_writer import row
 

@@ -21,7 +21,7 @@ from policies.budgeting import (
     period_bounds,
     period_label,
 )
-from policies.counters import MemoryCounterStore
+from policies.memory_counters import MemoryCounterStore
 from tests.llm_proxy.conftest import (
     KEY_ALICE,
     KEY_BOB,

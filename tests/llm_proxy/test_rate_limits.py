@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from policies import Principal, load_policy_text
-from policies.counters import MemoryCounterStore
+from policies.memory_counters import MemoryCounterStore
 from policies.ratelimit import RateLimiter, build_rate_plan
 from tests.llm_proxy.conftest import (
     KEY_ALICE,

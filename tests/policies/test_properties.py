@@ -28,7 +28,8 @@ from policies.budgeting import (
     period_label,
 )
 from policies.catalogue import build_catalogue
-from policies.counters import MemoryCounterStore, SlotCheck, WindowCheck
+from policies.counters import SlotCheck, WindowCheck
+from policies.memory_counters import MemoryCounterStore
 from policies.naming import NamingRules, PrefixMode
 from policies.permissions import matches_any
 

@@ -11,15 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-from tests.counters.redis_server import own_redis_server
+from tests.redis_support import own_redis_server
 from tests.replicas.counters_support import replicas
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 async def test_a_redis_outage_gets_the_policy_and_counting_resumes_after_it(tmp_path: Path) -> None:
-    with own_redis_server(free_port(), tmp_path) as server:
+    with own_redis_server(tmp_path) as server:
         defaults = {"backend": "redis", "url": server.url, "timeout_ms": 200}
         strict = {**defaults, "on_unavailable": {"budgets": "refuse", "rate_limits": "refuse"}}
         async with replicas(tmp_path, [defaults, strict]) as group:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.counters.redis_server import scratch_prefix
+from tests.redis_support import scratch_prefix
 from tests.replicas.counters_support import PRICE, cost, replicas
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(120)]

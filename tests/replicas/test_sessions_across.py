@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.replicas.redis_support import clear_prefix, machine_redis, unique_prefix
+from tests.redis_support import scratch_prefix
 from tests.replicas.support import (
     Cluster,
     Replica,
@@ -29,17 +29,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Replica, Replica]]:
-    url, prefix = machine_redis(), unique_prefix()
     tmp = tmp_path_factory.mktemp("sessions")
-    cluster = Cluster(tmp, cluster_env())
-    doc = policy_doc(f"sqlite:///{tmp / 'gateway.db'}", url, prefix)
-    try:
-        one, two = cluster.start(doc), cluster.start(doc)
-        wait_ready([one, two])
-        yield one, two
-    finally:
-        cluster.stop()
-        clear_prefix(url, prefix)
+    with scratch_prefix() as (url, prefix):
+        cluster = Cluster(tmp, cluster_env())
+        doc = policy_doc(f"sqlite:///{tmp / 'gateway.db'}", url, prefix)
+        try:
+            one, two = cluster.start(doc), cluster.start(doc)
+            wait_ready([one, two])
+            yield one, two
+        finally:
+            cluster.stop()
 
 
 def test_a_session_opened_on_one_replica_answers_on_the_other(pair: tuple[Replica, Replica]) -> None:

@@ -5,6 +5,7 @@ holds nothing up; a closed bus publishes nothing)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from gateway_common.signals import RESYNC, Change, ChangeBus, MemoryBroker, MemoryBus
 from gateway_common.signals.redis_bus import RedisBus
 from policies.counters_settings import CountersSettings
-from tests.replicas.redis_support import clear_prefix, machine_redis, unique_prefix
+from tests.redis_support import scratch_prefix
 
 pytestmark = pytest.mark.anyio
 
@@ -23,34 +24,30 @@ Pair = Callable[[], Awaitable[tuple[ChangeBus, ChangeBus]]]
 @pytest.fixture(params=["memory", "redis"])
 async def make_pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     made: list[ChangeBus] = []
-    cleanup: Callable[[], None] = lambda: None  # noqa: E731
-    if request.param == "memory":
-        broker = MemoryBroker()
+    with contextlib.ExitStack() as cleanup:
+        if request.param == "memory":
+            broker = MemoryBroker()
 
-        async def pair() -> tuple[ChangeBus, ChangeBus]:
-            buses: tuple[ChangeBus, ChangeBus] = (MemoryBus(broker), MemoryBus(broker))
-            made.extend(buses)
-            return buses
+            async def pair() -> tuple[ChangeBus, ChangeBus]:
+                buses: tuple[ChangeBus, ChangeBus] = (MemoryBus(broker), MemoryBus(broker))
+                made.extend(buses)
+                return buses
 
-    else:
-        url, prefix = machine_redis(), unique_prefix()
-        settings = CountersSettings(backend="redis", url=url, key_prefix=prefix)
+        else:
+            url, prefix = cleanup.enter_context(scratch_prefix())
+            settings = CountersSettings(backend="redis", url=url, key_prefix=prefix)
 
-        async def pair() -> tuple[ChangeBus, ChangeBus]:
-            buses = (RedisBus(settings), RedisBus(settings))
-            made.extend(buses)
-            for bus in buses:
-                await bus.start()
-                assert await bus.wait_connected(5), bus.health()
-            return buses
+            async def pair() -> tuple[ChangeBus, ChangeBus]:
+                buses = (RedisBus(settings), RedisBus(settings))
+                made.extend(buses)
+                for bus in buses:
+                    await bus.start()
+                    assert await bus.wait_connected(5), bus.health()
+                return buses
 
-        def cleanup() -> None:
-            clear_prefix(url, prefix)
-
-    yield pair
-    for bus in made:
-        await bus.aclose()
-    cleanup()
+        yield pair
+        for bus in made:
+            await bus.aclose()
 
 
 def collect(bus: ChangeBus, *, skip_resync: bool = True) -> asyncio.Queue[Change]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.replicas.redis_support import OwnRedis
+from tests.redis_support import OwnRedis
 from tests.replicas.support import (
     MCP_GATEWAY,
     Cluster,

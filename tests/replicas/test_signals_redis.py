@@ -15,17 +15,15 @@ import redis.asyncio
 from gateway_common.signals import RESYNC, Change
 from gateway_common.signals.redis_bus import RedisBus
 from policies.counters_settings import CountersSettings
-from tests.replicas.redis_support import OwnRedis, clear_prefix, machine_redis, unique_prefix
+from tests.redis_support import OwnRedis, own_redis_server, scratch_prefix, unique_prefix
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+    with own_redis_server(tmp_path) as server:
+        yield server
 
 
 def collect(bus: RedisBus) -> asyncio.Queue[Change]:
@@ -98,30 +96,29 @@ async def test_a_bus_started_before_redis_connects_when_it_comes(tmp_path: Path)
 
 
 async def test_messages_that_are_not_changes_are_ignored() -> None:
-    url, prefix = machine_redis(), unique_prefix()
-    settings = CountersSettings(backend="redis", url=url, key_prefix=prefix)
-    bus, other = RedisBus(settings), RedisBus(settings)
-    heard = collect(bus)
-    raw = redis.asyncio.Redis.from_url(url)
-    try:
-        for b in (bus, other):
-            await b.start()
-            assert await b.wait_connected(5)
-        await kinds_until(heard, RESYNC)
-        for junk in (
-            b"not json",
-            b"[1,2]",
-            b'{"kind": 1}',
-            b'{"kind":"resync","origin":"x","payload":{}}',
-            b"x" * 70_000,
-        ):
-            await raw.publish(bus.channel, junk)
-        await other.publish("keys", {"version": 3})
-        change = await asyncio.wait_for(heard.get(), 2)
-        assert (change.kind, change.payload) == ("keys", {"version": 3})
-        assert bus.state == "connected"
-    finally:
-        await raw.aclose()
-        await bus.aclose()
-        await other.aclose()
-        clear_prefix(url, prefix)
+    with scratch_prefix() as (url, prefix):
+        settings = CountersSettings(backend="redis", url=url, key_prefix=prefix)
+        bus, other = RedisBus(settings), RedisBus(settings)
+        heard = collect(bus)
+        raw = redis.asyncio.Redis.from_url(url)
+        try:
+            for b in (bus, other):
+                await b.start()
+                assert await b.wait_connected(5)
+            await kinds_until(heard, RESYNC)
+            for junk in (
+                b"not json",
+                b"[1,2]",
+                b'{"kind": 1}',
+                b'{"kind":"resync","origin":"x","payload":{}}',
+                b"x" * 70_000,
+            ):
+                await raw.publish(bus.channel, junk)
+            await other.publish("keys", {"version": 3})
+            change = await asyncio.wait_for(heard.get(), 2)
+            assert (change.kind, change.payload) == ("keys", {"version": 3})
+            assert bus.state == "connected"
+        finally:
+            await raw.aclose()
+            await bus.aclose()
+            await other.aclose()

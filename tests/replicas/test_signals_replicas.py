@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from gateway_common.db import make_engine
 from tests.postgres import scratch_database
-from tests.replicas.redis_support import clear_prefix, machine_redis, unique_prefix
+from tests.redis_support import scratch_prefix
 from tests.replicas.support import (
     MCP_GATEWAY,
     Cluster,
@@ -58,9 +58,8 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    url, prefix = machine_redis(), unique_prefix()
     tmp = tmp_path_factory.mktemp("signals")
-    with scratch_database("mcpgw_replicas") as database_url:
+    with scratch_prefix() as (url, prefix), scratch_database("mcpgw_replicas") as database_url:
         cluster = Cluster(tmp, cluster_env())
         doc = policy_doc(database_url, url, prefix)
         try:
@@ -69,7 +68,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
             yield Pair(cluster, doc, database_url)
         finally:
             cluster.stop()
-            clear_prefix(url, prefix)
 
 
 def status(replica: Replica, secret: str) -> int:

@@ -11,15 +11,14 @@ from sqlalchemy import text
 from gateway_app.migrations.runner import VERSION_TABLE, head
 from gateway_common.db import make_engine
 from tests.postgres import scratch_database
-from tests.replicas.redis_support import clear_prefix, machine_redis, unique_prefix
+from tests.redis_support import scratch_prefix
 from tests.replicas.support import Cluster, bus_state, cluster_env, policy_doc, wait_ready, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def test_two_replicas_started_together_on_an_empty_database(tmp_path: Path) -> None:
-    url, prefix = machine_redis(), unique_prefix()
-    with scratch_database("mcpgw_replicas") as database_url:
+    with scratch_prefix() as (url, prefix), scratch_database("mcpgw_replicas") as database_url:
         cluster = Cluster(tmp_path, cluster_env())
         try:
             doc = policy_doc(database_url, url, prefix)
@@ -42,4 +41,3 @@ def test_two_replicas_started_together_on_an_empty_database(tmp_path: Path) -> N
             assert len(waited) + len(upgraded) <= 2
         finally:
             cluster.stop()
-            clear_prefix(url, prefix)

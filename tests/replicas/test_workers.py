@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.replicas.redis_support import clear_prefix, machine_redis, unique_prefix
+from tests.redis_support import scratch_prefix
 from tests.replicas.support import (
     MCP_GATEWAY,
     SESSION_SECRET_ENV,
@@ -63,9 +63,8 @@ def test_more_than_one_worker_without_a_shared_session_secret_is_refused(tmp_pat
 
 @pytest.fixture
 def redis_url() -> Iterator[tuple[str, str]]:
-    url, prefix = machine_redis(), unique_prefix()
-    yield url, prefix
-    clear_prefix(url, prefix)
+    with scratch_prefix() as found:
+        yield found
 
 
 def test_two_workers_on_one_port_serve_and_share_sessions(tmp_path: Path, redis_url: tuple[str, str]) -> None:

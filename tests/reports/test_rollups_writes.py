@@ -29,7 +29,7 @@ from gateway_common.rollups.folding import ROLLUPS
 from gateway_common.writers.fallback import FallbackFile
 from llm_proxy.ledger import LedgerWriter, ModelRequest
 from mcp_gateway.audit import AuditWriter, ToolCall
-from policies.config import AuditSettings
+from policies.gateway_settings import AuditSettings
 from policies.providers import LlmProxySettings
 from tests.reports import rollup_data as ref
 

@@ -1,11 +1,10 @@
-"""The machine's Redis for tests, under a key prefix of the test's own, cleaned up afterwards.
+"""Redis for tests: the machine's server under a key prefix of the test's own (`scratch_prefix`), or a
+``redis-server`` the test starts itself on a free port, to stop and start again (`OwnRedis`).
 
-The server is ``MCPGW_TEST_REDIS`` (default ``redis://127.0.0.1:6379/0``). Where it cannot be
-reached the test is skipped with a loud reason, except with ``CI=true``: CI has the server, so
-there a skip would hide a broken set-up, and the test fails instead (as `tests.postgres`).
-
-`own_redis_server` starts a private ``redis-server`` on a free port instead, for tests that
-stop and restart it (an outage).
+The machine's server is ``MCPGW_TEST_REDIS`` (default ``redis://127.0.0.1:6379/0``). Where it cannot be
+reached, or ``redis-server`` is not installed, the test is skipped with a loud reason, except with
+``CI=true``: CI has both, so there a skip would hide a broken set-up, and the test fails instead (as
+`tests.postgres`).
 """
 
 from __future__ import annotations
@@ -23,8 +22,10 @@ from typing import NoReturn
 import pytest
 import redis
 
+from tests.conftest import free_port
+
 SERVER_URL = os.environ.get("MCPGW_TEST_REDIS", "redis://127.0.0.1:6379/0")
-PREFIX_ROOT = "h9redis-test:"
+PREFIX_ROOT = "mcpgw-test:"
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -32,6 +33,11 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message}; CI=true, where Redis must be reachable")
     pytest.skip(message)
+
+
+def unique_prefix() -> str:
+    """A key (and channel) prefix nobody else uses, so tests sharing one server never meet."""
+    return f"{PREFIX_ROOT}{secrets.token_hex(6)}:"
 
 
 def delete_prefix(url: str, prefix: str) -> None:
@@ -43,13 +49,13 @@ def delete_prefix(url: str, prefix: str) -> None:
 
 @contextlib.contextmanager
 def scratch_prefix() -> Iterator[tuple[str, str]]:
-    """``(url, prefix)``: a key prefix nobody else uses; its keys are deleted afterwards."""
+    """``(url, prefix)`` on the machine's server; the prefix's keys are deleted afterwards."""
     try:
         with redis.Redis.from_url(SERVER_URL, socket_timeout=2, socket_connect_timeout=2) as client:
             client.ping()
     except redis.RedisError as exc:
         unavailable(f"cannot connect: {exc}")
-    prefix = f"{PREFIX_ROOT}{secrets.token_hex(6)}:"
+    prefix = unique_prefix()
     try:
         yield SERVER_URL, prefix
     finally:
@@ -57,29 +63,24 @@ def scratch_prefix() -> Iterator[tuple[str, str]]:
 
 
 class OwnRedis:
-    """A ``redis-server`` of the test's own on ``port``, without persistence; stop and start at will."""
+    """A ``redis-server`` of the test's own on a free port, without persistence; stop and start at will.
 
-    def __init__(self, port: int, directory: Path) -> None:
-        self.port = port
+    The port is chosen here, so the URL is known before the server first starts.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            unavailable("no redis-server on PATH (needed to stop and restart Redis mid-test)")
+        self.binary = binary
         self.directory = directory
-        self.url = f"redis://127.0.0.1:{port}/0"
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            unavailable("no redis-server binary on PATH")
-        command = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no"]
         self.proc = subprocess.Popen(
             command, cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -102,8 +103,9 @@ class OwnRedis:
 
 
 @contextlib.contextmanager
-def own_redis_server(port: int, directory: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(port, directory)
+def own_redis_server(directory: Path) -> Iterator[OwnRedis]:
+    """An `OwnRedis`, started, and stopped afterwards."""
+    server = OwnRedis(directory)
     server.start()
     try:
         yield server
