@@ -69,6 +69,7 @@ def gateway_config(
     http_client: str = "auto",
     database_url: str | None = None,
     redis_url: str | None = None,
+    row_writer: str = "process",
 ) -> dict[str, object]:
     import hashlib
 
@@ -78,6 +79,7 @@ def gateway_config(
             "host": "127.0.0.1",
             "port": port,
             "database_url": database_url or f"sqlite:///{workdir / 'gateway.db'}",
+            "row_writer": row_writer,
             "audit": {"fallback_file": str(workdir / "audit-fallback.jsonl")},
         },
         **(
@@ -232,6 +234,12 @@ def main() -> None:
     parser.add_argument(
         "--redis", metavar="URL", help="count limits and budgets in this Redis instead of memory"
     )
+    parser.add_argument(
+        "--row-writer",
+        choices=["process", "thread"],
+        default="process",
+        help="where the gateway writes its ledger rows (gateway.row_writer)",
+    )
     args = parser.parse_args()
     pin(os.getpid(), 1)
     with tempfile.TemporaryDirectory(prefix="llm-bench-") as tmp:
@@ -247,6 +255,7 @@ def main() -> None:
                     args.http_client,
                     database_url=args.database_url,
                     redis_url=args.redis,
+                    row_writer=args.row_writer,
                 )
             )
         )

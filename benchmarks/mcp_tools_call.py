@@ -216,6 +216,12 @@ def main() -> None:
         action="store_true",
         help="give the key no tool_calls_per_minute limit (the first release's benchmark: nothing counted)",
     )
+    parser.add_argument(
+        "--row-writer",
+        choices=["process", "thread"],
+        default="process",
+        help="where the gateway writes its audit rows (gateway.row_writer)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
@@ -234,7 +240,7 @@ def main() -> None:
         server = {"name": "bench", "url": f"http://127.0.0.1:{upstream_port}/mcp"}
     database_url = args.database_url or f"sqlite:///{workdir / 'audit.db'}"
     policy: dict[str, object] = {
-        "gateway": {"port": gateway_port, "database_url": database_url},
+        "gateway": {"port": gateway_port, "database_url": database_url, "row_writer": args.row_writer},
         # A limit it never reaches, so every call is counted (in memory, or in Redis with --redis).
         "virtual_keys": [
             {"id": "bench", "secret_env": "BENCH_KEY"}
@@ -249,7 +255,10 @@ def main() -> None:
             "key_prefix": f"mcpgw-bench-{os.getpid()}:",
         }
     (workdir / "gateway.yaml").write_text(orjson.dumps(policy).decode())
-    print(f"audit database: {database_url.split('@')[-1]}; counters: {'redis' if args.redis else 'memory'}")
+    print(
+        f"audit database: {database_url.split('@')[-1]}, written from a {args.row_writer}; "
+        f"counters: {'redis' if args.redis else 'memory'}"
+    )
     env = {**os.environ, "BENCH_KEY": KEY, "PYTHONPATH": str(ROOT)}
     upstream = subprocess.Popen(
         [sys.executable, str(workdir / "upstream.py"), str(upstream_port)],

@@ -1,0 +1,242 @@
+"""The writer process: rows stored outside the serving process, and none lost when it dies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from gateway_app.app import WRITER_MODULES, _start_writer_process
+from gateway_app.database import create_schema
+from gateway_common.db import make_engine
+from gateway_common.writers.process import WriterProcess
+from gateway_common.writers.store import BatchStore
+from mcp_gateway.audit import AuditWriter, ToolCall
+from mcp_gateway.audit.writer import AuditCleaner
+from policies import load_policy_text
+from policies.gateway_settings import AuditSettings, GatewaySettings
+from tests.gateway.test_audit_writer import count, row
+
+pytestmark = pytest.mark.anyio
+
+
+class DiesInTheWriterProcess(AuditCleaner):
+    """Ends the writer process at a row whose tool is ``die``: every process it is sent to dies."""
+
+    def __init__(self, settings: AuditSettings) -> None:
+        super().__init__(settings)
+        self.serving = os.getpid()  # pickled with it: the writer process sees the serving process's
+
+    def __call__(self, one: dict[str, Any]) -> dict[str, Any]:
+        if one.get("tool") == "die" and os.getpid() != self.serving:
+            os._exit(3)
+        return super().__call__(one)
+
+
+class LogsInTheWriterProcess(AuditCleaner):
+    def __call__(self, one: dict[str, Any]) -> dict[str, Any]:
+        logging.getLogger("mcp_gateway.audit").error("cleaned in process %d", os.getpid())
+        return super().__call__(one)
+
+
+class WaitsInTheWriterProcess(AuditCleaner):
+    """Waits at rows whose tool is ``wait`` until the file ``gate`` is gone (announcing it first)."""
+
+    def __init__(self, settings: AuditSettings, gate: Path) -> None:
+        super().__init__(settings)
+        self.gate = gate
+        self.serving = os.getpid()
+
+    def __call__(self, one: dict[str, Any]) -> dict[str, Any]:
+        if one.get("tool") == "wait" and os.getpid() != self.serving and self.gate.exists():
+            self.gate.with_suffix(".reached").write_text(str(os.getpid()))
+            while self.gate.exists():
+                time.sleep(0.01)
+        return super().__call__(one)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[tuple[str, Engine]]:
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    engine = make_engine(url)
+    create_schema(engine)
+    yield url, engine
+    engine.dispose()
+
+
+@pytest.fixture
+async def process(database: tuple[str, Engine]) -> AsyncIterator[WriterProcess]:
+    writer_process = WriterProcess(database[0], preload=WRITER_MODULES)
+    writer_process.start()
+    yield writer_process
+    writer_process.close()
+
+
+def settings(tmp_path: Path) -> AuditSettings:
+    return AuditSettings(fallback_file=str(tmp_path / "audit-fallback.jsonl"))
+
+
+def stored(engine: Engine) -> list[ToolCall]:
+    with Session(engine) as db:
+        return list(db.exec(select(ToolCall)).all())
+
+
+async def test_rows_are_cleaned_and_stored_by_another_process_and_its_counts_come_back(
+    tmp_path: Path, database: tuple[str, Engine], process: WriterProcess
+) -> None:
+    _, engine = database
+    writer = AuditWriter(engine, settings(tmp_path), process=process)
+    await writer.start()
+    assert process.pid is not None and process.pid != os.getpid()
+    writer.submit(row(arguments={"path": "a.txt", "api_key": "sk-live-0123456789abcdef0123"}))
+    writer.submit(row())
+    await writer.flush()
+    rows = stored(engine)
+    assert len(rows) == 2 and writer.written == 2
+    assert writer.redacted == 1  # counted in the writer process, added up here
+    assert all("0123456789abcdef" not in str(r.arguments) for r in rows)
+    await writer.aclose()
+
+
+async def test_a_policy_change_reaches_the_writer_process(
+    tmp_path: Path, database: tuple[str, Engine], process: WriterProcess
+) -> None:
+    _, engine = database
+    text = "virtual_keys: [{id: alice, secret_env: A}]\nmcp: {servers: [{name: fs, url: 'http://127.0.0.1:9/mcp'}]}\n"
+    current = [load_policy_text(text, "policy.yaml").policy]
+    writer = AuditWriter(engine, settings(tmp_path), policy=lambda: current[0], process=process)
+    await writer.start()
+    writer.submit(row(tool="before"))
+    await writer.flush()
+    current[0] = load_policy_text(
+        text.replace("secret_env: A", "secret_env: A, audit_content: false"), "p.yaml"
+    ).policy
+    writer.submit(row(tool="after"))
+    await writer.flush()
+    by_tool = {r.tool: r for r in stored(engine)}
+    assert by_tool["before"].arguments == {"path": "a.txt"}
+    assert by_tool["after"].arguments == {
+        "_not_logged": "not logged: virtual key 'alice' has audit_content false"
+    }
+    assert writer.withheld == 1
+    await writer.aclose()
+
+
+async def test_a_writer_process_killed_between_batches_is_replaced(
+    tmp_path: Path, database: tuple[str, Engine], process: WriterProcess
+) -> None:
+    _, engine = database
+    writer = AuditWriter(engine, settings(tmp_path), process=process)
+    await writer.start()
+    writer.submit(row())
+    await writer.flush()
+    first = process.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    writer.submit(row())
+    await writer.flush()
+    assert count(engine) == 2 and process.restarts == 1
+    assert process.pid not in (None, first)
+    await writer.aclose()
+
+
+async def test_a_writer_process_killed_mid_batch_loses_nothing_and_stores_nothing_twice(
+    tmp_path: Path, database: tuple[str, Engine], process: WriterProcess
+) -> None:
+    """The batch goes to a new process; rows the first had stored would be skipped by primary key."""
+    _, engine = database
+    gate = tmp_path / "gate"
+    gate.write_text("")
+    writer = AuditWriter(engine, settings(tmp_path), process=process)
+    writer._store.prepare = WaitsInTheWriterProcess(writer.settings, gate)
+    await writer.start()
+    for tool in ("read_file", "wait", "read_file"):
+        writer.submit(row(tool=tool))
+    flushing = asyncio.create_task(writer.flush())
+    reached = gate.with_suffix(".reached")
+    for _ in range(1000):
+        if reached.exists():
+            break
+        await asyncio.sleep(0.01)
+    os.kill(int(reached.read_text()), signal.SIGKILL)
+    gate.unlink()
+    await flushing
+    assert count(engine) == 3 and writer.written == 3 and process.restarts == 1
+    assert not (tmp_path / "audit-fallback.jsonl").exists()
+    await writer.aclose()
+
+
+async def test_a_batch_every_writer_process_dies_on_is_stored_by_the_serving_process(
+    tmp_path: Path, database: tuple[str, Engine], process: WriterProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, engine = database
+    writer = AuditWriter(engine, settings(tmp_path), process=process)
+    writer._store.prepare = DiesInTheWriterProcess(writer.settings)
+    await writer.start()
+    writer.submit(row(tool="die"))
+    writer.submit(row())
+    with caplog.at_level(logging.ERROR, logger="mcp_gateway.audit"):
+        await writer.flush()
+    assert count(engine) == 2
+    assert any("died twice" in r.getMessage() and r.levelno == logging.CRITICAL for r in caplog.records)
+    writer.submit(row())  # and the next batch goes to a writer process again
+    await writer.flush()
+    assert count(engine) == 3 and process.pid is not None
+    await writer.aclose()
+
+
+async def test_the_writer_process_ignores_interrupts_and_its_logs_reach_the_serving_process(
+    tmp_path: Path, database: tuple[str, Engine], process: WriterProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Ctrl-C reaches the whole process group: the writer process must outlive the gateway's drain."""
+    _, engine = database
+    writer = AuditWriter(engine, settings(tmp_path), process=process)
+    writer._store.prepare = LogsInTheWriterProcess(writer.settings)
+    await writer.start()
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    writer.submit(row(result=object()))  # cannot be encoded: stored with a marker, counted there
+    with caplog.at_level(logging.ERROR, logger="mcp_gateway.audit"):
+        await writer.flush()
+    assert process.pid == pid and process.restarts == 0 and count(engine) == 1
+    assert writer.salvaged == 1
+    logged = [r for r in caplog.records if r.getMessage() == f"cleaned in process {pid}"]
+    assert logged and logged[0].processName == "writer process"
+    await writer.aclose()
+
+
+def test_a_batch_sent_again_skips_the_rows_already_stored(
+    tmp_path: Path, database: tuple[str, Engine]
+) -> None:
+    _, engine = database
+    store = BatchStore(engine, ToolCall.__table__, fallback_path=tmp_path / "fb.jsonl")  # type: ignore[attr-defined]
+    first, second = row(), row()
+    assert store.write([first]).written == 1
+    again = store.write([first, second], again=True)
+    assert (again.written, again.present, again.refused) == (1, 1, 0)
+    assert count(engine) == 2 and not (tmp_path / "fb.jsonl").exists()
+
+
+async def test_the_gateway_writes_from_a_thread_when_asked_or_when_no_other_process_can_open_the_database(
+    tmp_path: Path,
+) -> None:
+    on_disk = f"sqlite:///{tmp_path / 'g.db'}"
+    assert await _start_writer_process(GatewaySettings(database_url=on_disk, row_writer="thread")) is None
+    assert await _start_writer_process(GatewaySettings(database_url="sqlite://")) is None
+    process = await _start_writer_process(GatewaySettings(database_url=on_disk))
+    assert process is not None
+    try:
+        assert process.pid is not None
+    finally:
+        process.close()
