@@ -30,8 +30,8 @@ from _support import ROOT
 sys.path.insert(0, str(ROOT))
 
 from gateway_app.app import WRITER_MODULES
-from gateway_app.cli import SERVE_SWITCH_INTERVAL
 from gateway_app.database import create_schema
+from gateway_app.serving import SERVE_SWITCH_INTERVAL
 from gateway_common.db import make_engine
 from gateway_common.writers.process import WriterProcess
 from mcp_gateway.audit import AuditWriter
@@ -83,7 +83,7 @@ async def phase(mode: str, round_trips: int, workdir: Path) -> list[float]:
     process = None
     if mode == "process":
         process = WriterProcess(url, preload=WRITER_MODULES)
-        await asyncio.to_thread(process.start)
+        await process.start()
     writer = AuditWriter(
         engine, AuditSettings(fallback_file=str(workdir / "fallback.jsonl")), process=process
     )
@@ -107,7 +107,7 @@ async def phase(mode: str, round_trips: int, workdir: Path) -> list[float]:
         echo.wait()
         await writer.aclose()
         if process is not None:
-            await asyncio.to_thread(process.close)
+            await process.close()
         engine.dispose()
     if mode != "none":
         assert writer.written == round_trips, (writer.written, round_trips)

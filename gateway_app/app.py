@@ -136,7 +136,7 @@ async def _start_writer_process(gateway: GatewaySettings) -> WriterProcess | Non
         logger.info("audit and ledger rows are written from a thread: another process cannot open %s", url)
         return None
     process = WriterProcess(url, preload=WRITER_MODULES)
-    await asyncio.to_thread(process.start)
+    await process.start()
     return process
 
 
@@ -289,7 +289,7 @@ def create_app(
             await _step("flush the model ledger", llm.ledger.aclose)
             await _step("close the model proxy", llm.aclose)  # alerts and provider pools, each guarded
             if writer_process is not None:
-                await _step("stop the writer process", lambda: asyncio.to_thread(writer_process.close))
+                await _step("stop the writer process", writer_process.close)
             await _step("close the counter store", counters.aclose)
             if metrics is not None:
                 metrics.detach()

@@ -37,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway_common.writers.fallback import FallbackFile
 from gateway_common.writers.process import WriterProcess, WriterProcessFailed
 from gateway_common.writers.rows import Row, describe
-from gateway_common.writers.store import BatchStore, counted
+from gateway_common.writers.store import BatchStore, Written, counted
 
 __all__ = ["BatchWriter", "Row"]
 
@@ -142,8 +142,7 @@ class BatchWriter(Generic[RowT]):
     async def start(self) -> None:
         await asyncio.to_thread(self._replay_fallback)
         if self._process is not None:
-            await asyncio.to_thread(
-                self._process.register,
+            await self._process.register(
                 self.name,
                 self.table,
                 type(self).__module__,  # a writer's module defines its table
@@ -207,7 +206,7 @@ class BatchWriter(Generic[RowT]):
                 while self._pending:
                     batch, self._pending = self._pending, []
                     try:
-                        await asyncio.to_thread(self._write, batch)
+                        await self._store_batch(batch)
                     except asyncio.CancelledError:
                         raise  # the worker thread still owns the batch and finishes it
                     except BaseException:
@@ -242,18 +241,33 @@ class BatchWriter(Generic[RowT]):
 
     # -- worker thread -------------------------------------------------------------------
 
-    def _write(self, batch: list[Row]) -> None:
-        """Store a batch (in the writer process, else here); rows nothing took wait in ``_stranded``."""
+    async def _store_batch(self, batch: list[Row]) -> None:
+        """Store a batch in the writer process if there is one, else in a worker thread (`_write`);
+        here too if process after process dies on it."""
+        if self._process is None:
+            await asyncio.to_thread(self._write, batch)
+            return
         context = self._context() if self._context is not None else None
-        written = None
-        if self._process is not None:
-            try:
-                written = self._process.write(self.name, batch, context)
-            except WriterProcessFailed as exc:
-                logger.critical("%s; storing these %d %s rows here", exc, len(batch), self.name)
-        if written is None:
-            with self._io_lock:
-                written = self._store.write(batch, context, again=self._process is not None)
+        try:
+            written = await self._process.write(self.name, batch, context)
+        except WriterProcessFailed as exc:
+            logger.critical("%s; storing these %d %s rows here", exc, len(batch), self.name)
+            await asyncio.to_thread(self._write_here, batch, again=True)
+            return
+        self._account(written)
+
+    def _write(self, batch: list[Row]) -> None:
+        """Store a batch here (a worker thread); rows nothing took wait in ``_stranded``."""
+        self._write_here(batch, again=False)
+
+    def _write_here(self, batch: list[Row], *, again: bool) -> None:
+        """``again``: some of its rows may be stored already (a writer process died on it)."""
+        context = self._context() if self._context is not None else None
+        with self._io_lock:
+            written = self._store.write(batch, context, again=again)
+        self._account(written)
+
+    def _account(self, written: Written) -> None:
         self.written += written.written + written.present
         self.refused += written.refused
         self.diverted += written.diverted

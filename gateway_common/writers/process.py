@@ -8,8 +8,9 @@ while the real audit writer stores one row per round trip): p99 1.44-1.63 ms wit
 thread, 0.25-0.34 ms with it here, 0.25-0.59 ms with no writer at all.
 
 The serving process keeps everything a writer owns (its queue, its counters, the rows nothing
-took); what crosses is one pickled batch out and a `Written` back, sent by the writer's worker
-thread, which waits on the pipe without the GIL. One process serves every writer of a gateway.
+took); what crosses is one pickled batch out and a `Written` back, over a socket pair the event
+loop reads and writes itself (no thread: a second thread waking mid-request costs the loop a GIL
+hand-over). One process serves every writer of a gateway.
 
 Nothing is lost when it dies: the batch it was storing is sent again to a new one (rows the first
 had stored are recognised by their primary key and skipped); a batch that one process after
@@ -20,12 +21,16 @@ dies. Started from multiprocessing's fork server, so a new one costs a fork, not
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import logging
 import multiprocessing
+import os
+import pickle
 import signal
-import threading
+import socket
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -61,8 +66,9 @@ class _Writer:
 
 
 class WriterProcess:
-    """The serving process's end: start, register writers, store batches (blocking: call from a
-    worker thread), close. Safe to use from several threads; batches go one at a time."""
+    """The serving process's end: start, register writers, store batches, close. Everything runs
+    on the event loop (the pipe is read and written without a thread: a second thread waking up
+    mid-request costs the loop a GIL hand-over); batches go one at a time."""
 
     def __init__(self, database_url: str, *, preload: Sequence[str] = ()) -> None:
         """``preload``: modules the fork server imports once, so each new process has them
@@ -71,9 +77,9 @@ class WriterProcess:
         self.preload = ("gateway_common.writers.process", *preload)
         self.restarts = 0
         self._writers: dict[str, _Writer] = {}
-        self._lock = threading.Lock()
+        self._lock = asyncio.Lock()
         self._process: Any = None
-        self._conn: Connection | None = None
+        self._pipe: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._contexts: dict[str, object] = {}
         self._closed = False
 
@@ -85,7 +91,7 @@ class WriterProcess:
     def health(self) -> dict[str, Any]:
         return {"pid": self.pid, "restarts": self.restarts}
 
-    def register(
+    async def register(
         self,
         name: str,
         table: Table,
@@ -97,31 +103,31 @@ class WriterProcess:
         if SQLModel.metadata.tables.get(table.name) is not table:
             raise ValueError(f"a writer process stores SQLModel tables only, not {table.name!r}")
         writer = _Writer(name, table.name, module, prepare, str(fallback_path) if fallback_path else None)
-        with self._lock:
+        async with self._lock:
             self._writers[name] = writer
-            if self._conn is not None:
-                self._call(("add", self._writers[name]))
+            if self._pipe is not None:
+                await self._call(("add", writer))
 
-    def start(self) -> None:
-        with self._lock:
-            if self._conn is None:
-                self._spawn()
+    async def start(self) -> None:
+        async with self._lock:
+            if self._pipe is None:
+                await self._spawn()
 
-    def write(self, name: str, batch: list[Row], context: object = None) -> Written:
+    async def write(self, name: str, batch: list[Row], context: object = None) -> Written:
         """Store ``batch`` for writer ``name`` in the writer process; raises `WriterProcessFailed`
         when process after process died on it."""
-        with self._lock:
+        async with self._lock:
             if self._closed:
                 raise WriterProcessFailed("the writer process is closed")
             if context is not None and self._contexts.get(name) is context:
                 context = None  # the process has it already
             for attempt in range(1, TRIES + 1):
                 try:
-                    if self._conn is None:
-                        self._spawn()
-                    reply = self._call(("write", name, batch, context, attempt > 1))
-                except (EOFError, OSError) as exc:
-                    code = self._ended()
+                    if self._pipe is None:
+                        await self._spawn()
+                    reply = await self._call(("write", name, batch, context, attempt > 1))
+                except (EOFError, OSError, asyncio.IncompleteReadError) as exc:
+                    code = await self._ended()
                     self._contexts.clear()
                     if attempt == TRIES:
                         raise WriterProcessFailed(
@@ -141,25 +147,34 @@ class WriterProcess:
                 return reply
             raise AssertionError("unreachable")
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """End the process (it stores nothing more); waits for it briefly, then kills it."""
-        with self._lock:
+        async with self._lock:
             self._closed = True
-            conn, process, self._conn, self._process = self._conn, self._process, None, None
-        if conn is not None:
-            conn.close()
+            pipe, process, self._pipe, self._process = self._pipe, self._process, None, None
+        if pipe is not None:
+            pipe[1].close()
+            with contextlib.suppress(OSError):
+                await pipe[1].wait_closed()
         if process is not None:
-            process.join(10)
-            if process.is_alive():
-                process.kill()
-                process.join(5)
+            await asyncio.to_thread(_stop, process, 10)
 
     # -- in the lock ---------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
+    async def _spawn(self) -> None:
+        process, ours = await asyncio.to_thread(self._start_process)
+        sock = socket.socket(fileno=os.dup(ours.fileno()))
+        ours.close()
+        self._process = process
+        self._pipe = await asyncio.open_connection(sock=sock)
+        for writer in self._writers.values():
+            await self._call(("add", writer))
+        logger.info("the writer process (pid %s) stores the audit, ledger and alert rows", process.pid)
+
+    def _start_process(self) -> tuple[Any, Connection]:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(list(self.preload))
-        ours, theirs = context.Pipe(duplex=True)
+        ours, theirs = context.Pipe(duplex=True)  # a socket pair
         process = context.Process(
             target=_serve, args=(theirs, self.database_url), name="mcp-gateway-writer", daemon=True
         )
@@ -170,35 +185,49 @@ class WriterProcess:
             raise WriterProcessFailed(f"could not start the writer process: {describe(exc)}") from exc
         finally:
             theirs.close()
-        self._process, self._conn = process, ours
-        for writer in self._writers.values():
-            self._call(("add", writer))
-        logger.info("the writer process (pid %s) stores the audit, ledger and alert rows", process.pid)
+        return process, ours
 
-    def _call(self, message: tuple[Any, ...]) -> Any:
-        conn = self._conn
-        assert conn is not None
-        conn.send(message)
-        reply, records = conn.recv()
+    async def _call(self, message: tuple[Any, ...]) -> Any:
+        """One message out, its reply in, framed as `multiprocessing.connection.Connection` frames them."""
+        assert self._pipe is not None
+        reader, writer = self._pipe
+        payload = pickle.dumps(message)
+        writer.write(
+            struct.pack("!i", len(payload)) + payload if len(payload) < 2**31 - 1 else _long(payload)
+        )
+        await writer.drain()
+        (size,) = struct.unpack("!i", await reader.readexactly(4))
+        if size == -1:
+            (size,) = struct.unpack("!Q", await reader.readexactly(8))
+        # Our own child, over a socket pair nothing else holds.
+        reply, records = pickle.loads(await reader.readexactly(size))  # noqa: S301
         for record in records:
             named = logging.getLogger(record.name)
             if named.isEnabledFor(record.levelno):
                 named.handle(record)
         return reply
 
-    def _ended(self) -> int | None:
+    async def _ended(self) -> int | None:
         """Forget a process that died; returns its exit code."""
-        process, conn, self._process, self._conn = self._process, self._conn, None, None
+        pipe, process, self._pipe, self._process = self._pipe, self._process, None, None
         self.restarts += 1
-        if conn is not None:
-            conn.close()
+        if pipe is not None:
+            pipe[1].close()
         if process is None:
             return None
+        return await asyncio.to_thread(_stop, process, 5)
+
+
+def _long(payload: bytes) -> bytes:
+    return struct.pack("!i", -1) + struct.pack("!Q", len(payload)) + payload
+
+
+def _stop(process: Any, wait: float) -> int | None:
+    process.join(wait)
+    if process.is_alive():
+        process.kill()
         process.join(5)
-        if process.is_alive():
-            process.kill()
-            process.join(5)
-        return process.exitcode  # type: ignore[no-any-return]
+    return process.exitcode  # type: ignore[no-any-return]
 
 
 # -- the writer process itself ----------------------------------------------------------------

@@ -188,14 +188,14 @@ async def test_a_writer_whose_loop_dies_fails_readiness_and_is_restarted(
         audit.restart_delay = 0.05
         broken = threading.Event()
         broken.set()
-        real_write = audit._write
+        real_store = audit._store_batch
 
-        def faulty_write(batch: list[dict[str, Any]]) -> None:
+        async def faulty_store(batch: list[dict[str, Any]]) -> None:
             if broken.is_set():
                 raise RuntimeError("injected fault in the write loop")
-            real_write(batch)
+            await real_store(batch)
 
-        monkeypatch.setattr(audit, "_write", faulty_write)
+        monkeypatch.setattr(audit, "_store_batch", faulty_store)
         audit.submit(row(id="waiting"))
         await wait_for(lambda: audit.stopped is not None)
 

@@ -76,9 +76,9 @@ def database(tmp_path: Path) -> Iterator[tuple[str, Engine]]:
 @pytest.fixture
 async def process(database: tuple[str, Engine]) -> AsyncIterator[WriterProcess]:
     writer_process = WriterProcess(database[0], preload=WRITER_MODULES)
-    writer_process.start()
+    await writer_process.start()
     yield writer_process
-    writer_process.close()
+    await writer_process.close()
 
 
 def settings(tmp_path: Path) -> AuditSettings:
@@ -239,4 +239,4 @@ async def test_the_gateway_writes_from_a_thread_when_asked_or_when_no_other_proc
     try:
         assert process.pid is not None
     finally:
-        process.close()
+        await process.close()

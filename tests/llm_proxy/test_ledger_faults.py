@@ -112,14 +112,14 @@ async def test_a_ledger_writer_whose_loop_dies_fails_readiness_and_is_restarted(
         ledger.restart_delay = 0.05
         broken = threading.Event()
         broken.set()
-        real_write = ledger._write
+        real_store = ledger._store_batch
 
-        def faulty_write(batch: list[dict[str, Any]]) -> None:
+        async def faulty_store(batch: list[dict[str, Any]]) -> None:
             if broken.is_set():
                 raise RuntimeError("injected fault in the ledger loop")
-            real_write(batch)
+            await real_store(batch)
 
-        monkeypatch.setattr(ledger, "_write", faulty_write)
+        monkeypatch.setattr(ledger, "_store_batch", faulty_store)
         assert (await proxy.messages()).status_code == 200  # answered; its row waits in memory
         await wait_for(lambda: ledger.stopped is not None)
 
