@@ -1,5 +1,5 @@
-"""What the audit writer does to the event loop's latency: in a thread of the serving process, or in
-the writer process (``gateway.row_writer``).
+"""What the audit writer does to the event loop's latency (the p99 of issue 7): in a thread of the
+serving process, or in the writer process (``gateway.row_writer``).
 
     python benchmarks/writer_gil.py [--round-trips 10000] [--rounds 3]
 
