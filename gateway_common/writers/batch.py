@@ -123,6 +123,9 @@ class BatchWriter(Generic[RowT]):
             "last_error": self.last_error,
             "stopped": self.stopped,
             "restarts": self.restarts,
+            # Where the rows are stored: the writer process (its pid, and how often it was replaced), or None
+            # for a thread of this process.
+            "writer_process": self._process.health() if self._process is not None else None,
         }
 
     def submit(self, row: RowT) -> None:

@@ -82,6 +82,7 @@ def is_detail(response: httpx2.Response) -> bool:
         return False
     assert body["upstreams"][0]["name"] == "alpha" and "pid" in body["upstreams"][0]
     assert "audit" in body and "sessions" in body
+    assert body["audit"]["writer_process"]["pid"] > 0  # the rows are stored by the writer process
     return True
 
 

@@ -146,6 +146,7 @@ async def test_a_writer_process_killed_between_batches_is_replaced(
     await writer.flush()
     assert count(engine) == 2 and process.restarts == 1
     assert process.pid not in (None, first)
+    assert writer.health()["writer_process"] == {"pid": process.pid, "restarts": 1}  # shown in /readyz
     await writer.aclose()
 
 
