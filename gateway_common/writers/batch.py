@@ -37,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway_common.writers.fallback import FallbackFile
 from gateway_common.writers.process import WriterProcess, WriterProcessFailed
 from gateway_common.writers.rows import Row, describe
-from gateway_common.writers.store import BatchStore, Written, counted
+from gateway_common.writers.store import BatchStore, Preparer, Written, counted
 
 __all__ = ["BatchWriter", "Row"]
 
@@ -54,7 +54,7 @@ class BatchWriter(Generic[RowT]):
         engine: Engine,
         table: Table,
         *,
-        prepare: Callable[[Row], Row] | None = None,
+        prepare: Preparer | None = None,
         flush_interval: float = 0.05,
         batch_size: int = 500,
         fallback_path: str | Path | None = None,

@@ -31,7 +31,7 @@ import pickle
 import signal
 import socket
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -41,7 +41,7 @@ from sqlalchemy import Table
 from sqlmodel import SQLModel
 
 from gateway_common.writers.rows import Row, describe
-from gateway_common.writers.store import BatchStore, Written
+from gateway_common.writers.store import BatchStore, Preparer, Written
 
 logger = logging.getLogger("mcp_gateway.audit")
 
@@ -70,7 +70,7 @@ class _Writer:
     columns' default functions, which pickle only by their import path)."""
     module: str
     """Imported first: it defines the table (the writer's own module)."""
-    prepare: Callable[[Row], Row] | None
+    prepare: Preparer | None
     fallback_path: str | None
 
 
@@ -105,7 +105,7 @@ class WriterProcess:
         name: str,
         table: Table,
         module: str,
-        prepare: Callable[[Row], Row] | None,
+        prepare: Preparer | None,
         fallback_path: str | Path | None,
     ) -> None:
         """Store writer ``name``'s batches here; ``module`` defines ``table`` (a SQLModel table)."""

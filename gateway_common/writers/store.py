@@ -9,7 +9,6 @@ loop can account for a batch the same way whether it was stored next door or in 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,14 +65,14 @@ class BatchStore:
         engine: Engine,
         table: Table,
         *,
-        prepare: Callable[[Row], Row] | None = None,
+        prepare: Preparer | None = None,
         fallback_path: str | Path | None = None,
         name: str | None = None,
     ) -> None:
         self.engine = engine
         self.table = table
         self.name = name or table.name
-        self.prepare: Callable[[Row], Row] = prepare or _identity
+        self.prepare: Preparer = prepare or _identity
         self.fallback_path = Path(fallback_path) if fallback_path else None
         self.fallback = FallbackFile(self.fallback_path, table) if self.fallback_path else None
         self._json_columns = tuple(c.name for c in table.columns if holds_json(c))
