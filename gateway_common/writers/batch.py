@@ -16,6 +16,11 @@ can stop the writer or cost the other rows their place:
   `stopped` says why (``/readyz`` fails), the rows stay queued and the task is
   restarted with backoff.
 
+With a writer process (`gateway_common.writers.process`), batches are stored there. It runs only
+on CPU time nothing else wants, so on a machine whose cores are all busy it can fall behind: once it
+has held a batch for ``patience`` seconds, the next batches are stored here, in a worker thread,
+until it hands that batch back.
+
 `aclose` writes everything still pending, so a graceful stop loses nothing.
 A killed process loses what is still in memory: rows submitted since the last
 flush and the batch being written (README, "Durability").
@@ -71,6 +76,12 @@ class BatchWriter(Generic[RowT]):
         self._store = BatchStore(engine, table, prepare=prepare, fallback_path=fallback_path, name=self.name)
         self._context = context
         self._process = process
+        self.patience = 1.0
+        """Seconds the writer process may hold a batch before the next ones are stored here."""
+        self._behind: asyncio.Task[None] | None = None
+        """The batch the writer process has held longer than ``patience`` (None while it keeps up)."""
+        self.stored_here = 0
+        """Batches stored in this process while the writer process was behind."""
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.fallback_path = Path(fallback_path) if fallback_path else None
@@ -126,6 +137,8 @@ class BatchWriter(Generic[RowT]):
             # Where the rows are stored: the writer process (its pid, and how often it was replaced), or None
             # for a thread of this process.
             "writer_process": self._process.health() if self._process is not None else None,
+            "writer_process_behind": self._behind is not None,
+            "batches_stored_here": self.stored_here,
         }
 
     def submit(self, row: RowT) -> None:
@@ -193,17 +206,26 @@ class BatchWriter(Generic[RowT]):
                 async with asyncio.timeout(self.flush_interval):
                     await self._wake.wait()
             self._wake.clear()
-            await self.flush()
+            await self._drain()
             self._cycles += 1
             if self._failure is not None:
                 logger.warning("the %s writer runs again", self.name)
                 self._failure = None
 
     async def flush(self) -> None:
-        """Write everything submitted so far, including a batch the background task is writing now.
+        """Write everything submitted so far, including a batch the background task is writing now
+        and one the writer process is behind on.
 
         Rows that neither the database nor the fallback file would take stay queued for the next flush.
         """
+        await self._drain()
+        behind = self._behind
+        if behind is not None:
+            await asyncio.wait({behind})  # not cancelled with us: the writer process owns that batch
+            await self._drain()  # whatever it could not store
+
+    async def _drain(self) -> None:
+        """Store the pending rows (the background task's flush)."""
         async with self._flushing:
             try:
                 while self._pending:
@@ -246,18 +268,51 @@ class BatchWriter(Generic[RowT]):
 
     async def _store_batch(self, batch: list[Row]) -> None:
         """Store a batch in the writer process if there is one, else in a worker thread (`_write`);
-        here too if process after process dies on it."""
-        if self._process is None:
+        here too while the writer process is behind, or if process after process dies on it."""
+        if self._process is None or self._behind is not None:
+            if self._process is not None:
+                self.stored_here += 1
             await asyncio.to_thread(self._write, batch)
             return
+        stored = asyncio.create_task(self._in_process(self._process, batch), name=f"{self.name}-batch")
+        await asyncio.wait({stored}, timeout=self.patience)
+        if stored.done():
+            stored.result()  # what it raised: the caller queues the batch again
+            return
+        self._behind = stored
+        stored.add_done_callback(lambda task: self._caught_up(task, batch))
+        logger.warning(
+            "the writer process has held a batch of %d %s rows for %.1f s (it runs on idle CPU time "
+            "only, and the CPUs are busy); this process stores the next batches until it catches up",
+            len(batch),
+            self.name,
+            self.patience,
+        )
+
+    async def _in_process(self, process: WriterProcess, batch: list[Row]) -> None:
         context = self._context() if self._context is not None else None
         try:
-            written = await self._process.write(self.name, batch, context)
+            written = await process.write(self.name, batch, context)
         except WriterProcessFailed as exc:
             logger.critical("%s; storing these %d %s rows here", exc, len(batch), self.name)
             await asyncio.to_thread(self._write_here, batch, again=True)
             return
         self._account(written)
+
+    def _caught_up(self, task: asyncio.Task[None], batch: list[Row]) -> None:
+        """The writer process handed back the batch it was behind on."""
+        self._behind = None
+        failure = None if task.cancelled() else task.exception()
+        if task.cancelled() or failure is not None:  # as a failed flush does: the rows wait for the next one
+            self._pending[:0] = batch
+            logger.critical(
+                "the writer process failed on a %s batch it was behind on (%s); its %d rows stay queued",
+                self.name,
+                "cancelled" if failure is None else describe(failure),
+                len(batch),
+            )
+            return
+        logger.info("the writer process caught up; it stores the %s rows again", self.name)
 
     def _write(self, batch: list[Row]) -> None:
         """Store a batch here (a worker thread); rows nothing took wait in ``_stranded``."""

@@ -147,6 +147,7 @@ async def test_a_writer_process_killed_between_batches_is_replaced(
     assert count(engine) == 2 and process.restarts == 1
     assert process.pid not in (None, first)
     assert writer.health()["writer_process"] == {"pid": process.pid, "restarts": 1}  # shown in /readyz
+    assert writer.health()["writer_process_behind"] is False
     await writer.aclose()
 
 
@@ -215,6 +216,79 @@ async def test_the_writer_process_ignores_interrupts_and_its_logs_reach_the_serv
     logged = [r for r in caplog.records if r.getMessage() == f"cleaned in process {pid}"]
     assert logged and logged[0].processName == "writer process"
     await writer.aclose()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+async def test_the_writer_process_runs_only_on_idle_cpu_time(
+    tmp_path: Path, database: tuple[str, Engine], process: WriterProcess
+) -> None:
+    """A request waking on a core the writer is using preempts it at once (`_run_on_idle_cpu`)."""
+    writer = AuditWriter(database[1], settings(tmp_path), process=process)
+    await writer.start()  # a round trip: the process is past its set-up
+    assert process.pid is not None
+    assert os.sched_getscheduler(process.pid) == os.SCHED_IDLE
+    await writer.aclose()
+
+
+async def test_while_the_writer_process_is_behind_the_serving_process_stores_the_next_batches(
+    tmp_path: Path, database: tuple[str, Engine], process: WriterProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer process that gets no CPU (stopped here, as busy cores starve it) holds one batch; the
+    rows after it are stored without it, and that batch is stored once it runs again."""
+    _, engine = database
+    writer = AuditWriter(engine, settings(tmp_path), process=process)
+    writer.flush_interval, writer.patience = 0.01, 0.2
+    await writer.start()
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with caplog.at_level(logging.INFO, logger="mcp_gateway.audit"):
+            writer.submit(row(tool="held"))
+            while not writer.health()["writer_process_behind"]:
+                await asyncio.sleep(0.01)
+            for _ in range(3):  # three flushes, each stored here
+                writer.submit(row(tool="later"))
+                while writer.pending:
+                    await asyncio.sleep(0.01)
+            while writer.written < 3:
+                await asyncio.sleep(0.01)
+            assert sorted(str(r.tool) for r in stored(engine)) == ["later"] * 3
+            assert writer.stored_here == 3 and writer.health()["batches_stored_here"] == 3
+        assert any("has held a batch of 1 audit rows" in r.getMessage() for r in caplog.records)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    with caplog.at_level(logging.INFO, logger="mcp_gateway.audit"):
+        await writer.flush()  # waits for the batch the writer process held
+        assert any("caught up" in r.getMessage() for r in caplog.records)
+    assert sorted(str(r.tool) for r in stored(engine)) == ["held"] + ["later"] * 3
+    assert writer.written == 4 and writer.health()["writer_process_behind"] is False
+    assert process.restarts == 0
+    writer.submit(row(tool="after"))  # the writer process stores batches again
+    await writer.flush()
+    assert count(engine) == 5 and writer.stored_here == 3
+    await writer.aclose()
+
+
+async def test_a_batch_the_writer_process_was_behind_on_is_stored_at_close(
+    tmp_path: Path, database: tuple[str, Engine], process: WriterProcess
+) -> None:
+    _, engine = database
+    writer = AuditWriter(engine, settings(tmp_path), process=process)
+    writer.flush_interval, writer.patience = 0.01, 0.1
+    await writer.start()
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    writer.submit(row(tool="held"))
+    while not writer.health()["writer_process_behind"]:
+        await asyncio.sleep(0.01)
+    closing = asyncio.create_task(writer.aclose())
+    await asyncio.sleep(0.2)
+    assert not closing.done()  # the batch is the writer process's until it hands it back
+    os.kill(pid, signal.SIGCONT)
+    await closing
+    assert [r.tool for r in stored(engine)] == ["held"] and writer.written == 1
 
 
 def test_a_batch_sent_again_skips_the_rows_already_stored(
