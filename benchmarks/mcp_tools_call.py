@@ -7,8 +7,10 @@ Starts a real MCP upstream (the mcp SDK's server, streamable HTTP, one trivial
 tool) and the gateway (a subprocess running `mcp-gateway serve`, audit log on
 SQLite), then alternates rounds of calls straight to the upstream and through
 the gateway from a cheap raw JSON-RPC client (keep-alive HTTP/1.1, prebuilt
-requests, httptools parsing). Prints p50/p99 latency, calls/s, the
-gateway/direct ratios and the gateway's CPU per call. With ``--upstream stdio``
+requests, httptools parsing), with a third kind of round through a bare TCP relay
+(`_relay.py`: what any second process on the path costs, the floor under the
+gateway's p50 and p99). Prints p50/p99 latency, calls/s, the gateway/direct
+ratios, the gateway over the relay and the gateway's CPU per call. With ``--upstream stdio``
 the gateway runs the same server as its stdio child instead, and with ``--upstream sse`` it
 reaches a second copy over the older HTTP+SSE transport (the direct rounds still go to it over
 streamable HTTP). On Linux the servers are
@@ -157,27 +159,36 @@ async def run_round(clients: list[RawClient], calls_per_client: int, samples: Sa
 
 
 async def measure(
-    upstream_port: int, gateway_port: int, gateway_pid: int, concurrency: int, rounds: int, calls: int
-) -> tuple[Samples, Samples]:
+    upstream_port: int,
+    relay_port: int,
+    gateway_port: int,
+    gateway_pid: int,
+    concurrency: int,
+    rounds: int,
+    calls: int,
+) -> tuple[Samples, Samples, Samples]:
     direct_req = request_bytes(upstream_port, "echo", None)
     gateway_req = request_bytes(gateway_port, "bench__echo", f"Bearer {KEY}")
     direct = [RawClient(upstream_port, direct_req) for _ in range(concurrency)]
+    relayed = [RawClient(relay_port, direct_req) for _ in range(concurrency)]
     through = [RawClient(gateway_port, gateway_req) for _ in range(concurrency)]
-    for client in (*direct, *through):
+    for client in (*direct, *relayed, *through):
         await client.connect()
     per_client = max(1, calls // concurrency)
     # Warm-up: connections, caches, the upstream's first-call costs.
     await run_round(direct, 20, Samples())
+    await run_round(relayed, 20, Samples())
     await run_round(through, 20, Samples())
-    direct_samples, gateway_samples = Samples(), Samples()
+    direct_samples, relay_samples, gateway_samples = Samples(), Samples(), Samples()
     for _ in range(rounds):
         await run_round(direct, per_client, direct_samples)
+        await run_round(relayed, per_client, relay_samples)
         before = cpu_seconds(gateway_pid)
         await run_round(through, per_client, gateway_samples)
         gateway_samples.cpu += cpu_seconds(gateway_pid) - before
-    for client in (*direct, *through):
+    for client in (*direct, *relayed, *through):
         await client.close()
-    return direct_samples, gateway_samples
+    return direct_samples, relay_samples, gateway_samples
 
 
 def wait_http(port: int, path: str, timeout: float = 30) -> None:
@@ -266,6 +277,10 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     gateway = sse_upstream = None
+    relay_port = free_port()
+    relay = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "_relay.py"), str(relay_port), str(upstream_port)]
+    )
     try:
         if args.upstream == "sse":
             sse_upstream = subprocess.Popen(
@@ -295,6 +310,7 @@ def main() -> None:
         wait_http(gateway_port, "/readyz")
         pin(upstream.pid, 0)
         pin(gateway.pid, 0)
+        pin(relay.pid, 0)
         for child in children(gateway.pid):  # a stdio upstream
             pin(child, 0)
         pin(os.getpid(), 1)
@@ -306,12 +322,20 @@ def main() -> None:
         print(f"upstream: mcp SDK MCPServer, gateway reaches it over {leg}, tool 'echo'; audit on: {workdir}")
         print(f"{'clients':>7} {'target':>8} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9} {'CPU/call ms':>12}")
         for concurrency in args.concurrency:
-            direct, through = asyncio.run(
-                measure(upstream_port, gateway_port, gateway.pid, concurrency, args.rounds, args.calls)
+            direct, relayed, through = asyncio.run(
+                measure(
+                    upstream_port,
+                    relay_port,
+                    gateway_port,
+                    gateway.pid,
+                    concurrency,
+                    args.rounds,
+                    args.calls,
+                )
             )
-            report(concurrency, direct, through)
+            report(concurrency, direct, relayed, through)
     finally:
-        for proc in (gateway, upstream, sse_upstream):
+        for proc in (gateway, relay, upstream, sse_upstream):
             if proc is not None:
                 proc.terminate()
                 try:
@@ -320,10 +344,11 @@ def main() -> None:
                     proc.kill()
 
 
-def report(concurrency: int, direct: Samples, through: Samples) -> None:
+def report(concurrency: int, direct: Samples, relay: Samples, through: Samples) -> None:
     cpu_per_call = through.cpu / through.calls * 1000
     p50, p99 = (direct.p(0.5), through.p(0.5)), (direct.p(0.99), through.p(0.99))
     print(f"{concurrency:>7} {'direct':>8} {p50[0]:8.3f} {p99[0]:8.3f} {direct.rate:9.0f}")
+    print(f"{concurrency:>7} {'relay':>8} {relay.p(0.5):8.3f} {relay.p(0.99):8.3f} {relay.rate:9.0f}")
     print(
         f"{concurrency:>7} {'gateway':>8} {p50[1]:8.3f} {p99[1]:8.3f} {through.rate:9.0f} "
         f"{cpu_per_call:12.3f}"
@@ -331,7 +356,11 @@ def report(concurrency: int, direct: Samples, through: Samples) -> None:
     print(
         f"{'':>7} {'ratio':>8} x{p50[1] / p50[0]:7.2f} x{p99[1] / p99[0]:7.2f} "
         f"x{through.rate / direct.rate:8.2f}"
-        f"   added p50 {p50[1] - p50[0]:+.3f} ms"
+        f"   added p50 {p50[1] - p50[0]:+.3f} ms, p99 {p99[1] - p99[0]:+.3f} ms"
+    )
+    print(
+        f"{'':>7} {'- relay':>8} {p50[1] - relay.p(0.5):+8.3f} {p99[1] - relay.p(0.99):+8.3f}"
+        f"   the gateway over a bare TCP relay (benchmarks/_relay.py) at p50 and p99"
     )
 
 
