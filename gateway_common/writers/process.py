@@ -5,7 +5,7 @@ rollups) holds the GIL for hundreds of microseconds a batch; in a thread of the 
 the event loop waits that long for it (up to the 0.5 ms switch interval at a time) whenever a
 request arrives meanwhile. Measured with `benchmarks/writer_gil.py` (a ping-pong on the event loop
 while the real audit writer stores one row per round trip, 2026-12-01): p99 1.6-2.6 ms with the
-writer in a thread, 0.37-1.06 ms with it here, 0.21-0.58 ms with no writer at all.
+writer in a thread, 0.35-0.41 ms with it here (`_run_on_idle_cpu`), 0.21-0.58 ms with no writer at all.
 
 The serving process keeps everything a writer owns (its queue, its counters, the rows nothing
 took); what crosses is one pickled batch out and a `Written` back, over a socket pair the event
