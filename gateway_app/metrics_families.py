@@ -226,6 +226,12 @@ def _writer_families(found: dict[str, dict[str, Any]]) -> Iterator[Metric]:
             "1 while the writer runs and the database takes its rows (/readyz fails otherwise).",
             labels=["writer"],
         ),
+        "writer_process_behind": GaugeMetricFamily(
+            PREFIX + "writer_process_behind",
+            "1 while the writer process has held one of the writer's batches past its patience "
+            "(every core busy); the gateway then stores the next batches itself.",
+            labels=["writer"],
+        ),
     }
     counters = {
         "written": ("writer_rows_written", "Rows written to the database."),
@@ -236,6 +242,14 @@ def _writer_families(found: dict[str, dict[str, Any]]) -> Iterator[Metric]:
             "Rows stored with a marker for a value it could not take.",
         ),
         "restarts": ("writer_restarts", "Times the writer's background task was restarted."),
+        "batches_stored_here": (
+            "writer_batches_stored_in_gateway",
+            "Batches the gateway stored itself while the writer process was behind.",
+        ),
+        "writer_process_restarts": (
+            "writer_process_restarts",
+            "Times the writer process died and was replaced (one process serves every writer).",
+        ),
         "redacted_values": ("audit_redacted_values", "Secrets the audit log replaced by a marker."),
         "content_not_logged": ("audit_content_not_logged", "Audit rows stored without arguments and result."),
     }
@@ -247,6 +261,14 @@ def _writer_families(found: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         gauges["pending"].add_metric([name], health["pending"])
         healthy = health["stopped"] is None and health["last_error"] is None
         gauges["healthy"].add_metric([name], 1.0 if healthy else 0.0)
+        process = health.get("writer_process")
+        if process is not None:  # written from the writer process, not a thread
+            gauges["writer_process_behind"].add_metric(
+                [name], 1.0 if health["writer_process_behind"] else 0.0
+            )
+            health = {**health, "writer_process_restarts": process["restarts"]}
+        else:
+            health = {k: v for k, v in health.items() if k != "batches_stored_here"}
         for field, family in families.items():
             if field in health:
                 family.add_metric([name], health[field])

@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from gateway_app.app import WRITER_MODULES, _start_writer_process
 from gateway_app.database import create_schema
+from gateway_app.metrics_families import _writer_families
 from gateway_common.db import make_engine
 from gateway_common.writers.process import WriterProcess
 from gateway_common.writers.store import BatchStore
@@ -83,6 +84,15 @@ async def process(database: tuple[str, Engine]) -> AsyncIterator[WriterProcess]:
 
 def settings(tmp_path: Path) -> AuditSettings:
     return AuditSettings(fallback_file=str(tmp_path / "audit-fallback.jsonl"))
+
+
+def writer_samples(writer: AuditWriter) -> set[tuple[str, float]]:
+    """The writer's samples on /metrics (one writer, so names alone tell them apart)."""
+    return {
+        (sample.name, sample.value)
+        for family in _writer_families({"audit": writer.health()})
+        for sample in family.samples
+    }
 
 
 def stored(engine: Engine) -> list[ToolCall]:
@@ -255,6 +265,11 @@ async def test_while_the_writer_process_is_behind_the_serving_process_stores_the
                 await asyncio.sleep(0.01)
             assert sorted(str(r.tool) for r in stored(engine)) == ["later"] * 3
             assert writer.stored_here == 3 and writer.health()["batches_stored_here"] == 3
+            assert writer_samples(writer) >= {
+                ("mcp_gateway_writer_process_behind", 1.0),
+                ("mcp_gateway_writer_batches_stored_in_gateway_total", 3.0),
+                ("mcp_gateway_writer_process_restarts_total", 0.0),
+            }
         assert any("has held a batch of 1 audit rows" in r.getMessage() for r in caplog.records)
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -263,6 +278,7 @@ async def test_while_the_writer_process_is_behind_the_serving_process_stores_the
         assert any("caught up" in r.getMessage() for r in caplog.records)
     assert sorted(str(r.tool) for r in stored(engine)) == ["held"] + ["later"] * 3
     assert writer.written == 4 and writer.health()["writer_process_behind"] is False
+    assert ("mcp_gateway_writer_process_behind", 0.0) in writer_samples(writer)
     assert process.restarts == 0
     writer.submit(row(tool="after"))  # the writer process stores batches again
     await writer.flush()
@@ -315,3 +331,14 @@ async def test_the_gateway_writes_from_a_thread_when_asked_or_when_no_other_proc
         assert process.pid is not None
     finally:
         await process.close()
+
+
+async def test_a_writer_in_a_thread_shows_no_writer_process_metrics(
+    tmp_path: Path, database: tuple[str, Engine]
+) -> None:
+    writer = AuditWriter(database[1], settings(tmp_path))
+    await writer.start()
+    names = {name for name, _ in writer_samples(writer)}
+    assert "mcp_gateway_writer_queue_depth" in names
+    assert not {n for n in names if "writer_process" in n or "stored_in_gateway" in n}
+    await writer.aclose()
