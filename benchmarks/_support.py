@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,3 +170,34 @@ def other_fds(pid: int) -> Counter[str]:
                 elif not link.startswith("socket:["):
                     found[link.split(":[", 1)[0].rsplit("/", 1)[-1]] += 1
     return found
+
+
+@contextlib.contextmanager
+def redis_for(spec: str | None) -> Iterator[str | None]:
+    """The Redis a benchmark's ``--redis`` names: a URL as given, or ``own`` / ``own:CORE`` for a
+    private ``redis-server`` on a free port (nothing saved to disk), pinned to CORE when given,
+    stopped at the end. Where Redis runs next to the gateway changes what a round trip costs."""
+    if spec is None or not spec.startswith("own"):
+        yield spec
+        return
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    break
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("redis-server did not start")
+            time.sleep(0.05)
+        if ":" in spec:
+            pin(server.pid, int(spec.split(":", 1)[1]))
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop(server)

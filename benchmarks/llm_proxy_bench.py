@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from _support import cpu_seconds, free_port, pin
+from _support import cpu_seconds, free_port, pin, redis_for
 
 from gateway_common.http.pool import HttpPool
 
@@ -232,7 +232,10 @@ def main() -> None:
     )
     parser.add_argument("--database-url", help="the ledger's database (default: a new SQLite file)")
     parser.add_argument(
-        "--redis", metavar="URL", help="count limits and budgets in this Redis instead of memory"
+        "--redis",
+        metavar="URL",
+        help="count limits and budgets in this Redis instead of memory"
+        " (own, own:CORE: a private redis-server, pinned to CORE)",
     )
     parser.add_argument(
         "--row-writer",
@@ -241,6 +244,11 @@ def main() -> None:
         help="where the gateway writes its ledger rows (gateway.row_writer)",
     )
     args = parser.parse_args()
+    with redis_for(args.redis) as args.redis:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     pin(os.getpid(), 1)
     with tempfile.TemporaryDirectory(prefix="llm-bench-") as tmp:
         workdir = Path(tmp)

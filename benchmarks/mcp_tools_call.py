@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httptools
 import orjson
-from _support import cpu_seconds, free_port, pin
+from _support import cpu_seconds, free_port, pin, redis_for
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-key-0123456789abcdef"
@@ -220,7 +220,10 @@ def main() -> None:
     )
     parser.add_argument("--database-url", help="the audit database (default: a new SQLite file)")
     parser.add_argument(
-        "--redis", metavar="URL", help="count the key's limit in this Redis instead of memory"
+        "--redis",
+        metavar="URL",
+        help="count the key's limit in this Redis instead of memory"
+        " (own, own:CORE: a private redis-server, pinned to CORE)",
     )
     parser.add_argument(
         "--uncounted",
@@ -234,6 +237,11 @@ def main() -> None:
         help="where the gateway writes its audit rows (gateway.row_writer)",
     )
     args = parser.parse_args()
+    with redis_for(args.redis) as args.redis:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
     upstream_port, gateway_port = free_port(), free_port()
