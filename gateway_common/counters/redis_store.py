@@ -77,6 +77,10 @@ class RedisCounterStore:
         self.client = client
         self.scripts_client = scripts_client
         self.prefix = prefix + "c:"
+        self.window_prefix = self.prefix + "w2:"
+        """Windows live apart: their hashes keep a running total since this format (``w2``), which a
+        gateway of the earlier format would misread; during a rolling upgrade each format counts its
+        own requests, for at most one window length."""
         register: Callable[[str], Callable[..., Awaitable[Any]]] = (
             scripts_client.register_script if scripts_client is not None else client.register_script
         )
@@ -93,7 +97,7 @@ class RedisCounterStore:
         self._slots_used = register(scripts.SLOTS_USED)
         self._admit = register(scripts.ADMIT)
         self._finish = register(scripts.FINISH)
-        self._cache: dict[int, tuple[object, list[bytes], bytes]] = {}
+        self._cache: dict[tuple[int, str], tuple[object, list[bytes], bytes]] = {}
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -101,7 +105,7 @@ class RedisCounterStore:
     # -- what a model request sends, encoded once per policy -------------------------------
 
     def _encoded(
-        self, checks: Sequence[_Check], numbers: Callable[[_Check], str]
+        self, checks: Sequence[_Check], numbers: Callable[[_Check], str], prefix: str
     ) -> tuple[list[bytes], bytes]:
         """The checks' keys and numbers as the scripts take them, from the cache when ``checks`` is
         a tuple seen before (a rate or budget plan's: the same object for every request under one
@@ -109,31 +113,33 @@ class RedisCounterStore:
         if not checks:
             return [], b""
         if isinstance(checks, tuple):
-            hit = self._cache.get(id(checks))
+            hit = self._cache.get((id(checks), prefix))
             if hit is not None and hit[0] is checks:
                 return hit[1], hit[2]
-        prefix = self.prefix
         found = ([(prefix + check.key).encode() for check in checks], " ".join(map(numbers, checks)).encode())
         if isinstance(checks, tuple):
-            self._remember(checks, found)
+            self._remember(checks, prefix, found)
         return found
 
-    def _keys(self, names: Sequence[str]) -> list[bytes]:
+    def _keys(self, names: Sequence[str], prefix: str) -> list[bytes]:
         if not names:
             return []
         if isinstance(names, tuple):
-            hit = self._cache.get(id(names))
+            hit = self._cache.get((id(names), prefix))
             if hit is not None and hit[0] is names:
                 return hit[1]
-        keys = [(self.prefix + name).encode() for name in names]
+        keys = [(prefix + name).encode() for name in names]
         if isinstance(names, tuple):
-            self._remember(names, (keys, b""))
+            self._remember(names, prefix, (keys, b""))
         return keys
 
-    def _remember(self, source: tuple[object, ...], found: tuple[list[bytes], bytes]) -> None:
+    def _remember(self, source: tuple[object, ...], prefix: str, found: tuple[list[bytes], bytes]) -> None:
         if len(self._cache) >= CACHE_SIZE:  # plans of replaced policies are never asked for again
             self._cache.clear()
-        self._cache[id(source)] = (source, *found)  # holding `source` keeps its id from being reused
+        self._cache[(id(source), prefix)] = (
+            source,
+            *found,
+        )  # holding `source` keeps its id from being reused
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
@@ -149,7 +155,7 @@ class RedisCounterStore:
         args: list[float | str | int] = [now]
         for check in checks:
             args += [check.limit, check.window, check.cost, _slice(check.window, now), _ttl_ms(check.window)]
-        reply = await self._window_hit(keys=[self.prefix + c.key for c in checks], args=args)
+        reply = await self._window_hit(keys=[self.window_prefix + c.key for c in checks], args=args)
         if reply is None:
             return None
         return WindowDenial(int(reply[0]), float(reply[1]), float(reply[2]))
@@ -158,10 +164,10 @@ class RedisCounterStore:
         if amount <= 0:
             return
         args: list[float | str | int] = [now, window, amount, _slice(window, now), _ttl_ms(window)]
-        await self._window_add(keys=[self.prefix + key], args=args)
+        await self._window_add(keys=[self.window_prefix + key], args=args)
 
     async def window_used(self, key: str, window: float, now: float) -> float:
-        return float(await self._window_used(keys=[self.prefix + key], args=[now, window]))
+        return float(await self._window_used(keys=[self.window_prefix + key], args=[now, window]))
 
     # -- concurrency slots -----------------------------------------------------------------
 
@@ -224,9 +230,9 @@ class RedisCounterStore:
         amount: float = 0.0,
         spend_ttl: float = 0.0,
     ) -> Denial | None:
-        slot_keys, slot_numbers = self._encoded(slots, _slot_numbers)
-        window_keys, window_numbers = self._encoded(windows, _window_numbers)
-        spend_keys, spend_numbers = self._encoded(spend, _spend_numbers)
+        slot_keys, slot_numbers = self._encoded(slots, _slot_numbers, self.prefix)
+        window_keys, window_numbers = self._encoded(windows, _window_numbers, self.window_prefix)
+        spend_keys, spend_numbers = self._encoded(spend, _spend_numbers, self.prefix)
         numbers = b" ".join((slot_numbers, window_numbers, spend_numbers))
         args: list[float | str | int | bytes] = [
             lease,
@@ -262,7 +268,11 @@ class RedisCounterStore:
         spend_keys: Sequence[str] = (),
         actual: float = 0.0,
     ) -> list[SpendState]:
-        keys = [*self._keys(slot_keys), *self._keys(token_keys), *self._keys(spend_keys)]
+        keys = [
+            *self._keys(slot_keys, self.prefix),
+            *self._keys(token_keys, self.window_prefix),
+            *self._keys(spend_keys, self.prefix),
+        ]
         if not keys:
             return []
         args: list[float | str | int] = [

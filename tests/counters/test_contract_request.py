@@ -197,7 +197,7 @@ async def test_keys_written_by_admit_and_finish_expire(redis_store: RedisCounter
     client = redis_store.client
     keys = [key async for key in client.scan_iter(match=redis_store.prefix + "*")]
     ttls = {key.decode().removeprefix(redis_store.prefix): await client.ttl(key) for key in keys}
-    assert set(ttls) == {"rl:s", "rl:a", "budget:b", "rl:t", "budget:c"}
-    assert ttls["rl:a"] == ttls["rl:t"] == 61
+    assert set(ttls) == {"rl:s", "w2:rl:a", "budget:b", "w2:rl:t", "budget:c"}
+    assert ttls["w2:rl:a"] == ttls["w2:rl:t"] == 61
     assert 3600 <= ttls["rl:s"] <= 3601
     assert all(0 < ttl <= 40 * 86_400 for ttl in ttls.values()), ttls
