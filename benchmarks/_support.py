@@ -172,13 +172,27 @@ def other_fds(pid: int) -> Counter[str]:
     return found
 
 
+BENCH_PREFIX = f"mcpgw-bench-{os.getpid()}:"
+"""Where a benchmark's gateway keeps its counters in Redis (``counters.key_prefix``)."""
+
+
 @contextlib.contextmanager
 def redis_for(spec: str | None) -> Iterator[str | None]:
     """The Redis a benchmark's ``--redis`` names: a URL as given, or ``own`` / ``own:CORE`` for a
     private ``redis-server`` on a free port (nothing saved to disk), pinned to CORE when given,
     stopped at the end. Where Redis runs next to the gateway changes what a round trip costs."""
-    if spec is None or not spec.startswith("own"):
+    if spec is None:
         yield spec
+        return
+    if not spec.startswith("own"):
+        try:
+            yield spec
+        finally:  # a shared Redis: leave nothing behind (budget counters are kept for 40 days)
+            import redis
+
+            with redis.Redis.from_url(spec) as client:
+                for key in client.scan_iter(match=f"{BENCH_PREFIX}*"):
+                    client.delete(key)
         return
     port = free_port()
     server = subprocess.Popen(

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from _support import cpu_seconds, free_port, pin, redis_for
+from _support import BENCH_PREFIX, cpu_seconds, free_port, pin, redis_for
 
 from gateway_common.http.pool import HttpPool
 
@@ -83,7 +83,7 @@ def gateway_config(
             "audit": {"fallback_file": str(workdir / "audit-fallback.jsonl")},
         },
         **(
-            {"counters": {"backend": "redis", "url": redis_url, "key_prefix": f"mcpgw-bench-{os.getpid()}:"}}
+            {"counters": {"backend": "redis", "url": redis_url, "key_prefix": BENCH_PREFIX}}
             if redis_url
             else {}
         ),

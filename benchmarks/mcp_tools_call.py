@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httptools
 import orjson
-from _support import cpu_seconds, free_port, pin, redis_for
+from _support import BENCH_PREFIX, cpu_seconds, free_port, pin, redis_for
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-key-0123456789abcdef"
@@ -271,7 +271,7 @@ def run(args: argparse.Namespace) -> None:
         policy["counters"] = {
             "backend": "redis",
             "url": args.redis,
-            "key_prefix": f"mcpgw-bench-{os.getpid()}:",
+            "key_prefix": BENCH_PREFIX,
         }
     (workdir / "gateway.yaml").write_text(orjson.dumps(policy).decode())
     print(
