@@ -242,14 +242,6 @@ def _writer_families(found: dict[str, dict[str, Any]]) -> Iterator[Metric]:
             "Rows stored with a marker for a value it could not take.",
         ),
         "restarts": ("writer_restarts", "Times the writer's background task was restarted."),
-        "batches_stored_here": (
-            "writer_batches_stored_in_gateway",
-            "Batches the gateway stored itself while the writer process was behind.",
-        ),
-        "writer_process_restarts": (
-            "writer_process_restarts",
-            "Times the writer process died and was replaced (one process serves every writer).",
-        ),
         "redacted_values": ("audit_redacted_values", "Secrets the audit log replaced by a marker."),
         "content_not_logged": ("audit_content_not_logged", "Audit rows stored without arguments and result."),
     }
@@ -257,6 +249,16 @@ def _writer_families(found: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         field: CounterMetricFamily(PREFIX + name, doc, labels=["writer"])
         for field, (name, doc) in counters.items()
     }
+    stored_here = CounterMetricFamily(
+        PREFIX + "writer_batches_stored_in_gateway",
+        "Batches the gateway stored itself while the writer process was behind.",
+        labels=["writer"],
+    )
+    process_restarts = CounterMetricFamily(
+        PREFIX + "writer_process_restarts",
+        "Times the writer process died and was replaced (one process serves every writer).",
+        labels=["writer"],
+    )
     for name, health in found.items():
         gauges["pending"].add_metric([name], health["pending"])
         healthy = health["stopped"] is None and health["last_error"] is None
@@ -266,11 +268,10 @@ def _writer_families(found: dict[str, dict[str, Any]]) -> Iterator[Metric]:
             gauges["writer_process_behind"].add_metric(
                 [name], 1.0 if health["writer_process_behind"] else 0.0
             )
-            health = {**health, "writer_process_restarts": process["restarts"]}
-        else:
-            health = {k: v for k, v in health.items() if k != "batches_stored_here"}
+            stored_here.add_metric([name], health["batches_stored_here"])
+            process_restarts.add_metric([name], process["restarts"])
         for field, family in families.items():
             if field in health:
                 family.add_metric([name], health[field])
     yield from gauges.values()
-    yield from (family for family in families.values() if family.samples)
+    yield from (family for family in (*families.values(), stored_here, process_restarts) if family.samples)
