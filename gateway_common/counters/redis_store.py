@@ -136,10 +136,8 @@ class RedisCounterStore:
     def _remember(self, source: tuple[object, ...], prefix: str, found: tuple[list[bytes], bytes]) -> None:
         if len(self._cache) >= CACHE_SIZE:  # plans of replaced policies are never asked for again
             self._cache.clear()
-        self._cache[(id(source), prefix)] = (
-            source,
-            *found,
-        )  # holding `source` keeps its id from being reused
+        # Holding `source` keeps its id from being reused.
+        self._cache[(id(source), prefix)] = (source, *found)
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
