@@ -25,6 +25,13 @@ local function expire_at(key, at)
   if at <= server_now + 60 then at = server_now + DEFAULT_KEEP end
   redis.call('EXPIREAT', key, math.ceil(at))
 end
+-- What a check read of a counter can serve its write just after, unless the same key came
+-- earlier in this call (a plan naming one counter twice): then the write reads it again.
+local function fresh(seen, key)
+  if seen[key] then return false end
+  seen[key] = true
+  return true
+end
 local function keep_for(key, ms)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
 end
@@ -54,10 +61,16 @@ local function slices(key)
   table.sort(starts)
   return starts, fields, amounts
 end
--- The window's total at `now`, after dropping the slices that have left it.
-local function live(key, window, now)
-  local v = redis.call('HMGET', key, 't', 'o')
-  if v[1] and (not v[2] or tonumber(v[2]) + window > now) then return tonumber(v[1]) end
+-- The window at `now`, after dropping the slices that have left it: its total, its oldest slice's
+-- start (nil when none) and the amount already in slice `field` (nil when none), read with the
+-- same HMGET. A check and the addition after it make three calls at most (HMGET, HSET and,
+-- once per new slice, the TTL): every call a script makes costs about as much as its arithmetic.
+local function live(key, window, now, field)
+  local v = redis.call('HMGET', key, 't', 'o', field)
+  if not v[1] then return 0, nil, nil end  -- no such window: every write of a slice writes 't'
+  if not v[2] or tonumber(v[2]) + window > now then
+    return tonumber(v[1]), tonumber(v[2]), tonumber(v[3])
+  end
   local starts, fields, amounts = slices(key)
   local total = tonumber(v[1]) or 0
   local stale, oldest = {}, nil
@@ -76,13 +89,16 @@ local function live(key, window, now)
   else
     redis.call('HSET', key, 'o', fmt(oldest))
   end
-  if #starts > 0 or v[1] then redis.call('HSET', key, 't', fmt(total)) end
-  return total
+  redis.call('HSET', key, 't', fmt(total))
+  local current, start = nil, tonumber(field)
+  if v[3] and start and start + window > now then current = tonumber(v[3]) end
+  return total, oldest, current
 end
--- Nil when a hit of `cost` fits; else used and seconds to retry (formatted).
-local function refused(key, limit, window, cost, now)
-  local used = live(key, window, now)
-  if used < limit and used + cost <= limit then return nil end
+-- Nil and the window's state (as `live`) when a hit of `cost` fits; else used and seconds to
+-- retry (formatted).
+local function refused(key, limit, window, cost, now, field)
+  local used, oldest, current = live(key, window, now, field)
+  if used < limit and used + cost <= limit then return nil, {used, oldest, current} end
   local starts, _, amounts = slices(key)
   local left = used
   local retry = window
@@ -95,20 +111,19 @@ local function refused(key, limit, window, cost, now)
   end
   return fmt(used), fmt(retry)
 end
--- Adds `amount` to the slice `field` (after `live` has run for this key and time).
-local function add(key, field, amount, ttl_ms)
-  local v = redis.call('HMGET', key, field, 't', 'o')
-  local current = amount
-  if v[1] then current = tonumber(v[1]) + amount end
-  local total = amount
-  if v[2] then total = tonumber(v[2]) + amount end
+-- Adds `amount` to the slice `field`, given the window's state that `live` read just before
+-- (`at`: {total, oldest, amount in the slice}). Only a new slice sets the TTL: the key must
+-- outlive its newest slice, which leaves the window `window` after it started, and the TTL set
+-- when that slice was first written already covers that.
+local function add(key, field, amount, ttl_ms, at)
+  local total, oldest, current = at[1], at[2], at[3]
   local start = tonumber(field)
-  if v[3] and tonumber(v[3]) <= start then
-    redis.call('HSET', key, field, fmt(current), 't', fmt(total))
+  if oldest and oldest <= start then
+    redis.call('HSET', key, field, fmt((current or 0) + amount), 't', fmt(total + amount))
   else
-    redis.call('HSET', key, field, fmt(current), 't', fmt(total), 'o', field)
+    redis.call('HSET', key, field, fmt((current or 0) + amount), 't', fmt(total + amount), 'o', field)
   end
-  keep_for(key, ttl_ms)
+  if not current then keep_for(key, ttl_ms) end
 end
 """
 
@@ -118,16 +133,22 @@ WINDOW_HIT = (
     + """
 -- ARGV: now, then per key: limit, window, cost, slice field, ttl ms
 local now = tonumber(ARGV[1])
+local at = {}
 for i = 1, #KEYS do
   local base = 1 + (i - 1) * 5
   local limit, window, cost = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
-  local used, retry = refused(KEYS[i], limit, window, cost, now)
+  local used, retry = refused(KEYS[i], limit, window, cost, now, ARGV[base + 4])
   if used then return {i - 1, used, retry} end
+  at[i] = retry
 end
+local seen = {}
 for i = 1, #KEYS do
   local base = 1 + (i - 1) * 5
-  local cost = tonumber(ARGV[base + 3])
-  if cost ~= 0 then add(KEYS[i], ARGV[base + 4], cost, tonumber(ARGV[base + 5])) end
+  local cost, field = tonumber(ARGV[base + 3]), ARGV[base + 4]
+  if cost ~= 0 then
+    if not fresh(seen, KEYS[i]) then at[i] = {live(KEYS[i], tonumber(ARGV[base + 2]), now, field)} end
+    add(KEYS[i], field, cost, tonumber(ARGV[base + 5]), at[i])
+  end
 end
 return false
 """
@@ -138,8 +159,8 @@ WINDOW_ADD = (
     + _WINDOW
     + """
 -- ARGV: now, window, amount, slice field, ttl ms
-live(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[1]))
-add(KEYS[1], ARGV[4], tonumber(ARGV[3]), tonumber(ARGV[5]))
+local at = {live(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[1]), ARGV[4])}
+add(KEYS[1], ARGV[4], tonumber(ARGV[3]), tonumber(ARGV[5]), at)
 return true
 """
 )
@@ -149,7 +170,7 @@ WINDOW_USED = (
     + _WINDOW
     + """
 -- ARGV: now, window
-local used = live(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[1]))
+local used = live(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[1]), 't')
 return fmt(used)
 """
 )
@@ -222,23 +243,25 @@ local function state(key)
 end
 -- The hot path (admit, reserve, settle) reads a counter's fields with one HMGET: every call a
 -- script makes costs about as much as the arithmetic around it.
--- Nil when the counter has room; else its state. Creates it (kept until `expires`) if new.
-local function full(key, limit, expires, now)
-  local v = redis.call('HMGET', key, 'spent', 'reserved', 'n', 'next')
+-- Nil and what `hold` needs ({reserved, n, the lease's amount, next}) when the counter has room;
+-- else its state. Creates it (kept until `expires`) if new.
+local function full(key, limit, expires, now, lease)
+  local v = redis.call('HMGET', key, 'spent', 'reserved', 'n', 'next', 'a:' .. lease)
   if not v[1] then
     create(key, '0', expires)
     v = {'0', '0', '0'}
   elseif v[4] and now >= tonumber(v[4]) then
     expire_leases(key, now)
-    v = redis.call('HMGET', key, 'spent', 'reserved', 'n')
+    v = redis.call('HMGET', key, 'spent', 'reserved', 'n', 'next', 'a:' .. lease)
   end
   local spent, reserved = tonumber(v[1]), tonumber(v[2])
   if spent + reserved >= limit then return {fmt(spent), fmt(math.max(reserved, 0)), tonumber(v[3])} end
-  return nil
+  return nil, {v[2], v[3], v[5], v[4]}
 end
--- Hold `amount` (the argument string, stored exactly) for `lease` until `until_s`.
-local function hold(key, lease, amount, until_s)
-  local v = redis.call('HMGET', key, 'reserved', 'n', 'a:' .. lease, 'next')
+-- Hold `amount` (the argument string, stored exactly) for `lease` until `until_s`, given the
+-- counter's fields `full` read just before (nil: read them here).
+local function hold(key, lease, amount, until_s, v)
+  v = v or redis.call('HMGET', key, 'reserved', 'n', 'a:' .. lease, 'next')
   local reserved, n = tonumber(v[1]), tonumber(v[2])
   if v[3] then reserved = reserved - tonumber(v[3]) else n = n + 1 end
   reserved = reserved + tonumber(amount)
@@ -274,11 +297,18 @@ SPEND_RESERVE = (
     + """
 -- ARGV: lease, amount, now, until, then per key: limit, expires at
 local lease, now = ARGV[1], tonumber(ARGV[3])
+local at = {}
 for i = 1, #KEYS do
-  local s = full(KEYS[i], tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i]), now)
+  local s, fields = full(KEYS[i], tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i]), now, lease)
   if s then return {i - 1, s[1], s[2], s[3]} end
+  at[i] = fields
 end
-for i = 1, #KEYS do hold(KEYS[i], lease, ARGV[2], ARGV[4]) end
+local seen = {}
+for i = 1, #KEYS do
+  local read = at[i]
+  if not fresh(seen, KEYS[i]) then read = nil end
+  hold(KEYS[i], lease, ARGV[2], ARGV[4], read)
+end
 return false
 """
 )
@@ -357,27 +387,41 @@ local bbase = ns + 4 * nw
 for i = 1, ns do
   if slots_full(KEYS[i], lease, ARGV[2], n[i]) then return {0, i - 1} end
 end
+local at = {}
 for i = 1, nw do
   local base = wbase + (i - 1) * 4
-  local used, retry = refused(KEYS[ns + i], n[base + 1], n[base + 2], n[base + 3], now)
+  local used, retry = refused(KEYS[ns + i], n[base + 1], n[base + 2], n[base + 3], now, ARGV[9 + i])
   if used then return {1, i - 1, used, retry} end
+  at[i] = retry
 end
+local held = {}
 for i = 1, #KEYS - ns - nw do
   local base = bbase + (i - 1) * 2
-  local s = full(KEYS[ns + nw + i], n[base + 1], n[base + 2], now)
+  local s, fields = full(KEYS[ns + nw + i], n[base + 1], n[base + 2], now, lease)
   if s then return {2, i - 1, s[1], s[2], s[3]} end
+  held[i] = fields
 end
 local slot_ttl = tonumber(ARGV[6])
 for i = 1, ns do
   redis.call('ZADD', KEYS[i], ARGV[5], lease)
   keep_for(KEYS[i], slot_ttl)
 end
+local seen = {}
 for i = 1, nw do
   local base = wbase + (i - 1) * 4
-  local cost = n[base + 3]
-  if cost ~= 0 then add(KEYS[ns + i], ARGV[9 + i], cost, n[base + 4]) end
+  local cost, key, field = n[base + 3], KEYS[ns + i], ARGV[9 + i]
+  if cost ~= 0 then
+    if not fresh(seen, key) then at[i] = {live(key, n[base + 2], now, field)} end
+    add(key, field, cost, n[base + 4], at[i])
+  end
 end
-for i = ns + nw + 1, #KEYS do hold(KEYS[i], lease, ARGV[7], ARGV[8]) end
+seen = {}
+for i = 1, #KEYS - ns - nw do
+  local key = KEYS[ns + nw + i]
+  local read = held[i]
+  if not fresh(seen, key) then read = nil end
+  hold(key, lease, ARGV[7], ARGV[8], read)
+end
 return false
 """
 )
@@ -397,8 +441,7 @@ local tokens, window = tonumber(ARGV[5]), tonumber(ARGV[6])
 for i = 1, ns do redis.call('ZREM', KEYS[i], lease) end
 if tokens > 0 then
   for i = ns + 1, ns + nt do
-    live(KEYS[i], window, now)
-    add(KEYS[i], ARGV[7], tokens, tonumber(ARGV[8]))
+    add(KEYS[i], ARGV[7], tokens, tonumber(ARGV[8]), {live(KEYS[i], window, now, ARGV[7])})
   end
 end
 local actual = tonumber(ARGV[9])

@@ -201,3 +201,26 @@ async def test_keys_written_by_admit_and_finish_expire(redis_store: RedisCounter
     assert ttls["w2:rl:a"] == ttls["w2:rl:t"] == 61
     assert 3600 <= ttls["rl:s"] <= 3601
     assert all(0 < ttl <= 40 * 86_400 for ttl in ttls.values()), ttls
+
+
+async def test_a_plan_naming_one_counter_twice_counts_it_twice(store: CounterStore) -> None:
+    """Each check is an addition of its own (the Redis scripts reuse a check's read for the write
+    after it, so a key named twice must be read again for its second write)."""
+    window = WindowCheck("rl:dup:rpm", 5, MINUTE)
+    spend = SpendCheck("budget:dup", 10.0, T0 + 86_400)
+    assert await store.window_hit([window, window], T0) is None
+    assert await store.window_used("rl:dup:rpm", MINUTE, T0) == 2.0
+    assert await store.spend_reserve([spend, spend], "r1", 0.5, T0, 30.0) is None
+    assert await store.spend_state("budget:dup", T0) == SpendState(0.0, 0.5, 1), "one lease holds once"
+    twice = (window, window)
+    assert (
+        await store.admit("r2", T0 + 1, windows=twice, spend=(spend, spend), amount=1.0, spend_ttl=30.0)
+        is None
+    )
+    assert await store.window_used("rl:dup:rpm", MINUTE, T0 + 1) == 4.0
+    assert await store.spend_state("budget:dup", T0 + 1) == SpendState(0.0, 1.5, 2)
+    assert await store.admit("r3", T0 + 2, windows=twice) is None, "both checks see the count before"
+    assert await store.window_used("rl:dup:rpm", MINUTE, T0 + 2) == 6.0
+    assert await store.admit("r4", T0 + 2, windows=twice) == WindowDenial(0, 6.0, 58.0)
+    await store.finish("r2", T0 + 3, token_keys=("rl:dup:tpm", "rl:dup:tpm"), tokens=7.0, window=MINUTE)
+    assert await store.window_used("rl:dup:tpm", MINUTE, T0 + 3) == 14.0

@@ -31,12 +31,17 @@ def server(tmp_path: Path) -> Iterator[OwnRedis]:
         yield own
 
 
-def slice_reads(server: OwnRedis) -> int:
-    """HGETALL calls since the last reset (how a window's slices are read)."""
+def command_calls(server: OwnRedis) -> dict[str, int]:
+    """Calls per command since the last reset (the scripts' own calls are counted too)."""
     with redis.Redis(port=server.port) as client:
         stats = client.info("commandstats")
         client.config_resetstat()
-    return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
+    return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in stats.items()}
+
+
+def slice_reads(server: OwnRedis) -> int:
+    """HGETALL calls since the last reset (how a window's slices are read)."""
+    return command_calls(server).get("hgetall", 0)
 
 
 async def test_a_full_window_is_checked_without_reading_its_slices(server: OwnRedis, scripts: str) -> None:
@@ -80,5 +85,28 @@ async def test_windows_of_the_earlier_format_are_left_alone(server: OwnRedis, sc
         assert await store.window_used("rl:old", MINUTE, T0 + 1) == 1.0
         with redis.Redis(port=server.port) as client:
             assert client.hgetall("mcpgw-test:c:rl:old") == {repr(T0).encode(): b"3"}
+    finally:
+        await store.aclose()
+
+
+async def test_a_hit_is_one_read_and_one_write_and_a_new_slice_sets_the_ttl(
+    server: OwnRedis, scripts: str
+) -> None:
+    """What a check and its charge cost Redis: the check's HMGET also reads the slice the charge
+    writes, and the TTL is set only when a slice is new (it already covers that slice's life)."""
+    store = redis_counter_store(server.url, "mcpgw-test:", scripts)
+    check = [WindowCheck("rl:calls", 100, MINUTE)]
+    try:
+        assert await store.window_hit(check, T0) is None
+        command_calls(server)
+        assert await store.window_hit(check, T0 + 0.5) is None  # the same slice (one second wide)
+        calls = command_calls(server)
+        assert (calls.get("hmget"), calls.get("hset")) == (1, 1), calls
+        assert "pttl" not in calls and "pexpire" not in calls, calls
+        assert await store.window_hit(check, T0 + 1.5) is None  # a new slice
+        calls = command_calls(server)
+        assert (calls.get("hmget"), calls.get("hset"), calls.get("pttl")) == (1, 1, 1), calls
+        with redis.Redis(port=server.port) as client:
+            assert 60_000 < client.pttl(store.window_prefix + "rl:calls") <= 61_000
     finally:
         await store.aclose()
