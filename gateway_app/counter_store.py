@@ -115,17 +115,17 @@ def build_counter_stores(settings: CountersSettings, override: CounterStore | No
         store = override or MemoryCounterStore()
         backend = "memory" if override is None else type(override).__name__
         return CounterStores(settings, store, store, StoreHealth(backend))
-    # Every call goes through the guarded store's timeout (and the ping at start through its own).
-    # The scripts run over `RespScripts` where the URL is one it speaks (plain redis://), else redis-py.
+    # Every call is bounded by ``timeout``: the scripts run over `RespScripts` where the URL is one it
+    # speaks (plain redis://), which bounds each call itself; else redis-py runs them, bounded by the
+    # guarded store's timeout (and the ping at start by its own).
     assert settings.url is not None
     timeout = settings.timeout_ms / 1000
-    redis = RedisCounterStore(
-        open_redis(settings, bounded_by_caller=True),
-        settings.key_prefix,
-        RespScripts.from_url(settings.url, timeout),
-    )
+    scripts = RespScripts.from_url(settings.url, timeout)
+    redis = RedisCounterStore(open_redis(settings, bounded_by_caller=True), settings.key_prefix, scripts)
     health = StoreHealth("redis")
-    guarded = GuardedCounterStore(redis, health, settings.on_unavailable, timeout)
+    guarded = GuardedCounterStore(
+        redis, health, settings.on_unavailable, timeout, bounded_inside=scripts is not None
+    )
     return CounterStores(
         settings,
         model_api=guarded.with_refusal(model_refusal),

@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -94,6 +95,15 @@ class OwnRedis:
                 assert self.proc.poll() is None, "redis-server exited at start"
                 assert time.monotonic() < deadline, "redis-server did not answer in 10 s"
                 time.sleep(0.05)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): its connections stay open and nothing answers."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

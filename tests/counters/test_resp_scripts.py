@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway_common.counters.resp_scripts import RespScripts, _parse, pack
 from tests.redis_support import OwnRedis, own_redis_server
@@ -125,19 +126,58 @@ async def test_a_caller_that_gives_up_leaves_its_reply_to_be_dropped() -> None:
             await client.aclose()
 
 
-async def test_a_silent_server_is_left_for_a_new_connection_once_a_reply_is_overdue() -> None:
+async def test_a_silent_server_fails_the_call_in_time_and_is_left_for_a_new_connection() -> None:
+    """No caller timeout here: the client bounds each call itself (``stale_after``)."""
+    loop = asyncio.get_running_loop()
     async with scripted() as fake:
         client = RespScripts("127.0.0.1", fake.port, stale_after=0.05)
         try:
-            with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0.1):
-                    await client.call(("GET", "lost"))
+            first = asyncio.ensure_future(client.call(("GET", "first")))
+            assert await asyncio.wait_for(fake.commands.get(), 5) == [b"GET", b"first"]
+            await fake.reply(b"$5\r\nfirst\r\n")
+            assert await asyncio.wait_for(first, 5) == b"first"
+            # Connected: two calls a moment apart, no answer. Both fail once the older is overdue.
+            started = loop.time()
+            lost = asyncio.ensure_future(client.call(("GET", "lost")))
+            await asyncio.sleep(0.02)
+            later = asyncio.ensure_future(client.call(("GET", "later")))
+            for call in (lost, later):
+                with pytest.raises(RedisTimeoutError, match=r"no reply from Redis within 0\.05 s"):
+                    await asyncio.wait_for(call, 5)
+            assert 0.05 <= loop.time() - started < 1.0
             again = asyncio.ensure_future(client.call(("GET", "again")))
-            assert await asyncio.wait_for(fake.commands.get(), 5) == [b"GET", b"lost"]
-            assert await asyncio.wait_for(fake.commands.get(), 5) == [b"GET", b"again"]
+            for expected in ([b"GET", b"lost"], [b"GET", b"later"], [b"GET", b"again"]):
+                assert await asyncio.wait_for(fake.commands.get(), 5) == expected
             assert len(fake.writers) == 2, "the stuck connection was dropped and a new one opened"
             await fake.reply(b"$5\r\nagain\r\n")
             assert await asyncio.wait_for(again, 5) == b"again"
+        finally:
+            await client.aclose()
+
+
+async def test_replies_in_time_keep_the_connection_past_the_watchdog() -> None:
+    """The watchdog looks at the oldest reply awaited, not at how long the connection has lived."""
+    async with scripted() as fake:
+        client = RespScripts("127.0.0.1", fake.port, stale_after=0.05)
+        try:
+            for _ in range(4):
+                call = asyncio.ensure_future(client.call(("PING",)))
+                assert await asyncio.wait_for(fake.commands.get(), 5) == [b"PING"]
+                await fake.reply(b"+PONG\r\n")
+                assert await asyncio.wait_for(call, 5) == b"PONG"
+                await asyncio.sleep(0.03)  # 0.12 s in all: past the first call's deadline, twice
+            assert len(fake.writers) == 1
+        finally:
+            await client.aclose()
+
+
+async def test_connecting_is_bounded_too() -> None:
+    """A server that accepts but never answers the AUTH: the call fails by ``connect_timeout``."""
+    async with scripted() as fake:
+        client = RespScripts("127.0.0.1", fake.port, password="p", connect_timeout=0.05, stale_after=10.0)
+        try:
+            with pytest.raises(RedisTimeoutError, match=r"within 0\.05 s"):
+                await asyncio.wait_for(client.call(("PING",)), 5)
         finally:
             await client.aclose()
 
