@@ -60,6 +60,8 @@ class Dashboard:
             self._page("/policy/reload", pages_ops.reload_policy, post, changes_state=True),
             self._page("/keys", pages_keys.keys, get),
             self._page("/keys", pages_keys.create_key, post, changes_state=True),
+            self._page("/keys/{key_id}/edit", pages_keys.edit_key_form, get),
+            self._page("/keys/{key_id}/edit", pages_keys.edit_key, post, changes_state=True),
             self._page("/keys/{key_id}/rotate", pages_keys.rotate_key, post, changes_state=True),
             self._page("/keys/{key_id}/revoke", pages_keys.revoke_key, post, changes_state=True),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="ui-static"),

@@ -1,5 +1,5 @@
-"""Keys: the list, and create, rotate and revoke through `gateway_app.keys_admin` (the rules the
-CLI and the admin API follow). A new secret is shown once, in the answer to the POST that made it,
+"""Keys: the list, and create, edit, rotate and revoke through `gateway_app.keys_admin` (the rules
+the CLI and the admin API follow). A new secret is shown once, in the answer to the POST that made it,
 with the ``claude mcp add`` line and settings block of `gateway_app.onboarding`; it is never put in
 a URL, a cookie or the log. A change takes effect in this process at once (the keys are read
 again), every other gateway on the database within about a second, and each is recorded in
@@ -13,7 +13,9 @@ from typing import Any
 from starlette.responses import Response
 
 from gateway_app.keys_admin import (
+    SETTING_FIELDS,
     IssuedKey,
+    KeyInfo,
     KeyNotFound,
     KeyRequestError,
     KeysAdmin,
@@ -22,7 +24,8 @@ from gateway_app.keys_admin import (
     settings_json,
 )
 from gateway_app.onboarding import OnboardingError, OnboardingKit, build_kit
-from gateway_app.ui.web import View
+from gateway_app.ui.key_form import TEXT_FIELDS, form_values, shown
+from gateway_app.ui.web import View, refusal
 from policies.keys import KeySettings
 
 GRACES = {"0": timedelta(0), "1h": timedelta(hours=1), "24h": timedelta(hours=24)}
@@ -57,52 +60,27 @@ async def keys(view: View) -> Response:
     return await _page(view)
 
 
-def _number(view: View, name: str, kind: type[int] | type[float]) -> int | float | None:
-    text = view.field(name)
+def form_settings(view: View) -> tuple[str, KeySettings]:
+    """The create form as key settings in the policy file's shapes (left empty: inherited)."""
+    values = form_values(view.field)
+    values.pop("expires_at", None)  # the create form gives a number of days
+    days = _days(view)
+    if days is not None:
+        values["expires_at"] = (view.now + timedelta(days=days)).isoformat()
+    return view.field("key_id"), parse_settings(values)
+
+
+def _days(view: View) -> float | None:
+    text = view.field("expires_in_days")
     if not text:
         return None
     try:
-        return kind(text)
+        days = float(text)
     except ValueError:
-        raise KeyRequestError(f"{name.replace('_', ' ')}: {text[:40]!r} is not a number") from None
-
-
-def _list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-def form_settings(view: View) -> tuple[str, KeySettings]:
-    """The create form as key settings in the policy file's shapes (left empty: inherited)."""
-    values: dict[str, Any] = {}
-    if view.field("name"):
-        values["name"] = view.field("name")[:200]
-    if view.field("team"):
-        values["team"] = view.field("team")
-    if view.field("allowed_models"):
-        values["allowed_models"] = _list(view.field("allowed_models"))
-    tools = view.field("tools")
-    if tools:
-        values["tool_permissions"] = "*" if tools == "*" else _list(tools)
-    rate = {
-        name: value
-        for name in ("requests_per_minute", "tool_calls_per_minute")
-        if (value := _number(view, name, int)) is not None
-    }
-    if rate:
-        values["rate_limit"] = rate
-    budget = {
-        name: value
-        for name in ("daily_limit_usd", "monthly_limit_usd", "alert_threshold")
-        if (value := _number(view, name, float)) is not None
-    }
-    if budget:
-        values["budget"] = budget
-    days = _number(view, "expires_in_days", float)
-    if days is not None:
-        if not 0 < days <= 3650:
-            raise KeyRequestError("expires in: give 1 to 3650 days, or leave it empty for no expiry")
-        values["expires_at"] = (view.now + timedelta(days=days)).isoformat()
-    return view.field("key_id"), parse_settings(values)
+        days = -1.0
+    if not 0 < days <= 3650:
+        raise KeyRequestError("expires in: give 1 to 3650 days, or leave it empty for no expiry")
+    return days
 
 
 def _kit(view: View, admin: KeysAdmin, issued: IssuedKey) -> tuple[OnboardingKit | None, str | None]:
@@ -168,3 +146,71 @@ async def revoke_key(view: View) -> Response:
     await view.state.refresh_keys()  # refused here at once, and its MCP sessions closed
     await view.actions.record(view.identity, "ui", "key.revoke", key_id, "ok", detail)
     return await _page(view, notice=f"Key {key_id!r} revoked: its secrets are refused from now on.")
+
+
+# -- editing a key's settings ------------------------------------------------------------------
+
+
+def _editable(view: View, admin: KeysAdmin, key_id: str) -> KeyInfo | None:
+    """The key, if it has a live database secret to edit the settings of."""
+    try:
+        key = admin.show(key_id)
+    except KeyNotFound:
+        return None
+    return key if key.state != "revoked" else None
+
+
+async def _edit_page(
+    view: View, key: KeyInfo, fields: dict[str, str], status: int = 200, error: str | None = None
+) -> Response:
+    policy = view.snapshot.policy
+    return view.render(
+        "key_edit.html",
+        status=status,
+        active="keys",
+        key=key,
+        fields=fields,
+        error=error,
+        teams=sorted(known_teams(policy)),
+        servers=[s.name for s in policy.mcp.servers],
+    )
+
+
+async def edit_key_form(view: View) -> Response:
+    if not view.is_admin:
+        return refusal(view.dashboard, view.request, 403, "The auditor role can look, not change anything.")
+    key_id = _key_id(view)
+    key = await view.db(_editable, view, _admin(view), key_id)
+    if key is None:
+        return await _page(view, 404, error=f"No key {key_id!r} with a live secret to edit.")
+    return await _edit_page(view, key, shown(key.settings))
+
+
+async def edit_key(view: View) -> Response:
+    """The form holds every setting: a filled field sets it, an empty one returns it to inheriting.
+    For a key the policy file declares, only the expiry of its database secret is set here."""
+    admin = _admin(view)
+    key_id = _key_id(view)
+    key = await view.db(_editable, view, admin, key_id)
+    if key is None:
+        await view.actions.record(
+            view.identity, "ui", "key.update", key_id, "refused", {"reason": "not found"}
+        )
+        return await _page(view, 404, error=f"No key {key_id!r} with a live secret to edit.")
+    typed = {name: view.field(name) for name in TEXT_FIELDS}
+    try:
+        if key.declared_in_file:
+            changes = form_values(lambda name: typed[name] if name == "expires_at" else "")
+            unset = [] if changes else ["expires_at"]
+        else:
+            changes = form_values(lambda name: typed[name])
+            unset = [name for name in SETTING_FIELDS if name not in changes]
+        updated = await view.db(admin.update, key_id, changes, unset)
+    except KeyRequestError as exc:
+        await view.actions.record(view.identity, "ui", "key.update", key_id, "refused", {"reason": str(exc)})
+        return await _edit_page(view, key, typed, 422, f"Key not changed: {exc}")
+    await view.state.refresh_keys()
+    await view.actions.record(
+        view.identity, "ui", "key.update", key_id, "ok", {"settings": settings_json(updated.settings)}
+    )
+    return await _page(view, notice=f"Key {key_id!r} updated: in force from its next request.")

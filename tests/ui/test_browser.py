@@ -1,7 +1,8 @@
 """The dashboard in a real browser (Debian's chromium driven by Playwright) over a real
 ``mcp-gateway serve`` on a seeded database: log in; every page shows the figures the CLI's
 ``--json`` gives; filters narrow the tool calls; a redacted argument reads as redacted; a key
-created here shows its secret once and works on /mcp, and once revoked here is refused; the
+created here shows its secret once and works on /mcp, edited here shows its new settings, and once
+revoked here is refused; the
 auditor gets no controls and a forged POST is refused; no page logs a console error. A screenshot
 of every page is written (tests/ui/artifacts, or $TEST_ARTIFACTS/ui)."""
 
@@ -207,7 +208,21 @@ async def check_keys(page: Any, gateway: Served, shots: Path) -> None:
     assert "[redacted:assignment]" in arguments and "hunter2" not in await page.content()
     await page.screenshot(path=str(shots / "tool-call.png"), full_page=True)
 
+    # Edit it: the form shows what it has, and saving changes the list.
     await page.goto(f"{gateway.base}/ui/keys")
+    await page.locator("tr[data-row='vk_browser']").get_by_role("link", name="Edit…").click()
+    assert await page.get_by_label("Team").input_value() == "frontend"
+    await page.get_by_label("Name").fill("Browser Sam")
+    await page.get_by_label("Team").select_option("backend")
+    await page.get_by_label("Tool calls", exact=True).fill("100")
+    await page.screenshot(path=str(shots / "key-edit.png"), full_page=True)
+    await page.get_by_role("button", name="Save").click()
+    await page.get_by_text("Key 'vk_browser' updated").wait_for()
+    row = page.locator("tr[data-row='vk_browser']")
+    assert "Browser Sam" in await row.inner_text() and "backend" in await row.inner_text()
+    shown = gateway.cli("keys", "show", "vk_browser", "--database-url", gateway.database_url)
+    assert shown["settings"]["rate_limit"] == {"tool_calls_per_minute": 100}
+
     row = page.locator("tr[data-row='vk_browser']")
     await row.get_by_text("Revoke…").click()
     await row.get_by_role("button", name="Revoke vk_browser now").click()
