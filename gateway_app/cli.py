@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -18,52 +17,16 @@ from typing import Any
 
 import uvicorn
 
+from gateway_app.cli_base import configure_logging, load_env_file, load_policy_or_exit
+from gateway_app.cli_check import add_check_command
+from gateway_app.cli_db import add_db_commands
 from gateway_app.cli_prune import add_audit_prune
 from gateway_app.serving import SERVE_SWITCH_INTERVAL, raise_open_file_limit, uvicorn_config
-from gateway_app.settings import Settings, load_policy_file
-from policies import ConfigError, GatewayPolicy, LoadedPolicy, Principal
+from gateway_app.settings import Settings
+from policies import ConfigError, GatewayPolicy
 from policies.secrets import SECRET_PREFIX
 
 logger = logging.getLogger("mcp_gateway")
-
-
-# -- helpers -----------------------------------------------------------------------------
-
-
-def load_env_file(path: str | Path) -> dict[str, str]:
-    """KEY=VALUE lines (``#`` comments, optional quotes); values already in the environment win."""
-    values: dict[str, str] = {}
-    file = Path(path)
-    if not file.exists():
-        return values
-    for raw in file.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        name, _, value = line.partition("=")
-        name = name.strip().removeprefix("export ").strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[name] = value
-        os.environ.setdefault(name, value)
-    return values
-
-
-def _load(path: str) -> LoadedPolicy:
-    try:
-        return load_policy_file(path)
-    except ConfigError as exc:
-        print(exc.render(), file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
 
 
 def connect_lines(
@@ -161,11 +124,11 @@ class GatewayServer(uvicorn.Server):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level)
     sys.setswitchinterval(SERVE_SWITCH_INTERVAL)
     if args.env_file:
         load_env_file(args.env_file)
-    loaded = _load(args.config)
+    loaded = load_policy_or_exit(args.config)
     try:
         settings = Settings.from_loaded(
             loaded, host=args.host, port=args.port, database_url=args.database_url
@@ -227,185 +190,12 @@ def _banner(args: argparse.Namespace, settings: Settings, host: str, port: int) 
     return [*heading, *lines]
 
 
-# -- check -------------------------------------------------------------------------------
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    if args.env_file:
-        load_env_file(args.env_file)
-    loaded = _load(args.config)
-    policy = loaded.policy
-    print(f"{args.config}: OK")
-    print(
-        f"  {len(policy.virtual_keys)} virtual keys, {len(policy.teams)} teams, "
-        f"{len(policy.mcp.servers)} MCP servers, {len(policy.providers)} model providers"
-    )
-    for warning in loaded.warnings:
-        print(f"  warning: {warning}")
-    if args.connect:
-        from gateway_app.counter_store import check_counters
-
-        database_ok = _check_database(policy.gateway.database_url)
-        counters_ok = check_counters(policy.counters, args.timeout)
-        return max(asyncio.run(_check_connect(policy, args.timeout)), 0 if database_ok and counters_ok else 1)
-    return 0
-
-
-def _check_database(url: str) -> bool:
-    """Can the gateway open its database? (SQLite files that do not exist yet are created at start.)"""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from gateway_common.db import make_engine, sqlite_file
-
-    file = sqlite_file(url)
-    if file is not None:
-        state = "exists" if file.is_file() else "is created at start"
-        print(f"  database: {file.resolve()} {state}")
-        return True
-    engine = make_engine(url)
-    try:
-        with engine.connect():
-            pass
-    except SQLAlchemyError as exc:
-        print(f"  database: cannot connect ({str(exc).splitlines()[0]})")
-        return False
-    finally:
-        engine.dispose()
-    print("  database: connected")
-    return True
-
-
-async def _check_connect(policy: GatewayPolicy, timeout: float) -> int:
-    from mcp_gateway.hub import UpstreamHub
-
-    hub = UpstreamHub(policy)
-    hub.start()
-    try:
-        await hub.wait_ready(timeout)
-        statuses, bindings, index = hub.status(), dict(hub.bindings), hub.index
-    finally:
-        await hub.stop()
-    failed = 0
-    for status in statuses:
-        if status["state"] == "disabled":
-            print(f"  server {status['name']}: disabled")
-            continue
-        tools = [b.exposed_name for b in bindings.values() if b.server == status["name"]]
-        if tools:
-            print(f"  server {status['name']}: {len(tools)} tools: {', '.join(sorted(tools))}")
-        else:
-            failed += 1
-            print(f"  server {status['name']}: NOT READY ({status.get('last_error') or 'no tools'})")
-    for collision in index.collisions:
-        failed += 1
-        print(f"  collision: {collision.describe()}")
-    for warning in index.warnings:
-        print(f"  warning: {warning}")
-    for key in policy.virtual_keys:
-        grant = policy.tool_grant(Principal(key.id, key.display_name, key.team, "file"))
-        visible = sorted(b.exposed_name for b in bindings.values() if grant.allows(b.server, b.tool))
-        shown = ", ".join(visible) if visible else "nothing"
-        print(f"  key {key.id} ({grant.source}): {len(visible)} tools: {shown}")
-    return 1 if failed else 0
-
-
-# -- keys --------------------------------------------------------------------------------
-
-
-def _database_url(args: argparse.Namespace, policy: GatewayPolicy | None = None) -> str:
-    """``--database-url``, else the policy file's ``gateway.database_url``."""
-    url: str | None = args.database_url
-    if url is None:
-        if args.config is None:
-            raise SystemExit("give --config FILE (its gateway.database_url is used) or --database-url URL")
-        url = (policy or _load(args.config).policy).gateway.database_url
-    return url
-
-
-def _engine_for(
-    args: argparse.Namespace, policy: GatewayPolicy | None = None, *, read_only: bool = False
-) -> Any:
-    """The gateway's database at this release's schema; commands that only read it never create one,
-    and none of them upgrades an existing one (`open_database`; ``db upgrade`` does)."""
-    from gateway_app.database import DatabaseNotFound, SchemaError, open_database
-
-    try:
-        return open_database(_database_url(args, policy), create=not read_only)
-    except (DatabaseNotFound, SchemaError) as exc:
-        print(f"mcp-gateway: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-
-
-# -- db ----------------------------------------------------------------------------------
-
-
-def cmd_db(args: argparse.Namespace) -> int:
-    """The schema's migrations: ``upgrade`` (creates or upgrades, under the migration lock),
-    ``current`` (exit 1 unless at this release's head), ``history``; and ``rebuild-rollups``."""
-    from gateway_app.database import SchemaError, describe, rebuild_rollups, schema_state, upgrade_database
-    from gateway_app.migrations.runner import head, history
-    from gateway_common.db import make_engine, sqlite_file
-
-    if args.db_command == "history" and args.config is None and args.database_url is None:
-        return _print_history(history(), head(), None)
-    url = _database_url(args)
-    file = sqlite_file(url)
-    if args.db_command != "upgrade" and file is not None and not file.is_file():
-        print(f"mcp-gateway: no database at {file.resolve()} ({url})", file=sys.stderr)
-        return 1
-    engine = make_engine(url)
-    try:
-        if args.db_command == "upgrade":
-            result = upgrade_database(engine)
-            where = describe(engine)
-            if result.stamped:
-                print(f"{where}: made before migrations, recognised as revision {result.stamped}; stamped")
-            if result.applied:
-                print(f"{where}: upgraded from {result.before or 'empty'} to {result.after}")
-            else:
-                print(f"{where}: already at revision {result.after} (this release's head)")
-            return 0
-        if args.db_command == "rebuild-rollups":
-            counted = rebuild_rollups(engine)
-            print(
-                f"{describe(engine)}: rollups rebuilt from {counted['tool_calls']} tool calls and "
-                f"{counted['model_requests']} model requests"
-            )
-            return 0
-        state = schema_state(engine)
-        if args.db_command == "history":
-            return _print_history(history(), state.head, state.revision)
-        if state.up_to_date:
-            print(f"{describe(engine)}: revision {state.revision} (this release's head)")
-            return 0
-        print(
-            f"{describe(engine)}: {state.describe()}; this release's head is {state.head}: "
-            "run `mcp-gateway db upgrade` (`serve` does it at start unless gateway.database_migrations "
-            "is manual)"
-        )
-        return 1
-    except SchemaError as exc:
-        print(f"mcp-gateway: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
-
-
-def _print_history(scripts: Sequence[Any], newest: str, current: str | None) -> int:
-    for script in scripts:
-        marks = ["head"] if script.revision == newest else []
-        marks += ["current"] if script.revision == current else []
-        shown = f" ({', '.join(marks)})" if marks else ""
-        print(f"{script.revision}{shown}  {script.doc}")
-    return 0
-
-
 # -- demo secrets ------------------------------------------------------------------------
 
 
 def cmd_demo_secrets(args: argparse.Namespace) -> int:
     """Give every ``secret_env`` key of a config a random secret in an env file (kept across runs)."""
-    loaded = _load(args.config)
+    loaded = load_policy_or_exit(args.config)
     out = Path(args.out)
     existing = load_env_file(out) if out.exists() else {}
     lines = []
@@ -452,12 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    check = sub.add_parser("check", help="validate a policy file")
-    check.add_argument("--config", required=True)
-    check.add_argument("--env-file")
-    check.add_argument("--connect", action="store_true", help="also start every upstream and list its tools")
-    check.add_argument("--timeout", type=float, default=20.0)
-    check.set_defaults(func=cmd_check)
+    add_check_command(sub)
 
     from gateway_app.cli_keys import add_key_commands
 
@@ -467,23 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = register(sub)  # audit, report
     add_audit_prune(audit)
-
-    db = sub.add_parser("db", help="the database schema: upgrade it, show its revision, list revisions")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
-    for name, text in (
-        ("upgrade", "create the schema, or bring it to this release's (under a database lock)"),
-        ("current", "the database's revision (exit status 1 unless it is this release's)"),
-        ("history", "this release's revisions, oldest first (with a database: which is its revision)"),
-        (
-            "rebuild-rollups",
-            "count every audit and ledger row again into the report rollups (after a bulk import by "
-            "hand; days whose rows retention pruned are lost from them)",
-        ),
-    ):
-        cmd = db_sub.add_parser(name, help=text)
-        cmd.add_argument("--config", help="policy file: its gateway.database_url")
-        cmd.add_argument("--database-url", help="overrides the policy file's gateway.database_url")
-        cmd.set_defaults(func=cmd_db)
+    add_db_commands(sub)
 
     demo = sub.add_parser("demo-secrets", help="create random secrets for a config's secret_env keys")
     demo.add_argument("--config", required=True)

@@ -114,9 +114,9 @@ def period_of(args: argparse.Namespace, default: str | None) -> Period:
 
 def engine_of(args: argparse.Namespace, policy: Any = None) -> Any:
     """The gateway's database, read only: never created, never upgraded (`open_database`)."""
-    from gateway_app.cli import _engine_for
+    from gateway_app.cli_base import engine_for
 
-    return _engine_for(args, policy, read_only=True)
+    return engine_for(args, policy, read_only=True)
 
 
 # -- output ---------------------------------------------------------------------------------------

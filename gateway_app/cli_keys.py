@@ -19,7 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from gateway_app.cli import _engine_for, _load
+from gateway_app.cli_base import engine_for, load_policy_or_exit
 from gateway_app.cli_key_flags import CliError, database_flags, duration, setting_changes, settings_flags
 from gateway_app.cli_onboard import add_onboard_command, deliver, onboard_flags
 from gateway_app.keys_admin import (
@@ -123,11 +123,11 @@ def print_issued(issued: IssuedKey, verb: str) -> None:
 
 
 def _policy(args: argparse.Namespace) -> GatewayPolicy | None:
-    return _load(args.config).policy if args.config else None
+    return load_policy_or_exit(args.config).policy if args.config else None
 
 
 def _admin(args: argparse.Namespace, policy: GatewayPolicy | None, *, read_only: bool = False) -> KeysAdmin:
-    return KeysAdmin(_engine_for(args, policy, read_only=read_only), policy)
+    return KeysAdmin(engine_for(args, policy, read_only=read_only), policy)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from gateway_app.cli import _engine_for, _load
+from gateway_app.cli_base import engine_for, load_policy_or_exit
 from gateway_app.cli_key_flags import CliError
 from gateway_app.keys_admin import KeyNotFound, KeyRequestError, KeysAdmin
 from gateway_app.onboarding import OnboardingError, OnboardingKit, build_kit, default_gateway_url, write_kit
@@ -62,8 +62,8 @@ def _onboard_secret(args: argparse.Namespace) -> str:
 
 def cmd_onboard(args: argparse.Namespace) -> int:
     try:
-        policy = _load(args.config).policy
-        admin = KeysAdmin(_engine_for(args, policy, read_only=True), policy)
+        policy = load_policy_or_exit(args.config).policy
+        admin = KeysAdmin(engine_for(args, policy, read_only=True), policy)
         principal, own_models = admin.subject(args.key)
         secret = _onboard_secret(args)
         if not admin.verify_secret(args.key, secret):

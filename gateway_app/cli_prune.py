@@ -36,11 +36,11 @@ def add_audit_prune(audit: argparse.ArgumentParser) -> None:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from gateway_app.cli import _engine_for, _load
+    from gateway_app.cli_base import engine_for, load_policy_or_exit
 
     config = getattr(args, "config", None)
     args.config, args.database_url = config, getattr(args, "database_url", None)
-    policy = _load(config).policy if config else None
+    policy = load_policy_or_exit(config).policy if config else None
     names = args.table or list(TABLES)
     now = time.time()
     plan: dict[str, tuple[datetime, str]] = {}
@@ -67,7 +67,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    engine = _engine_for(args, policy, read_only=True)
+    engine = engine_for(args, policy, read_only=True)
     try:
         for name, (cutoff, why) in plan.items():
             stamp = cutoff.strftime("%Y-%m-%dT%H:%M:%SZ")

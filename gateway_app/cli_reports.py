@@ -148,7 +148,7 @@ def _alerts(row: BudgetStatus) -> str:
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:
-    from gateway_app.cli import _load
+    from gateway_app.cli_base import load_policy_or_exit
     from policies.budgeting import BudgetScopes
 
     if args.config is None:
@@ -156,7 +156,7 @@ def cmd_budgets(args: argparse.Namespace) -> int:
             "mcp-gateway: report budgets needs --config FILE: the budgets are the policy's", file=sys.stderr
         )
         return 2
-    policy = _load(args.config).policy
+    policy = load_policy_or_exit(args.config).policy
     engine = common.engine_of(args, policy)
     try:
         report = budget_status(engine, BudgetScopes(policy), now=common.now_of(args))
