@@ -45,7 +45,7 @@ def test_altered_forged_and_foreign_ids_are_refused() -> None:
     other_claims = shared().issue("bob", "2025-11-25", None, None, ClientCapability.NONE).split(".")[1]
     for bad in (
         f"{nonce}.{other_claims}.{mac}",  # claims swapped under the same signature
-        f"x{nonce[1:]}.{claims}.{mac}",  # another nonce
+        f"{'y' if nonce[0] == 'x' else 'x'}{nonce[1:]}.{claims}.{mac}",  # another nonce (1 in 64 began with x)
         f"{nonce}.{claims}.{mac[:-1]}A" if mac[-1] != "A" else f"{nonce}.{claims}.{mac[:-1]}B",
         session_id + ".",
         "",
