@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway_app.admin_actions import AdminActions
 from gateway_app.admin_api import admin_routes
-from gateway_app.counter_store import build_counter_stores
+from gateway_app.counter_store import CounterStores, build_counter_stores
 from gateway_app.database import prepare_database
 from gateway_app.guard import HostGuard, refusal_response
 from gateway_app.health import healthz, readyz
@@ -45,6 +45,7 @@ from mcp_gateway.runtime import GatewayRuntime
 from mcp_gateway.server.endpoint import McpEndpoint
 from mcp_gateway.server.session_ids import SessionIds
 from mcp_gateway.server.sessions import SessionStore
+from mcp_gateway.server.subscription_ledger import LocalLedger, RedisLedger, SubscriptionLedger
 from mcp_gateway.upstream.base import UpstreamConnection
 from mcp_gateway.upstream.supervisor import make_connection
 from policies.budgeting import BudgetBook
@@ -150,6 +151,15 @@ async def _step(what: str, action: Callable[[], Awaitable[object] | object]) -> 
         logger.exception("shutdown: could not %s", what)
 
 
+def _subscription_ledger(counters: CounterStores, shared_sessions: bool) -> SubscriptionLedger:
+    """Where 2025 sessions' resource subscriptions are recorded: the counters' Redis when sessions are
+    shared across replicas (a signed id rebuilt elsewhere is subscribed again there), else nowhere."""
+    if counters.redis is None or not shared_sessions:
+        return LocalLedger()
+    settings = counters.settings
+    return RedisLedger(counters.redis.client, settings.key_prefix, settings.timeout_ms / 1000)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -208,7 +218,14 @@ def create_app(
         )
         state.on_keys_ended(sessions.close_keys)  # a revoked key's sessions (and their GET streams) end
         runtime = GatewayRuntime(
-            state, engine, hub, audit, sessions, shutdown, RateLimiter(counters.tool_calls, now)
+            state,
+            engine,
+            hub,
+            audit,
+            sessions,
+            shutdown,
+            RateLimiter(counters.tool_calls, now),
+            subscriptions=_subscription_ledger(counters, session_ids.shared),
         )
         hub.start()
         wait = policy.mcp.startup_wait_seconds

@@ -13,6 +13,7 @@ from mcp_gateway.audit import AuditWriter
 from mcp_gateway.hub import UpstreamHub
 from mcp_gateway.server.client_requests_modern import ExchangeRegistry
 from mcp_gateway.server.sessions import SessionStore
+from mcp_gateway.server.subscription_ledger import LocalLedger, SubscriptionLedger
 from policies import GatewayPolicy
 from policies.ratelimit import RateLimiter
 
@@ -31,6 +32,9 @@ class GatewayRuntime:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     exchanges: ExchangeRegistry = field(default_factory=ExchangeRegistry)
     """Upstream calls of 2026-07-28 callers waiting for the retry that answers their questions."""
+    subscriptions: SubscriptionLedger = field(default_factory=LocalLedger)
+    """2025-11-25 sessions' resource subscriptions, where every replica can read them (Redis), so a
+    session rebuilt on another replica is subscribed again there."""
 
     @property
     def policy(self) -> GatewayPolicy:

@@ -19,6 +19,7 @@ from mcp_gateway.errors import HttpProblem, InvalidParams, InvalidRequest, jsonr
 from mcp_gateway.server.context import Incoming
 from mcp_gateway.server.handshake import client_string, summarize_capabilities
 from mcp_gateway.server.methods import initialize_result, negotiate_version
+from mcp_gateway.server.resources import restore_subscriptions
 from mcp_gateway.server.running import run_request
 from mcp_gateway.server.sessions import Session, SessionLimitReached
 from mcp_gateway.server.streams import serve_session_stream
@@ -58,6 +59,8 @@ async def post(incoming: Incoming, message: JsonObject) -> None:
         not_found = {"code": -32600, "message": "Session not found"}
         await send_json(send, 404, jsonrpc.error_response(message.get("id"), not_found))
         return
+    if session.restore_pending:
+        await restore_subscriptions(incoming.runtime, session)
     version = incoming.headers.get("mcp-protocol-version")
     if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
         error = InvalidRequest(
@@ -159,6 +162,14 @@ def _session_or_problem(incoming: Incoming) -> Session:
     return session
 
 
+async def _session_here(incoming: Incoming) -> Session:
+    """The request's session, its subscriptions restored if it was just rebuilt here."""
+    session = _session_or_problem(incoming)
+    if session.restore_pending:
+        await restore_subscriptions(incoming.runtime, session)
+    return session
+
+
 async def open_stream(incoming: Incoming) -> None:
     """GET: the session's stream of server-to-client notifications."""
     headers = incoming.headers
@@ -169,7 +180,7 @@ async def open_stream(incoming: Incoming) -> None:
             "2026-07-28 has no GET stream; use subscriptions/listen",
             {"Allow": "POST"},
         )
-    session = _session_or_problem(incoming)
+    session = await _session_here(incoming)
     if "text/event-stream" not in headers.get("accept", ""):
         raise HttpProblem(406, "not_acceptable", "the GET stream needs Accept: text/event-stream")
     if session.stream_open:
@@ -188,5 +199,6 @@ async def delete(incoming: Incoming) -> None:
     """DELETE: the client ends its session."""
     session = _session_or_problem(incoming)
     incoming.runtime.sessions.end(session)
+    await incoming.runtime.subscriptions.forget(session.id)
     logger.info("session %s closed by the client", session.id[:8])
     await send_empty(incoming.send, 200)

@@ -12,7 +12,8 @@ Subscriptions accept any URI (a hidden or missing one simply never gets an updat
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 from mcp_gateway.errors import InvalidParams, UnknownResource, UpstreamRpcError
 from mcp_gateway.server.context import RequestContext
@@ -20,6 +21,12 @@ from mcp_gateway.server.forwarding import Audited, request_upstream, upstream_pa
 from mcp_gateway.server.links import expose_item_uri
 from mcp_gateway.subscriptions import MAX_SUBSCRIPTIONS
 from policies.bounds import MAX_ERROR_CHARS, MAX_NAME_CHARS, clip
+
+if TYPE_CHECKING:
+    from mcp_gateway.runtime import GatewayRuntime
+    from mcp_gateway.server.sessions import Session
+
+logger = logging.getLogger("mcp_gateway")
 
 JsonObject = dict[str, Any]
 NOT_FOUND_CODES = frozenset({-32602, -32002})
@@ -84,12 +91,28 @@ async def subscribe(ctx: RequestContext, params: JsonObject) -> JsonObject:
     surface = session.surface_for(hub.new_surface)
     if not await hub.subscribe(surface, [uri], ctx.grant):
         raise InvalidParams(f"A session holds at most {MAX_SUBSCRIPTIONS} resource subscriptions")
+    await ctx.runtime.subscriptions.add(session.id, uri)
     return {}
 
 
 async def unsubscribe(ctx: RequestContext, params: JsonObject) -> JsonObject:
     uri = _uri(params, "resources/unsubscribe")
     session = ctx.session
-    if session is not None and session.surface is not None:
-        await ctx.runtime.hub.unsubscribe(session.surface, uri)
+    if session is not None:
+        if session.surface is not None:
+            await ctx.runtime.hub.unsubscribe(session.surface, uri)
+        await ctx.runtime.subscriptions.remove(session.id, uri)
     return {}
+
+
+async def restore_subscriptions(runtime: GatewayRuntime, session: Session) -> None:
+    """A session rebuilt here from its signed id (its client came back through another replica):
+    subscribe it again to what it subscribed to where it was (`subscription_ledger`)."""
+    session.restore_pending = False
+    uris = await runtime.subscriptions.uris(session.id)
+    if not uris:
+        return
+    hub = runtime.hub
+    surface = session.surface_for(hub.new_surface)
+    await hub.subscribe(surface, uris[:MAX_SUBSCRIPTIONS], runtime.state.current.grant(session.principal))
+    logger.info("session %s: %d resource subscriptions restored", session.id[:8], len(uris))

@@ -7,9 +7,9 @@ so it fits in the id itself. A replica that is handed an id it does not hold che
 the signature and rebuilds the session on the spot: no round trip to Redis on any
 request, nothing lost when Redis is down, nothing to expire or clean up there, and
 the per-key and per-process session limits stay what they are, per replica. What an
-id cannot carry is what happens during a session: its resource subscriptions and
-requests in flight stay on the replica that has them (a GET stream reconnecting
-elsewhere gets list changes, not updates of resources subscribed to on another one).
+id cannot carry is what happens during a session: requests in flight stay on the replica
+that has them, and its resource subscriptions are recorded in Redis apart
+(`subscription_ledger`) and restored by the replica that rebuilds the session.
 
 An id reads ``<nonce>.<claims>.<mac>``: a random nonce (unique per session), the
 claims as base64url JSON, and HMAC-SHA256 over both with a secret the replicas share

@@ -71,6 +71,7 @@ class Session:
         "log_level",
         "principal",
         "protocol_version",
+        "restore_pending",
         "stream_open",
         "surface",
     )
@@ -103,6 +104,9 @@ class Session:
         self.log_level: str | None = "debug"
         """From ``logging/setLevel``: the least severe log message the client wants (2025: all until set)."""
         self._asking: dict[str, asyncio.Future[dict[str, Any]]] | None = None
+        self.restore_pending = False
+        """Rebuilt here from its signed id: its resource subscriptions made elsewhere are not restored yet
+        (`resources.restore_subscriptions`, at its first request here)."""
 
     @property
     def client_info(self) -> dict[str, Any]:
@@ -280,6 +284,7 @@ class SessionStore:
             claims.capabilities,
         )
         self.rebuilt += 1
+        session.restore_pending = True
         logger.info("session %s of key %s rebuilt from its signed id", session_id[:8], principal.key_id)
         return session
 
