@@ -35,21 +35,25 @@ def _admin(view: View) -> KeysAdmin:
     return KeysAdmin(view.engine, view.snapshot.policy, clock=lambda: view.now)
 
 
+def _choices(view: View) -> dict[str, list[str]]:
+    """What the key forms offer: the teams a key may join, the servers its tools may name."""
+    policy = view.snapshot.policy
+    return {"teams": sorted(known_teams(policy)), "servers": [s.name for s in policy.mcp.servers]}
+
+
 async def _page(view: View, status: int = 200, **extra: Any) -> Response:
     admin = _admin(view)
     show_all = view.arg("all") == "1"
     keys = await view.db(admin.keys, show_all)
     revocations = await view.db(admin.file_revocations)
-    policy = view.snapshot.policy
     return view.render(
         "keys.html",
         status=status,
         active="keys",
         keys=keys,
-        file_keys=policy.virtual_keys,
+        file_keys=view.snapshot.policy.virtual_keys,
         revoked_file_keys={r.key_id: r.revoked_at for r in revocations},
-        teams=sorted(known_teams(policy)),
-        servers=[s.name for s in policy.mcp.servers],
+        **_choices(view),
         show_all=show_all,
         graces=list(GRACES),
         **extra,
@@ -163,7 +167,6 @@ def _editable(view: View, admin: KeysAdmin, key_id: str) -> KeyInfo | None:
 async def _edit_page(
     view: View, key: KeyInfo, fields: dict[str, str], status: int = 200, error: str | None = None
 ) -> Response:
-    policy = view.snapshot.policy
     return view.render(
         "key_edit.html",
         status=status,
@@ -171,8 +174,7 @@ async def _edit_page(
         key=key,
         fields=fields,
         error=error,
-        teams=sorted(known_teams(policy)),
-        servers=[s.name for s in policy.mcp.servers],
+        **_choices(view),
     )
 
 
