@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any
 
 import uvicorn
@@ -169,7 +169,19 @@ def _serve_one(
     config = uvicorn_config(app, gateway, log_level=args.log_level.lower())
     lines = _banner(args, settings, gateway.host, gateway.port) if banner else []
     server = GatewayServer(config, app.state.shutdown, lines, app.state.reloads)
-    server.run(sockets=sockets)
+    try:
+        server.run(sockets=sockets)
+    except KeyboardInterrupt:
+        # uvicorn handled Ctrl-C (a graceful stop: calls finished, rows flushed) and raises it again so
+        # the process ends by SIGINT, as the shell that sent it expects (a loop around `serve` stops
+        # too). Let it, without printing a traceback for it.
+        sys.excepthook = _quiet_interrupt
+        raise
+
+
+def _quiet_interrupt(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    if not issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
 
 
 def _banner(args: argparse.Namespace, settings: Settings, host: str, port: int) -> list[str]:

@@ -134,3 +134,19 @@ async def test_sigterm_past_the_grace_period_cancels_and_still_audits(tmp_path: 
         if proc.poll() is None:
             proc.kill()
     assert audit_rows(db) == [(str(i), "alpha__hang", "cancelled") for i in range(4)]
+
+
+def test_ctrl_c_stops_cleanly_with_no_traceback(tmp_path: Path) -> None:
+    """SIGINT (what Ctrl-C in `make run` sends) is a graceful stop: everything flushed, and the
+    process ends by SIGINT as the shell expects (uvicorn raises it again once it has stopped), with
+    no traceback for it."""
+    proc, _, _ = start_gateway(tmp_path, grace=5)
+    try:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == -signal.SIGINT
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = (tmp_path / "gateway.log").read_text()
+    assert "audit log flushed" in log and "Application shutdown complete" in log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
