@@ -14,8 +14,11 @@ re-read, never the new state, and never a secret:
   whose file differs refuses and records why (replicas must share the file's content).
 - ``session_ended``: a client ended its 2025-11-25 session here (DELETE); the others
   close it if they hold it and never rebuild it from its signed id.
+- ``session_subscriptions``: a 2025-11-25 session's resource subscriptions changed here; the
+  others that hold the session read them again (from Redis) at its next request there.
 - `RESYNC` (from the bus itself after a (re)connect, when messages may have been
-  missed): read the keys again, and reload the policy file if it changed since read.
+  missed): read the keys again, every held session's subscriptions at its next request, and
+  reload the policy file if it changed since read.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from policies import GatewayPolicy
 logger = logging.getLogger("gateway_app.peers")
 
 KEYS, POLICY, SESSION_ENDED = "keys", "policy", "session_ended"
+SESSION_SUBSCRIPTIONS = "session_subscriptions"
 _ANNOUNCED_TRIGGERS = ("signal", "api")
 _ANNOUNCED_OUTCOMES = (ReloadOutcome.APPLIED, ReloadOutcome.UNCHANGED)
 
@@ -54,6 +58,9 @@ class Peers:
         self.bus.subscribe(self.hear)
         self.state.on_key_change_seen(lambda version: self._publish(KEYS, {"version": version}))
         self.sessions.on_end(lambda session_id: self._publish(SESSION_ENDED, {"id": session_id}))
+        self.sessions.on_subscriptions_changed(
+            lambda session_id: self._publish(SESSION_SUBSCRIPTIONS, {"id": session_id})
+        )
         self.reloader.on_reloaded(self.announce_reload)
 
     def _publish(self, kind: str, payload: dict[str, Any]) -> None:
@@ -83,8 +90,13 @@ class Peers:
             session_id = payload.get("id")
             if isinstance(session_id, str) and len(session_id) <= MAX_SESSION_ID_CHARS:
                 self.sessions.forget(session_id)
+        elif change.kind == SESSION_SUBSCRIPTIONS:
+            session_id = payload.get("id")
+            if isinstance(session_id, str) and len(session_id) <= MAX_SESSION_ID_CHARS:
+                self.sessions.resync_subscriptions(session_id)
         elif change.kind == RESYNC:
             await self.state.refresh_keys(announce=False)
+            self.sessions.resync_subscriptions()
             source = self.reloader.source
             if source is not None and source.current_digest() != self.reloader.last_digest:
                 logger.info("policy file changed while changes could not be heard: reloading it")

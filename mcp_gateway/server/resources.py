@@ -92,6 +92,7 @@ async def subscribe(ctx: RequestContext, params: JsonObject) -> JsonObject:
     if not await hub.subscribe(surface, [uri], ctx.grant):
         raise InvalidParams(f"A session holds at most {MAX_SUBSCRIPTIONS} resource subscriptions")
     await ctx.runtime.subscriptions.add(session.id, uri)
+    ctx.runtime.sessions.subscriptions_changed(session.id)
     return {}
 
 
@@ -102,17 +103,21 @@ async def unsubscribe(ctx: RequestContext, params: JsonObject) -> JsonObject:
         if session.surface is not None:
             await ctx.runtime.hub.unsubscribe(session.surface, uri)
         await ctx.runtime.subscriptions.remove(session.id, uri)
+        ctx.runtime.sessions.subscriptions_changed(session.id)
     return {}
 
 
 async def restore_subscriptions(runtime: GatewayRuntime, session: Session) -> None:
-    """A session rebuilt here from its signed id (its client came back through another replica):
-    subscribe it again to what it subscribed to where it was (`subscription_ledger`)."""
+    """A session rebuilt here from its signed id (its client came back through another replica), or
+    whose subscriptions another replica changed: make its subscriptions here what the ledger says
+    (`subscription_ledger`)."""
     session.restore_pending = False
-    uris = await runtime.subscriptions.uris(session.id)
-    if not uris:
-        return
+    wanted = await runtime.subscriptions.uris(session.id)
+    if wanted is None or (not wanted and session.surface is None):
+        return  # unknown (one process, or Redis away): what this replica holds stays as it is
     hub = runtime.hub
     surface = session.surface_for(hub.new_surface)
-    await hub.subscribe(surface, uris[:MAX_SUBSCRIPTIONS], runtime.state.current.grant(session.principal))
-    logger.info("session %s: %d resource subscriptions restored", session.id[:8], len(uris))
+    for uri in sorted(surface.requested - set(wanted)):
+        await hub.unsubscribe(surface, uri)
+    await hub.subscribe(surface, wanted[:MAX_SUBSCRIPTIONS], runtime.state.current.grant(session.principal))
+    logger.info("session %s: %d resource subscriptions restored", session.id[:8], len(wanted))

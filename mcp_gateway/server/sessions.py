@@ -191,6 +191,7 @@ class SessionStore:
         self._swept_full_at = -_FULL_SWEEP_INTERVAL
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._end_listeners: list[Callable[[str], object]] = []
+        self._subscription_listeners: list[Callable[[str], object]] = []
         self.rebuilt = 0
         """Sessions rebuilt from their signed id (opened on another replica, or closed here for idleness)."""
 
@@ -287,6 +288,26 @@ class SessionStore:
         session.restore_pending = True
         logger.info("session %s of key %s rebuilt from its signed id", session_id[:8], principal.key_id)
         return session
+
+    def on_subscriptions_changed(self, listener: Callable[[str], object]) -> None:
+        """Call ``listener(session_id)`` when a session's resource subscriptions change here (to tell
+        the other replicas, whose copy of the session must read them again)."""
+        self._subscription_listeners.append(listener)
+
+    def subscriptions_changed(self, session_id: str) -> None:
+        for listener in self._subscription_listeners:
+            try:
+                listener(session_id)
+            except Exception:
+                logger.exception("a session subscription listener failed")
+
+    def resync_subscriptions(self, session_id: str | None = None) -> None:
+        """Another replica changed this session's subscriptions (None: changes may have been missed,
+        so every session's): read them again at its next request here."""
+        sessions = self._sessions.values() if session_id is None else [self._sessions.get(session_id)]
+        for session in sessions:
+            if session is not None:
+                session.restore_pending = True
 
     def on_end(self, listener: Callable[[str], object]) -> None:
         """Call ``listener(session_id)`` when a client ends its session here (to tell the other replicas)."""

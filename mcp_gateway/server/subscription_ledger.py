@@ -35,7 +35,9 @@ class SubscriptionLedger(Protocol):
 
     async def remove(self, session_id: str, uri: str) -> None: ...
 
-    async def uris(self, session_id: str) -> list[str]: ...
+    async def uris(self, session_id: str) -> list[str] | None:
+        """The session's subscriptions; None when they cannot be known (then nothing is changed)."""
+        ...
 
     async def forget(self, session_id: str) -> None: ...
 
@@ -49,8 +51,8 @@ class LocalLedger:
     async def remove(self, session_id: str, uri: str) -> None:
         return None
 
-    async def uris(self, session_id: str) -> list[str]:
-        return []
+    async def uris(self, session_id: str) -> list[str] | None:
+        return None
 
     async def forget(self, session_id: str) -> None:
         return None
@@ -76,10 +78,10 @@ class RedisLedger:
     async def remove(self, session_id: str, uri: str) -> None:
         await self._run("drop a subscription", self.client.srem(self._key(session_id), uri))
 
-    async def uris(self, session_id: str) -> list[str]:
+    async def uris(self, session_id: str) -> list[str] | None:
         key = self._key(session_id)
         found = await self._run("read a session's subscriptions", self._members(key))
-        return sorted(found or [])
+        return None if found is None else sorted(found)
 
     async def forget(self, session_id: str) -> None:
         await self._run("forget a session's subscriptions", self.client.delete(self._key(session_id)))

@@ -23,6 +23,7 @@ from tests.replicas.support import (
     result,
     rpc,
     wait_ready,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -49,9 +50,9 @@ def readme_uri(base: str, session: str) -> str:
     return str(next(r["uri"] for r in listed if r["name"] == "readme"))
 
 
-def updates_after_touch(replica: Replica, session: str, uri: str) -> list[str]:
-    """Open the session's GET stream on ``replica``, have its upstream announce a change of the
-    readme, and return the URIs of the resource updates the stream carried within a few seconds."""
+def updates_after_touch(replica: Replica, session: str, uri: str, touch: str = UPSTREAM_URI) -> list[str]:
+    """Open the session's GET stream on ``replica``, have its upstream announce a change of
+    ``touch``, and return the URIs of the resource updates the stream carried within a few seconds."""
     stream_headers = {**headers(session=session), "Accept": "text/event-stream"}
     seen: list[str] = []
     with httpx.stream("GET", f"{replica.base}/mcp", headers=stream_headers, timeout=5) as response:
@@ -59,9 +60,9 @@ def updates_after_touch(replica: Replica, session: str, uri: str) -> list[str]:
         lines = response.iter_lines()
         assert next(lines).startswith(":")  # the stream is open (and the session restored before it)
         touched = rpc(
-            replica.base, session, "tools/call", {"name": "alpha__touch", "arguments": {"uri": UPSTREAM_URI}}
+            replica.base, session, "tools/call", {"name": "alpha__touch", "arguments": {"uri": touch}}
         )
-        assert result(touched)["content"][0]["text"] == f"touched {UPSTREAM_URI}"
+        assert result(touched)["content"][0]["text"] == f"touched {touch}"
         try:
             for line in lines:
                 if line.startswith("data:"):
@@ -101,3 +102,27 @@ def test_unsubscribing_and_ending_the_session_are_recorded(pair: tuple[Replica, 
     assert httpx.delete(f"{one.base}/mcp", headers=headers(session=session), timeout=10).status_code == 200
     with redis.Redis.from_url(url) as client:
         assert not client.exists(f"{prefix}subs:{session}")
+
+
+def test_a_session_back_on_its_first_replica_follows_changes_made_elsewhere(
+    pair: tuple[Replica, Replica, str, str],
+) -> None:
+    """Subscribed on one, moved to the other, changed there, back on the first: the first holds its
+    own copy of the session (nothing to rebuild), and re-reads the subscriptions on the word of the
+    other (the change bus) instead of serving the ones it had."""
+    one, two, _, _ = pair
+    session = initialize(one.base)
+    readme = readme_uri(one.base, session)
+    secret = readme.replace("readme", "secret")
+    assert result(rpc(one.base, session, "resources/subscribe", {"uri": readme})) == {}
+    assert result(rpc(two.base, session, "resources/unsubscribe", {"uri": readme})) == {}
+    assert result(rpc(two.base, session, "resources/subscribe", {"uri": secret})) == {}
+
+    def upstream_of_one_follows() -> bool:  # each try is a request on `one`: it re-reads once it has heard
+        called = rpc(one.base, session, "tools/call", {"name": "alpha__subscriptions", "arguments": {}})
+        # `one`'s upstream is shared by every session there; only this one ever wants the secret
+        return "res://alpha/secret" in str(result(called)["content"][0]["text"]).split(",")
+
+    wait_until(upstream_of_one_follows, [one, two], timeout=5)
+    assert updates_after_touch(one, session, readme) == [], "unsubscribed elsewhere"
+    assert updates_after_touch(one, session, secret, "res://alpha/secret") == [secret], "subscribed elsewhere"
