@@ -76,6 +76,14 @@ def form_values(field: Field) -> dict[str, Any]:
     return values
 
 
+def _number_text(value: float) -> str:
+    """Exactly the number (saving the form unchanged must not round it): ``20`` for 20.0, else the
+    shortest text that reads back as the same float."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value)
+
+
 def shown(settings: KeySettings) -> dict[str, str]:
     """A key's settings as the edit form's fields."""
     text: dict[str, str] = dict.fromkeys(TEXT_FIELDS, "")
@@ -93,7 +101,7 @@ def shown(settings: KeySettings) -> dict[str, str]:
         given = getattr(settings, group)
         for name in names:
             value = getattr(given, name) if given is not None else None
-            text[name] = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+            text[name] = "" if value is None else _number_text(value)
     if settings.expires_at is not None:
         text["expires_at"] = settings.expires_at.isoformat()
     return text

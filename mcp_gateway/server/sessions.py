@@ -105,8 +105,9 @@ class Session:
         """From ``logging/setLevel``: the least severe log message the client wants (2025: all until set)."""
         self._asking: dict[str, asyncio.Future[dict[str, Any]]] | None = None
         self.restore_pending = False
-        """Rebuilt here from its signed id: its resource subscriptions made elsewhere are not restored yet
-        (`resources.restore_subscriptions`, at its first request here)."""
+        """Its resource subscriptions here must be read again from the ledger at its next request
+        (`resources.restore_subscriptions`): it was just rebuilt from its signed id, or another
+        replica changed them."""
 
     @property
     def client_info(self) -> dict[str, Any]:

@@ -38,7 +38,7 @@ async def test_edit_shows_every_setting_saves_the_whole_form_and_is_in_force_at_
             "name": "Sam",
             "team": "backend",
             "rate_limit": {"requests_per_minute": 30, "tokens_per_minute": 5000},
-            "budget": {"monthly_limit_usd": 20.0, "alert_threshold": 0.5},
+            "budget": {"daily_limit_usd": 1234567.89, "monthly_limit_usd": 20.0, "alert_threshold": 0.5},
             "tool_permissions": {"github": ["search_*"]},
         }
         issued = await asyncio.to_thread(admin.create, "vk_sam", parse_settings(made))
@@ -52,12 +52,14 @@ async def test_edit_shows_every_setting_saves_the_whole_form_and_is_in_force_at_
         assert fields["name"] == "Sam" and fields["team"] == "backend"
         assert fields["requests_per_minute"] == "30" and fields["tokens_per_minute"] == "5000"
         assert fields["monthly_limit_usd"] == "20" and fields["alert_threshold"] == "0.5"
+        assert fields["daily_limit_usd"] == "1234567.89", "shown exactly, so saving it unchanged keeps it"
         assert fields["tools"] == '{"github":["search_*"]}', "a shape the create form has no field for"
         assert fields["concurrent_requests"] == fields["expires_at"] == ""
 
         # Move to another team, raise the limit, drop the budget; the rest is sent back as shown.
         form = {**fields, "csrf": csrf, "team": "frontend", "requests_per_minute": "60"}
-        form |= {"monthly_limit_usd": "", "alert_threshold": "", "expires_at": "2027-06-30T00:00:00"}
+        form |= {"daily_limit_usd": "", "monthly_limit_usd": "", "alert_threshold": ""}
+        form |= {"expires_at": "2027-06-30T00:00:00"}
         saved = await ui.http.post("/ui/keys/vk_sam/edit", data=form)
         assert saved.status_code == 200, saved.text
         assert "updated" in saved.text
