@@ -13,7 +13,10 @@ the gateway builds (`gateway_app.counter_store.build_counter_stores`):
 
 Each against memory, Redis with the scripts run by `RespScripts` (what the gateway uses for a
 plain redis:// URL) and Redis with them run by redis-py. Reports p50/p99 wall time and CPU time
-per request (this process: the gateway's share; Redis's own CPU is another process), on uvloop.
+per request (this process: the gateway's share; Redis's own CPU is another process), on uvloop,
+and for Redis what Redis itself spent (``INFO commandstats``, reset before each measurement):
+microseconds per request and the commands the scripts ran per request (``redis.call``s). Those
+are exact only on a Redis nobody else uses meanwhile (``--url`` of a private redis-server).
 ``python -m benchmarks.redis_counters --url redis://127.0.0.1:6379/0``.
 """
 
@@ -24,6 +27,7 @@ import secrets
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import uvloop
 
@@ -120,9 +124,32 @@ def policy_work(combined: bool) -> Work:
     return work
 
 
-async def measure(store: CounterStore, work: Work, count: int) -> tuple[float, float, float]:
+async def redis_spent(client: Any, count: int) -> str:
+    """What Redis spent per request since the last reset: its time and the scripts' own commands."""
+    stats = await client.info("commandstats")
+    scripts = ("cmdstat_evalsha", "cmdstat_eval")
+    usec = sum(float(stats[name]["usec"]) for name in scripts if name in stats)
+    inner = sum(
+        int(stat["calls"])
+        for name, stat in stats.items()
+        if name not in scripts and name.removeprefix("cmdstat_") not in _OWN_COMMANDS
+    )
+    return f"  Redis {usec / count:.1f} us, {inner / count:.1f} redis.calls per request"
+
+
+_OWN_COMMANDS = frozenset(
+    {"info", "config|resetstat", "config", "ping", "script", "scan", "del", "hello", "select"}
+)
+"""Commands this benchmark (or a client's set-up) sends itself, not the scripts."""
+
+
+async def measure(
+    store: CounterStore, work: Work, count: int, redis_client: Any = None
+) -> tuple[float, float, float, str]:
     for n in range(200):  # warm up (connections, script loads)
         await work(store, n)
+    if redis_client is not None:
+        await redis_client.config_resetstat()
     times = []
     cpu = time.process_time()
     for n in range(count):
@@ -131,7 +158,8 @@ async def measure(store: CounterStore, work: Work, count: int) -> tuple[float, f
         times.append(time.perf_counter() - began)
     cpu_per = (time.process_time() - cpu) / count
     times.sort()
-    return statistics.median(times), times[int(len(times) * 0.99)], cpu_per
+    spent = await redis_spent(redis_client, count) if redis_client is not None else ""
+    return statistics.median(times), times[int(len(times) * 0.99)], cpu_per, spent
 
 
 async def main(url: str, count: int) -> None:
@@ -160,13 +188,15 @@ async def main(url: str, count: int) -> None:
         for name, work in works:
             base = None
             for label, store in stores:
-                p50, p99, cpu = await measure(store, work, count)
+                client = None if label == "memory" else redis.redis.client if redis.redis else None
+                p50, p99, cpu, spent = await measure(store, work, count, client)
                 extra = ""
                 if base is not None:
                     extra = f"  (+{(p50 - base[0]) * 1000:.3f} ms p50, +{(p99 - base[1]) * 1000:.3f} ms p99)"
                 else:
                     base = (p50, p99)
-                print(f"{name:<14} {label:<8} {p50 * 1000:8.3f} {p99 * 1000:8.3f} {cpu * 1000:10.3f}{extra}")
+                figures = f"{p50 * 1000:8.3f} {p99 * 1000:8.3f} {cpu * 1000:10.3f}"
+                print(f"{name:<14} {label:<8} {figures}{extra}{spent}")
     finally:
         assert redis.redis is not None
         async for key in redis.redis.client.scan_iter(match=prefix + "*"):
