@@ -19,7 +19,7 @@ from gateway_app.app import WRITER_MODULES, _start_writer_process
 from gateway_app.database import create_schema
 from gateway_app.metrics_families import _writer_families
 from gateway_common.db import make_engine
-from gateway_common.writers.process import WriterProcess
+from gateway_common.writers.process import PICKLE_SLICE, WriterProcess, _pickled, _unpickled
 from gateway_common.writers.store import BatchStore
 from mcp_gateway.audit import AuditWriter, ToolCall
 from mcp_gateway.audit.writer import AuditCleaner
@@ -115,6 +115,41 @@ async def test_rows_are_cleaned_and_stored_by_another_process_and_its_counts_com
     assert writer.redacted == 1  # counted in the writer process, added up here
     assert all("0123456789abcdef" not in str(r.arguments) for r in rows)
     await writer.aclose()
+
+
+async def test_a_batch_of_several_slices_is_stored_whole_once_and_in_order(
+    tmp_path: Path, database: tuple[str, Engine], process: WriterProcess
+) -> None:
+    _, engine = database
+    writer = AuditWriter(engine, settings(tmp_path), process=process)
+    await writer.start()
+    sent = [row(arguments={"n": n}) for n in range(2 * PICKLE_SLICE + 3)]
+    for one in sent:
+        writer.submit(one)
+    await writer.flush()
+    rows = stored(engine)
+    assert sorted((r.id, r.arguments) for r in rows) == sorted((one["id"], one["arguments"]) for one in sent)
+    assert writer.written == len(sent)
+    await writer.aclose()
+
+
+async def test_rows_cross_a_slice_at_a_time_and_the_event_loop_runs_between_slices() -> None:
+    batch = [row(arguments={"n": n}) for n in range(2 * PICKLE_SLICE + 1)]
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    counter = asyncio.create_task(count_turns())
+    await asyncio.sleep(0)
+    pickled = await _pickled(batch)
+    counter.cancel()
+    assert len(pickled) == 3  # one pickle per slice
+    assert turns >= 2  # a turn for other tasks between slices
+    assert _unpickled(pickled) == batch  # every row, in its order, timestamps and all
 
 
 async def test_a_policy_change_reaches_the_writer_process(
