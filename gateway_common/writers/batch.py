@@ -224,6 +224,21 @@ class BatchWriter(Generic[RowT]):
             await asyncio.wait({behind})  # not cancelled with us: the writer process owns that batch
             await self._drain()  # whatever it could not store
 
+    async def _flush_at_close(self) -> None:
+        """`flush`, waiting at most the writer process's ``close_patience`` for a batch it is behind
+        on; past that the process is ended and the batch stored here (`WriterProcess.abandon`)."""
+        await self._drain()
+        behind = self._behind
+        if behind is None:
+            return
+        process = self._process
+        patience = process.close_patience if process is not None else None
+        await asyncio.wait({behind}, timeout=patience)
+        if not behind.done() and process is not None:
+            process.abandon()  # its write fails at once and `_in_process` stores the batch here
+            await asyncio.wait({behind})
+        await self._drain()
+
     async def _drain(self) -> None:
         """Store the pending rows (the background task's flush)."""
         async with self._flushing:
@@ -247,7 +262,7 @@ class BatchWriter(Generic[RowT]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         try:
-            await self.flush()
+            await self._flush_at_close()
         except Exception as exc:
             logger.critical("the %s writer failed at close: %s", self.name, describe(exc))
         if self._pending:

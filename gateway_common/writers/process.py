@@ -54,6 +54,10 @@ PICKLE_SLICE = 16
 TRIES = 2
 """Writer processes a batch is sent to before the serving process stores it itself."""
 
+CLOSE_PATIENCE = 10.0
+"""Seconds a close waits for a batch the writer process holds before ending the process (the batch
+is then stored by the serving process: `WriterProcess.abandon`)."""
+
 
 class WriterProcessFailed(RuntimeError):
     """The writer process died on a batch ``TRIES`` times (or could not be started)."""
@@ -88,6 +92,7 @@ class WriterProcess:
         self._pipe: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._contexts: dict[str, object] = {}
         self._closed = False
+        self.close_patience = CLOSE_PATIENCE
 
     @property
     def pid(self) -> int | None:
@@ -136,6 +141,10 @@ class WriterProcess:
                 except (EOFError, OSError, asyncio.IncompleteReadError) as exc:
                     code = await self._ended()
                     self._contexts.clear()
+                    if self._closed:  # ended at close (`abandon`): the batch is not sent to a new one
+                        raise WriterProcessFailed(
+                            f"the writer process was ended at close with a {name} batch in it"
+                        ) from exc
                     if attempt == TRIES:
                         raise WriterProcessFailed(
                             f"the writer process died twice on one {name} batch ({describe(exc)})"
@@ -154,11 +163,37 @@ class WriterProcess:
                 return reply
             raise AssertionError("unreachable")
 
+    def abandon(self) -> None:
+        """End the process now, with whatever batch it holds (a close has waited long enough for it:
+        a process that hangs, on a database that never answers, say, must not hold the stop up).
+
+        The `write` waiting on that batch raises `WriterProcessFailed`, so its writer stores the batch
+        itself, as one sent again (rows the process had stored are skipped by their primary key; its
+        open transaction ends with it); no new process is started."""
+        self._closed = True
+        process = self._process
+        if process is not None and process.is_alive():
+            logger.critical(
+                "the writer process (pid %s) has not handed back the batch it holds after %.0f s of "
+                "waiting at close; ending it and storing the batch in the serving process",
+                process.pid,
+                self.close_patience,
+            )
+            process.kill()
+
     async def close(self) -> None:
-        """End the process (it stores nothing more); waits for it briefly, then kills it."""
-        async with self._lock:
+        """End the process (it stores nothing more); waits for it briefly, then kills it. A batch it
+        holds is waited for ``close_patience`` seconds, then `abandon`ed."""
+        try:
+            await asyncio.wait_for(self._lock.acquire(), self.close_patience)
+        except TimeoutError:
+            self.abandon()
+            await self._lock.acquire()
+        try:
             self._closed = True
             pipe, process, self._pipe, self._process = self._pipe, self._process, None, None
+        finally:
+            self._lock.release()
         if pipe is not None:
             pipe[1].close()
             with contextlib.suppress(OSError):

@@ -19,7 +19,13 @@ from gateway_app.app import WRITER_MODULES, _start_writer_process
 from gateway_app.database import create_schema
 from gateway_app.metrics_families import _writer_families
 from gateway_common.db import make_engine
-from gateway_common.writers.process import PICKLE_SLICE, WriterProcess, _pickled, _unpickled
+from gateway_common.writers.process import (
+    PICKLE_SLICE,
+    WriterProcess,
+    WriterProcessFailed,
+    _pickled,
+    _unpickled,
+)
 from gateway_common.writers.store import BatchStore
 from mcp_gateway.audit import AuditWriter, ToolCall
 from mcp_gateway.audit.writer import AuditCleaner
@@ -377,3 +383,48 @@ async def test_a_writer_in_a_thread_shows_no_writer_process_metrics(
     assert "mcp_gateway_writer_queue_depth" in names
     assert not {n for n in names if "writer_process" in n or "stored_in_gateway" in n}
     await writer.aclose()
+
+
+async def test_a_close_ends_a_writer_process_that_never_hands_its_batch_back_and_stores_the_batch_here(
+    tmp_path: Path, database: tuple[str, Engine], process: WriterProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer process hung for good (stopped here; a database that never answers, say) holds a
+    batch: the close waits ``close_patience`` for it, then ends the process and stores the batch."""
+    _, engine = database
+    writer = AuditWriter(engine, settings(tmp_path), process=process)
+    writer.flush_interval, writer.patience, process.close_patience = 0.01, 0.1, 0.5
+    await writer.start()
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # never continued
+    writer.submit(row(tool="held"))
+    while not writer.health()["writer_process_behind"]:
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="mcp_gateway.audit"):
+        await asyncio.wait_for(writer.aclose(), 10)
+    assert 0.4 < time.monotonic() - started < 5
+    assert [r.tool for r in stored(engine)] == ["held"] and writer.written == 1
+    assert any("ending it and storing the batch" in r.getMessage() for r in caplog.records)
+    assert process.pid is None and process.restarts == 1  # ended, and no new one started
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    await asyncio.wait_for(process.close(), 5)
+
+
+async def test_the_writer_process_close_is_bounded_by_a_batch_it_never_hands_back(
+    tmp_path: Path, database: tuple[str, Engine], process: WriterProcess
+) -> None:
+    _, engine = database
+    writer = AuditWriter(engine, settings(tmp_path), process=process)
+    await writer.start()
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    process.close_patience = 0.3
+    writing = asyncio.create_task(process.write("audit", [row()]))
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(process.close(), 5)
+    with pytest.raises(WriterProcessFailed, match="ended at close"):
+        await writing
+    assert count(engine) == 0  # the batch is its writer's again (`BatchWriter` stores it then)
