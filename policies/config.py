@@ -21,6 +21,7 @@ from policies.mcp_section import McpSection
 from policies.naming import NamingRules
 from policies.permissions import Grant
 from policies.providers import LlmProxySettings, ModelRoute, PricingConfig, ProviderConfig
+from policies.secrets import WEAK_SECRET_CHARS, weak_secret
 from policies.servers import ServerConfig
 from policies.yaml_source import DocPath, LocatedDocument, format_path, parse_yaml, read_yaml_file
 
@@ -183,7 +184,22 @@ def validate_document(
                 f"virtual key {key.id!r}: environment variable {key.secret_env} is not set; "
                 "the key only works with a secret from `mcp-gateway keys create`"
             )
+    warnings += _weak_secrets(policy, env)
     return LoadedPolicy(policy, warnings, doc.source)
+
+
+def _weak_secrets(policy: GatewayPolicy, env: Mapping[str, str]) -> list[str]:
+    """A warning for each secret read from the environment that is short enough to guess (never the
+    secret itself, nor its length)."""
+    sources = [(f"virtual key {key.id!r}", key.secret_env) for key in policy.virtual_keys]
+    sources += [(f"admin token {token.id!r}", token.secret_env) for token in policy.admin.tokens]
+    sources.append(("gateway.session_secret_env", policy.gateway.session_secret_env))
+    return [
+        f"{what}: the secret in {variable} is shorter than {WEAK_SECRET_CHARS} characters and could be "
+        "guessed; use a long random one (`mcp-gateway keys create` makes them)"
+        for what, variable in sources
+        if variable and env.get(variable) and weak_secret(env[variable])
+    ]
 
 
 def load_policy(path: str | Path, checks: ExternalChecks | None = None) -> LoadedPolicy:
