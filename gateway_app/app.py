@@ -42,10 +42,16 @@ from llm_proxy.runtime import start_llm_runtime
 from mcp_gateway.audit import AuditWriter
 from mcp_gateway.hub import UpstreamHub
 from mcp_gateway.runtime import GatewayRuntime
+from mcp_gateway.server import subscription_ledger
 from mcp_gateway.server.endpoint import McpEndpoint
 from mcp_gateway.server.session_ids import SessionIds
 from mcp_gateway.server.sessions import SessionStore
-from mcp_gateway.server.subscription_ledger import LocalLedger, RedisLedger, SubscriptionLedger
+from mcp_gateway.server.subscription_ledger import (
+    LocalLedger,
+    RedisLedger,
+    SubscriptionLedger,
+    resync_periodically,
+)
 from mcp_gateway.upstream.base import UpstreamConnection
 from mcp_gateway.upstream.supervisor import make_connection
 from policies.budgeting import BudgetBook
@@ -235,6 +241,12 @@ def create_app(
                 "accepting requests before these upstreams answered (%g s): %s", wait, ", ".join(late)
             )
         sweeper = asyncio.create_task(_sweep_sessions(runtime), name="session-sweeper")
+        resyncer = None
+        if runtime.subscriptions.shared:  # a change the bus lost is read at the session's next request
+            resyncer = asyncio.create_task(
+                resync_periodically(sessions.resync_subscriptions, subscription_ledger.RESYNC_SECONDS),
+                name="subscription-resync",
+            )
         key_watcher = asyncio.create_task(state.watch_keys(), name="key-watcher")
         retention = RetentionTask(engine, lambda: state.current.policy, now)
         pruner = asyncio.create_task(retention.run(), name="retention")
@@ -290,6 +302,8 @@ def create_app(
             gc.unfreeze()
             shutdown.trigger()
             sweeper.cancel()
+            if resyncer is not None:
+                resyncer.cancel()
             key_watcher.cancel()
             pruner.cancel()
             if watcher is not None:

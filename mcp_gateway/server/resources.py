@@ -117,7 +117,9 @@ async def restore_subscriptions(runtime: GatewayRuntime, session: Session) -> No
         return  # unknown (one process, or Redis away): what this replica holds stays as it is
     hub = runtime.hub
     surface = session.surface_for(hub.new_surface)
-    for uri in sorted(surface.requested - set(wanted)):
+    before = set(surface.requested)
+    for uri in sorted(before - set(wanted)):
         await hub.unsubscribe(surface, uri)
     await hub.subscribe(surface, wanted[:MAX_SUBSCRIPTIONS], runtime.state.current.grant(session.principal))
-    logger.info("session %s: %d resource subscriptions restored", session.id[:8], len(wanted))
+    if surface.requested != before:  # the periodic re-read (`RESYNC_SECONDS`) mostly finds nothing new
+        logger.info("session %s: %d resource subscriptions restored", session.id[:8], len(surface.requested))

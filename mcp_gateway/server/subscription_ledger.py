@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from redis.asyncio import Redis
@@ -30,7 +30,16 @@ KEEP_SECONDS = 7 * 86_400
 """How long a session's record outlives its last use (a session idle that long has ended anyway)."""
 
 
+RESYNC_SECONDS = 60.0
+"""How often every session on a replica reads its subscriptions from a shared ledger again (at its
+next request): the change bus is at most once, so a replica that missed a change still holding a
+copy of the session serves that copy's subscriptions for at most this long."""
+
+
 class SubscriptionLedger(Protocol):
+    shared: bool
+    """Whether other replicas read and write the same records (so a copy here may be out of date)."""
+
     async def add(self, session_id: str, uri: str) -> None: ...
 
     async def remove(self, session_id: str, uri: str) -> None: ...
@@ -42,8 +51,18 @@ class SubscriptionLedger(Protocol):
     async def forget(self, session_id: str) -> None: ...
 
 
+async def resync_periodically(resync: Callable[[], object], every: float) -> None:
+    """Call ``resync`` (`SessionStore.resync_subscriptions`: every session reads its subscriptions
+    again at its next request) every ``every`` seconds, until cancelled."""
+    while True:
+        await asyncio.sleep(every)
+        resync()
+
+
 class LocalLedger:
     """One process: a session lives only where it opened, so there is nothing to record."""
+
+    shared = False
 
     async def add(self, session_id: str, uri: str) -> None:
         return None
@@ -60,6 +79,8 @@ class LocalLedger:
 
 class RedisLedger:
     """A Redis set per session (``<prefix>subs:<session id>``), every call bounded by ``timeout``."""
+
+    shared = True
 
     def __init__(self, client: Redis, prefix: str, timeout: float, keep: int = KEEP_SECONDS) -> None:
         self.client = client
