@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway_app.admin_actions import AdminActions
 from gateway_app.admin_api import admin_routes
+from gateway_app.admin_guesses import AdminGuesses
 from gateway_app.counter_store import CounterStores, build_counter_stores
 from gateway_app.database import prepare_database
 from gateway_app.guard import HostGuard, refusal_response
@@ -295,6 +296,7 @@ def create_app(
                 "reloader": reloader,
                 "admin_actions": admin_actions,
                 "bus": bus,
+                "admin_guesses": AdminGuesses(),
             }
         finally:
             app.state.runtime = app.state.llm = app.state.reloader = None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from gateway_app.admin_guesses import TooManyWrongTokens, client_address, guesses_of
 from gateway_common.auth import bearer_token
 from gateway_common.writers.batch import BatchWriter
 from mcp_gateway.runtime import GatewayRuntime
@@ -114,14 +115,38 @@ def admin_identity(request: Request, snapshot: PolicySnapshot) -> AdminIdentity 
     authorization = request.headers.get("authorization")
     if authorization is None:
         return None
+    guesses = guesses_of(request)
+    address = client_address(request)
+    if guesses is not None:
+        guesses.check(address)  # raises `TooManyWrongTokens` past the address's limit
     token = bearer_token(authorization)
     identity = snapshot.admin.identify(token)
     if identity is None or token is None or snapshot.knows_secret(hash_secret(token)):
+        if guesses is not None:
+            guesses.wrong(address)
         raise NotAnAdminToken
     return identity
 
 
-_Unauthorized = NotAnAdminToken  # the name `gateway_app.metrics` imports
+def admin_token_refusal(exc: NotAnAdminToken | TooManyWrongTokens) -> JSONResponse:
+    """The answer to a request whose credential `admin_identity` refused (/readyz, /metrics)."""
+    if isinstance(exc, TooManyWrongTokens):
+        return JSONResponse(
+            {
+                "error": "too_many_wrong_tokens",
+                "message": f"Too many wrong admin tokens from this address: retry in {exc.retry_after} s",
+            },
+            status_code=429,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+    return JSONResponse(
+        {
+            "error": "unauthorized",
+            "message": "Not an admin token: send 'Authorization: Bearer <admin token>'",
+        },
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="mcp-gateway-admin"'},
+    )
 
 
 def _may_see_details(request: Request, runtime: GatewayRuntime) -> bool:
@@ -136,15 +161,8 @@ async def readyz(request: Request) -> JSONResponse:
     runtime: GatewayRuntime = request.state.runtime
     try:
         detailed = _may_see_details(request, runtime)
-    except NotAnAdminToken:
-        return JSONResponse(
-            {
-                "error": "unauthorized",
-                "message": "Not an admin token: send 'Authorization: Bearer <admin token>'",
-            },
-            status_code=401,
-            headers={"WWW-Authenticate": 'Bearer realm="mcp-gateway-admin"'},
-        )
+    except (NotAnAdminToken, TooManyWrongTokens) as exc:
+        return admin_token_refusal(exc)
     code, body = readiness(
         runtime,
         getattr(request.state, "llm", None),

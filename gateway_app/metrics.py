@@ -30,7 +30,8 @@ from prometheus_client.process_collector import ProcessCollector
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway_app.health import _may_see_details, _Unauthorized, writers
+from gateway_app.admin_guesses import TooManyWrongTokens
+from gateway_app.health import NotAnAdminToken, _may_see_details, admin_token_refusal, writers
 from gateway_app.metrics_counters import copy_store
 from gateway_app.metrics_families import Snapshot, copy_cells, copy_histograms, families
 from gateway_app.metrics_recording import ModelRequestMetrics, Refusals, ToolCallMetrics
@@ -146,15 +147,8 @@ async def metrics_endpoint(request: Request) -> Response:
         return JSONResponse({"error": "not_found", "message": "Metrics are off"}, status_code=404)
     try:
         allowed = _may_see_details(request, runtime)
-    except _Unauthorized:
-        return JSONResponse(
-            {
-                "error": "unauthorized",
-                "message": "Not an admin token: send 'Authorization: Bearer <admin token>'",
-            },
-            status_code=401,
-            headers={"WWW-Authenticate": 'Bearer realm="mcp-gateway-admin"'},
-        )
+    except (NotAnAdminToken, TooManyWrongTokens) as exc:
+        return admin_token_refusal(exc)
     if not allowed:
         return JSONResponse(
             {

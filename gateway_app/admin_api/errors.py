@@ -50,6 +50,10 @@ class Unauthorized(AdminApiError):
     status, code = 401, "unauthorized"
 
 
+class TooManyRequests(AdminApiError):
+    status, code = 429, "too_many_wrong_tokens"
+
+
 class Forbidden(AdminApiError):
     status, code = 403, "forbidden"
 

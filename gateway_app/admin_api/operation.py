@@ -29,10 +29,12 @@ from gateway_app.admin_api.errors import (
     AdminApiError,
     BadRequest,
     Forbidden,
+    TooManyRequests,
     Unauthorized,
     as_admin_error,
     problem_response,
 )
+from gateway_app.admin_guesses import TooManyWrongTokens
 from gateway_app.health import NotAnAdminToken, admin_identity
 from mcp_gateway.runtime import GatewayRuntime
 from policies.admin import AdminIdentity, AdminRole
@@ -241,6 +243,11 @@ def identify(request: Request, runtime: GatewayRuntime) -> AdminIdentity:
     """The admin behind the request, or `Unauthorized` (no token, a virtual key, an unknown token)."""
     try:
         who = admin_identity(request, runtime.state.current)
+    except TooManyWrongTokens as exc:
+        raise TooManyRequests(
+            f"Too many wrong admin tokens from this address: retry in {exc.retry_after} s",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
     except NotAnAdminToken:
         raise Unauthorized(
             "Not an admin token: send 'Authorization: Bearer <admin token>' (a virtual key never opens "

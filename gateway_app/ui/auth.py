@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from gateway_app.admin_guesses import TooManyWrongTokens, client_address, guesses_of
 from gateway_app.ui.web import COOKIE, View, identify, read_form
 from mcp_gateway.runtime import GatewayRuntime
 from policies.secrets import hash_secret
@@ -82,12 +83,23 @@ def login_endpoint(dashboard: Dashboard) -> Callable[[Request], Any]:
         token = form.get("token")
         token = token.strip() if isinstance(token, str) else ""
         runtime: GatewayRuntime = request.state.runtime
+        guesses, address = guesses_of(request), client_address(request)
+        if guesses is not None:
+            try:
+                guesses.check(address)
+            except TooManyWrongTokens as exc:
+                message = f"Too many wrong tokens from your address: try again in {exc.retry_after} s."
+                response = _form(dashboard, request, 429, message, target)
+                response.headers["Retry-After"] = str(exc.retry_after)
+                return response
         identity = None
         digest = ""
         if 0 < len(token) <= MAX_TOKEN_CHARS:
             digest = hash_secret(token)
             identity = identify(runtime.state.current, digest)
         if identity is None:
+            if token and guesses is not None:
+                guesses.wrong(address)
             return _form(dashboard, request, 401, "That is not an admin token of this gateway.", target)
         cookie, _ = dashboard.sessions.open(identity, digest)
         response = RedirectResponse(target, status_code=303)

@@ -112,6 +112,12 @@ class Gateway:
         return await self.call("GET", path, token, params=params)
 
 
+def from_address(gw: Gateway, host: str) -> httpx2.AsyncClient:
+    """A client of ``gw`` whose requests come from ``host`` (wrong admin tokens count per address)."""
+    transport = httpx2.ASGITransport(app=gw.asgi, client=(host, 40000))
+    return httpx2.AsyncClient(transport=transport, base_url="http://localhost", timeout=30)
+
+
 def render(doc: dict[str, Any], url: str) -> str:
     doc = copy.deepcopy(doc)
     doc.setdefault("gateway", {})["database_url"] = url

@@ -12,7 +12,7 @@ import pytest
 from starlette.routing import Route
 
 from gateway_app.admin_api import OPERATIONS
-from tests.admin_api.conftest import ADMIN, ALICE, AUDITOR, admin_gateway
+from tests.admin_api.conftest import ADMIN, ALICE, AUDITOR, admin_gateway, from_address
 
 ADMIN_PATHS = re.compile(r"^/admin(/|$)|^/v1/quota$")
 
@@ -25,15 +25,18 @@ def concrete(path: str) -> str:
 async def test_tokens_roles_and_virtual_keys(tmp_path: Path) -> None:
     async with admin_gateway(tmp_path) as gw:
         admin_ops = [op for op in OPERATIONS if op.access != "key"]
-        for op in admin_ops:
+        for n, op in enumerate(admin_ops):
             path = concrete(op.path)
-            for token in (None, ALICE, "not-a-token-at-all"):
-                refused = await gw.call(op.method, path, token)
-                assert refused.status_code == 401, (op.path, token, refused.text)
-                assert refused.headers["www-authenticate"] == 'Bearer realm="mcp-gateway-admin"'
-                assert refused.json()["error"] == "unauthorized"
-            basic = await gw.call(op.method, path, None, headers={"Authorization": f"Basic {ADMIN}"})
-            assert basic.status_code == 401
+            # Each operation from an address of its own: wrong tokens are limited per address.
+            async with from_address(gw, f"10.1.{n // 250}.{n % 250 + 1}") as http:
+                for token in (None, ALICE, "not-a-token-at-all"):
+                    headers = {"Authorization": f"Bearer {token}"} if token else {}
+                    refused = await http.request(op.method, path, headers=headers)
+                    assert refused.status_code == 401, (op.path, token, refused.text)
+                    assert refused.headers["www-authenticate"] == 'Bearer realm="mcp-gateway-admin"'
+                    assert refused.json()["error"] == "unauthorized"
+                basic = await http.request(op.method, path, headers={"Authorization": f"Basic {ADMIN}"})
+                assert basic.status_code == 401
 
         writes = [op for op in admin_ops if op.access == "write"]
         assert {op.action for op in writes} == {
