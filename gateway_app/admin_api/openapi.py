@@ -24,6 +24,10 @@ _REFUSALS = {
     403: ("Forbidden", "The token's role is auditor (read only) and this is a change."),
     404: ("NotFound", "No such id."),
     422: ("Refused", "The gateway refuses the change (the message says why)."),
+    429: (
+        "TooManyWrongTokens",
+        "This address sent 10 wrong admin tokens within 5 minutes: wait for Retry-After seconds.",
+    ),
 }
 
 
@@ -52,6 +56,8 @@ def _responses(op: Operation) -> dict[str, Any]:
         refusals += [403, 422]
     if op.path_params:
         refusals.append(404)
+    if op.access != "key":
+        refusals.append(429)
     for status in refusals:
         found.setdefault(str(status), {"$ref": f"#/components/responses/{_REFUSALS[status][0]}"})
     return found
