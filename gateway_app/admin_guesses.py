@@ -16,11 +16,14 @@ token included, for the rest of the window). Held in memory, per process, for at
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
 
 from starlette.requests import Request
+
+logger = logging.getLogger("gateway_app.admin")
 
 LIMIT = 10
 """Wrong admin tokens an address may send per window."""
@@ -78,6 +81,13 @@ class AdminGuesses:
             while len(self._windows) >= self.max_addresses:
                 del self._windows[next(iter(self._windows))]
         self._windows[address] = (entry[0], entry[1] + 1)
+        if entry[1] + 1 == self.limit:
+            logger.warning(
+                "%d wrong admin tokens from %s within %.0f s: it is refused until its window ends",
+                self.limit,
+                address[:64],
+                self.window,
+            )
 
 
 def client_address(request: Request) -> str:

@@ -79,12 +79,15 @@ async def test_the_dashboard_login_counts_and_refuses_the_same_way(tmp_path: Pat
         assert len(ui.app.state.dashboard.sessions) == 0
 
 
-def test_a_window_ends_and_the_address_may_try_again() -> None:
+def test_a_window_ends_and_the_address_may_try_again(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     guesses = AdminGuesses(clock, limit=3, window=60)
     for _ in range(3):
         guesses.check("a")
         guesses.wrong("a")
+    assert [r.getMessage() for r in caplog.records if r.name == "gateway_app.admin"] == [
+        "3 wrong admin tokens from a within 60 s: it is refused until its window ends"
+    ]
     with pytest.raises(TooManyWrongTokens) as refused:
         guesses.check("a")
     assert refused.value.retry_after == 60
