@@ -56,8 +56,6 @@ class AdminGuesses:
         self.max_addresses = max_addresses
         self._windows: dict[str, tuple[float, int]] = {}
         """address -> (when its window began, wrong tokens in it)"""
-        self.refused = 0
-        """Requests refused with 429 so far."""
 
     def check(self, address: str) -> None:
         """Raise `TooManyWrongTokens` while ``address`` is past its limit."""
@@ -69,7 +67,6 @@ class AdminGuesses:
         if remaining <= 0:
             del self._windows[address]
         elif wrong >= self.limit:
-            self.refused += 1
             raise TooManyWrongTokens(max(1, math.ceil(remaining)))
 
     def wrong(self, address: str) -> None:

@@ -196,7 +196,7 @@ def _weak_secrets(policy: GatewayPolicy, env: Mapping[str, str]) -> list[str]:
     sources.append(("gateway.session_secret_env", policy.gateway.session_secret_env))
     return [
         f"{what}: the secret in {variable} is shorter than {WEAK_SECRET_CHARS} characters and could be "
-        "guessed; use a long random one (`mcp-gateway keys create` makes them)"
+        "guessed; use a long random one (`openssl rand -base64 32`, say)"
         for what, variable in sources
         if variable and env.get(variable) and weak_secret(env[variable])
     ]

@@ -212,32 +212,25 @@ class BatchWriter(Generic[RowT]):
                 logger.warning("the %s writer runs again", self.name)
                 self._failure = None
 
-    async def flush(self) -> None:
+    async def flush(self, *, closing: bool = False) -> None:
         """Write everything submitted so far, including a batch the background task is writing now
         and one the writer process is behind on.
 
         Rows that neither the database nor the fallback file would take stay queued for the next flush.
+        ``closing``: wait at most the writer process's ``close_patience`` for the batch it is behind
+        on; past that the process is ended and the batch stored here (`WriterProcess.abandon`).
         """
         await self._drain()
-        behind = self._behind
-        if behind is not None:
-            await asyncio.wait({behind})  # not cancelled with us: the writer process owns that batch
-            await self._drain()  # whatever it could not store
-
-    async def _flush_at_close(self) -> None:
-        """`flush`, waiting at most the writer process's ``close_patience`` for a batch it is behind
-        on; past that the process is ended and the batch stored here (`WriterProcess.abandon`)."""
-        await self._drain()
-        behind = self._behind
+        behind, process = self._behind, self._process
         if behind is None:
             return
-        process = self._process
-        patience = process.close_patience if process is not None else None
+        # Not cancelled with us: the writer process owns that batch.
+        patience = process.close_patience if closing and process is not None else None
         await asyncio.wait({behind}, timeout=patience)
         if not behind.done() and process is not None:
             process.abandon()  # its write fails at once and `_in_process` stores the batch here
             await asyncio.wait({behind})
-        await self._drain()
+        await self._drain()  # whatever it could not store
 
     async def _drain(self) -> None:
         """Store the pending rows (the background task's flush)."""
@@ -262,7 +255,7 @@ class BatchWriter(Generic[RowT]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         try:
-            await self._flush_at_close()
+            await self.flush(closing=True)
         except Exception as exc:
             logger.critical("the %s writer failed at close: %s", self.name, describe(exc))
         if self._pending:
