@@ -123,7 +123,7 @@ async def test_rows_are_cleaned_and_stored_by_another_process_and_its_counts_com
     await writer.aclose()
 
 
-async def test_a_batch_of_several_slices_is_stored_whole_once_and_in_order(
+async def test_a_batch_of_several_slices_is_stored_whole_and_once(
     tmp_path: Path, database: tuple[str, Engine], process: WriterProcess
 ) -> None:
     _, engine = database
